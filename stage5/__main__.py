@@ -1,0 +1,5 @@
+import sys
+
+from stage5.cli import main
+
+sys.exit(main())

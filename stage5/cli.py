@@ -1,0 +1,223 @@
+"""`python -m stage5 <command>`: crawl, demo, replica, parse, db init, runs.
+
+Exit codes: 0 done, 1 failed, 2 bad configuration or input, 3 finished with failed units (partial).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from stage5.logs import setup_logging
+from stage5.replica.server import Faults
+from stage5.settings import ConfigError, Settings, load_settings
+
+# Settings that the crawl-type commands accept as --flags (the rest: env or .env).
+CRAWL_FLAGS = (
+    "site", "districts", "page_size", "max_pages", "district_concurrency", "request_delay_s", "host_concurrency",
+    "request_timeout_s", "retry_attempts", "retry_backoff_s", "batch_size", "flush_interval_s", "db_schema",
+    "database_url", "redis_url", "log_dir",
+)  # fmt: skip
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    for name in names:
+        info = Settings.model_fields[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=info.description)
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {name: getattr(args, name, None) for name in CRAWL_FLAGS}
+    overrides.update(extra)
+    return load_settings(**overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stage5", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    crawl = sub.add_parser("crawl", help="crawl districts of the site into PostgreSQL")
+    _add_settings_flags(crawl, CRAWL_FLAGS)
+    crawl.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    demo = sub.add_parser("demo", help="offline demo: start a replica, crawl all of Seoul from it, score it")
+    demo.add_argument("--seed", type=int, default=5)
+    demo.add_argument("--scale", type=float, default=1.0)
+    _add_settings_flags(demo, tuple(n for n in CRAWL_FLAGS if n != "site"))
+
+    replica = sub.add_parser("replica", help="serve the DiningCode replica on loopback")
+    replica.add_argument("--host", default="127.0.0.1")
+    replica.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    replica.add_argument("--seed", type=int, default=5)
+    replica.add_argument("--scale", type=float, default=1.0, help="multiplies the number of stores")
+    replica.add_argument("--truth", action="store_true", help="print the ground truth as JSON lines and exit")
+    for f in fields(Faults):
+        replica.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+
+    parse = sub.add_parser("parse", help="parse one saved response (or a URL) and print its records as JSON")
+    parse.add_argument("source", help="a file path, or an http(s) URL")
+    parse.add_argument("--kind", choices=("search", "list", "detail"), help="default: guessed")
+    parse.add_argument("--rid", default="", help="store id of a detail page (default: from the name)")
+
+    db = sub.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=("init",), help="init: create or migrate the schema")
+    _add_settings_flags(db, ("database_url", "db_schema"))
+
+    runs = sub.add_parser("runs", help="list recent crawl runs")
+    runs.add_argument("--limit", type=int, default=20)
+    _add_settings_flags(runs, ("database_url", "db_schema"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = globals()[f"cmd_{args.command}"]
+    try:
+        return int(handler(args))
+    except ConfigError as exc:
+        print(f"stage5: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("stage5: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line instead of a traceback for the known failures
+        from stage5.storage.db import DatabaseUnavailable
+
+        if isinstance(exc, DatabaseUnavailable):
+            print(f"stage5: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+def cmd_replica(args: argparse.Namespace) -> int:
+    from stage5.replica.server import Replica, serve
+    from stage5.replica.world import build_world
+
+    world = build_world(args.seed, args.scale)
+    if args.truth:
+        for store in world.stores:
+            print(json.dumps(store.truth(), ensure_ascii=False))
+        return EXIT_OK
+    faults = Faults(**{f.name: getattr(args, f.name) for f in fields(Faults)})
+    asyncio.run(serve(Replica(world, faults), args.host, args.port))
+    return EXIT_OK
+
+
+def _run(settings: Settings) -> Any:
+    from stage5.crawl.run import run_crawl
+    from stage5.services import database_url
+
+    setup_logging(settings.log_dir)
+    return asyncio.run(run_crawl(settings, database_url(settings)))
+
+
+def _exit_code(status: str) -> int:
+    return {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL}.get(status, EXIT_FAILED)
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from stage5.report import print_summary
+
+    summary = _run(_settings(args))
+    if args.json:
+        print(json.dumps(summary.as_dict(), ensure_ascii=False, default=str))
+    else:
+        print_summary(summary)
+    return _exit_code(summary.status)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stage5.replica.process import ReplicaProcess
+    from stage5.report import print_score, print_summary
+
+    fast = {"request_delay_s": 0, "host_concurrency": 16, "retry_backoff_s": 0.2}
+    fast.update({k: v for k, v in vars(args).items() if k in fast and v is not None})
+    with ReplicaProcess(seed=args.seed, scale=args.scale) as replica:
+        settings = _settings(args, site=replica.url, **fast)
+        print(f"replica at {replica.url} (seed {args.seed}, scale {args.scale}); crawling "
+              f"{len(settings.districts)} districts ...", flush=True)  # fmt: skip
+        summary = _run(settings)
+        served = replica.stats()
+    print_summary(summary, served)
+    print_score(settings, args.seed, args.scale)
+    return _exit_code(summary.status)
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from stage5.site.parsers import ParseError, guess_kind, parse_any
+
+    if args.source.startswith(("http://", "https://")):
+        body = _download(args.source)
+    else:
+        try:
+            body = Path(args.source).read_bytes()
+        except OSError as exc:
+            print(f"stage5: cannot read {args.source}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    kind = args.kind or guess_kind(body, args.source)
+    rid = args.rid or (args.source.split("rid=")[-1].split("&")[0] if "rid=" in args.source else "")
+    try:
+        records = parse_any(body, kind, rid)
+    except ParseError as exc:
+        print(f"stage5: {args.source} does not parse as {kind}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for record in records:
+        print(json.dumps(asdict(record), ensure_ascii=False))
+    return EXIT_OK
+
+
+def _download(url: str) -> bytes:
+    from stage5.fetch import Fetcher, Request
+
+    async def get() -> bytes:
+        async with Fetcher(load_settings(site=url.split("/", 3)[0] + "//" + url.split("/", 3)[2])) as fetcher:
+            return await fetcher.fetch(Request("GET", url), lambda body: body)
+
+    return asyncio.run(get())
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from stage5.services import database_url
+    from stage5.storage.db import connect, redact
+    from stage5.storage.schema import migrate
+
+    settings = load_settings(database_url=args.database_url, db_schema=args.db_schema)
+    url = database_url(settings)
+
+    async def init() -> int:
+        conn = await connect(url, settings.db_schema)
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    version = asyncio.run(init())
+    print(f"schema {settings.db_schema} at {redact(url)} is at version {version}")
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from stage5.report import print_runs
+    from stage5.services import database_url
+    from stage5.storage.db import connect
+    from stage5.storage.runs import list_runs
+    from stage5.storage.schema import migrate
+
+    settings = load_settings(database_url=args.database_url, db_schema=args.db_schema)
+
+    async def fetch() -> list[dict[str, Any]]:
+        conn = await connect(database_url(settings), settings.db_schema)
+        try:
+            await migrate(conn)
+            return await list_runs(conn, args.limit)
+        finally:
+            await conn.close()
+
+    print_runs(asyncio.run(fetch()))
+    return EXIT_OK

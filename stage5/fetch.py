@@ -1,0 +1,208 @@
+"""Fetching: one aiohttp session, per-host politeness, rotating user agents, tenacity retries.
+
+`Fetcher.fetch(request, parse)` sends a request and parses the answer inside the retry loop, so a
+maintenance page or a truncated body is retried like a 503, and what comes back has been read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+from fake_useragent import UserAgent
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import wait_exponential_jitter
+
+from stage5.logs import log_event
+from stage5.settings import Settings
+from stage5.site.diningcode import Endpoints
+from stage5.site.parsers import ParseError
+
+log = logging.getLogger("stage5.fetch")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    form: dict[str, str] | None = None
+
+    @property
+    def label(self) -> str:
+        """The URL, with the search query for POSTs, for logs and failure lists."""
+        return f"{self.url} query={self.form.get('query')!r} page={self.form.get('page')}" if self.form else self.url
+
+
+class Retryable(Exception):
+    """A failure worth another try: timeout, dropped connection, 429, 5xx, unreadable body."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class FetchFailed(Exception):
+    """A request that failed for good (after retries, or a 4xx). Carries the URL and the reason."""
+
+    def __init__(self, request: Request, reason: str, attempts: int) -> None:
+        super().__init__(f"{request.label}: {reason} (after {attempts} attempt(s))")
+        self.request, self.reason, self.attempts = request, reason, attempts
+
+
+@dataclass
+class FetchStats:
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    bytes: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class HostGate:
+    """Politeness for one host: at most `concurrency` requests in flight, one start per `delay`,
+    and a shared pause when the host answers 429 with Retry-After."""
+
+    def __init__(self, delay: float, concurrency: int) -> None:
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.limiter = AsyncLimiter(1, delay) if delay > 0 else None
+        self.paused_until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self.semaphore:
+            while (wait := self.paused_until - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            if self.limiter:
+                await self.limiter.acquire()
+            yield
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Fetcher:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.endpoints = Endpoints.for_site(settings.site)
+        self.stats = FetchStats()
+        self.gates: dict[str, HostGate] = {}
+        self.user_agents = UserAgent(platforms="desktop", browsers=["Chrome", "Firefox", "Edge", "Safari"])
+        self.session: aiohttp.ClientSession | None = None
+        self._backoff = wait_exponential_jitter(
+            initial=settings.retry_backoff_s, max=settings.retry_backoff_max_s, jitter=settings.retry_backoff_s
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.settings.host_concurrency, ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
+        self.session = aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
+        return self
+
+    async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self.session:
+            await self.session.close()
+
+    def gate(self, url: str) -> HostGate:
+        host = urlsplit(url).netloc
+        if host not in self.gates:
+            self.gates[host] = HostGate(self.settings.request_delay_s, self.settings.host_concurrency)
+        return self.gates[host]
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, self.settings.retry_after_max_s)
+        return float(self._backoff(state))
+
+    def _before_sleep(self, request: Request) -> Callable[[RetryCallState], None]:
+        def note(state: RetryCallState) -> None:
+            self.stats.retries += 1
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0
+            log_event(log, "retry", url=request.label, attempt=state.attempt_number, reason=exc, wait_s=round(wait, 2))
+
+        return note
+
+    async def fetch(self, request: Request, parse: Callable[[bytes], T]) -> T:
+        """Send `request`, parse the body with `parse`; retry transient failures; raise FetchFailed."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.retry_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(Retryable),
+            before_sleep=self._before_sleep(request),
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    body = await self._once(request)
+                    try:
+                        return parse(body)
+                    except ParseError as exc:
+                        raise Retryable(f"unreadable answer: {exc}") from exc
+        except Retryable as exc:
+            self.stats.failures += 1
+            raise FetchFailed(request, str(exc), attempts) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _once(self, request: Request) -> bytes:
+        assert self.session is not None, "use `async with Fetcher(...)`"
+        gate = self.gate(request.url)
+        headers = self.endpoints.headers(self.user_agents.random)
+        async with gate.slot():
+            self.stats.requests += 1
+            try:
+                async with self.session.request(
+                    request.method, request.url, data=request.form, headers=headers
+                ) as resp:
+                    body = await resp.read()
+                    status, retry_after = resp.status, resp.headers.get("Retry-After")
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                reason = type(exc).__name__ if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+                self.stats.errors[type(exc).__name__] += 1
+                raise Retryable(reason) from exc
+        self.stats.statuses[status] += 1
+        self.stats.bytes += len(body)
+        return self._check_status(request, status, retry_after, gate, body)
+
+    def _check_status(self, request: Request, status: int, retry_after: str | None, gate: HostGate, body: bytes) -> bytes:
+        if status == 429:
+            wait = parse_retry_after(retry_after)
+            if wait is not None:
+                gate.pause(min(wait, self.settings.retry_after_max_s))
+            raise Retryable("HTTP 429", retry_after=wait)
+        if status >= 500:
+            raise Retryable(f"HTTP {status}")
+        if status >= 400:
+            self.stats.failures += 1
+            raise FetchFailed(request, f"HTTP {status}", 1)
+        return body

@@ -1,0 +1,116 @@
+"""Plain data passed between stages: what a search returns, what a detail page says, what is stored."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSummary:
+    """One entry of a search result (API JSON or the list page's listData)."""
+
+    rid: str
+    name: str
+    branch: str | None = None
+    address: str | None = None
+    road_address: str | None = None
+    phone: str | None = None
+    lat: float | None = None
+    lng: float | None = None
+    score: int | None = None
+    user_score: float | None = None
+    review_count: int | None = None
+    categories: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    areas: tuple[str, ...] = ()
+    image: str | None = None
+    images: tuple[str, ...] = ()
+    open_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    total: int
+    stores: tuple[StoreSummary, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MenuItem:
+    name: str
+    price: int | None  # won; None when the page shows no number ("시가", "변동")
+    price_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDetail:
+    """What a detail page (profile.php) says about one store."""
+
+    rid: str
+    name: str | None
+    title: str | None = None
+    branch: str | None = None
+    address: str | None = None
+    road_address: str | None = None
+    lat: float | None = None
+    lng: float | None = None
+    phone: str | None = None
+    rating: float | None = None
+    rating_count: int | None = None
+    score: int | None = None
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    menu: tuple[MenuItem, ...] = ()
+    open_hours: str | None = None
+    break_time: str | None = None
+    last_order: str | None = None
+    holiday: str | None = None
+    images: tuple[str, ...] = ()
+    reviews: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecord:
+    """A validated store, one row of `stores`."""
+
+    rid: str
+    name: str
+    district: str
+    address: str
+    lat: float
+    lng: float
+    source_url: str
+    branch: str | None = None
+    road_address: str | None = None
+    phone: str | None = None
+    categories: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    rating: float | None = None
+    review_count: int | None = None
+    score: int | None = None
+    open_hours: str | None = None
+    break_time: str | None = None
+    last_order: str | None = None
+    holiday: str | None = None
+    menu: tuple[MenuItem, ...] = ()
+    price_min: int | None = None
+    price_max: int | None = None
+    image_urls: tuple[str, ...] = ()
+    is_refill: bool = False
+    refill_type: str | None = None
+    refill_items: tuple[str, ...] = ()
+    refill_evidence: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A store that failed validation: kept with its reason, never dropped silently."""
+
+    rid: str | None
+    reason: str
+    source_url: str
+    district: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,161 @@
+"""How the replica writes DiningCode's answers: search JSON items, the list page, the detail page.
+
+Written from the shared notes on the real site, independently of stage5's parsers, so that the
+parsers are tested against markup they did not produce.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from html import escape
+from typing import Any
+
+from stage5.replica.world import Store
+
+TITLE_SUFFIX = "맛집 | 다이닝코드, 빅데이터 맛집검색"
+
+
+def _highlight(text: str, word: str) -> str:
+    return text.replace(word, f"<em>{word}</em>") if word and word in text else text
+
+
+def _price_text(price: int | None) -> str:
+    return f"{price:,}원" if price is not None else "변동"
+
+
+def search_item(store: Store, query_word: str) -> dict[str, Any]:
+    """One `poi_section.list[]` entry, with the site's quirks (strings for numbers, missing keys)."""
+    as_text = store.strings_for_numbers
+    item: dict[str, Any] = {
+        "v_rid": store.rid,
+        "nm": store.name,
+        "addr": store.address,
+        "road_addr": store.road_address,
+        "lat": str(store.lat) if as_text else store.lat,
+        "lng": str(store.lng) if as_text else store.lng,
+        "score": store.score,
+        "user_score": store.user_score,
+        "review_cnt": str(store.review_cnt) if as_text else store.review_cnt,
+        "category": _highlight(",".join(store.categories), query_word),
+        "keyword": [{"term": t, "mark": int(t == query_word)} for t in store.tags],
+        "area": [store.hotspot or (store.district or "")[:-1]],
+        "open_status": "영업 중",
+        "distance": f"{zlib.crc32(store.rid.encode()) % 1900 + 100}m",
+        "display_review": {"user_nm": "맛객", "review_cont": f"{store.name} 다녀왔어요", "review_reg_dt": "2026-10-01"},
+    }
+    if store.branch:
+        item["branch"] = store.branch
+    if store.phone:
+        item["phone"] = store.phone
+    if store.images:
+        item["image"] = store.images[0]
+        item["image_list"] = list(store.images)
+    return item
+
+
+def search_json(items: list[dict[str, Any]], total: int) -> bytes:
+    body = {
+        "result_code": "100",
+        "result_msg": "success",
+        "result_data": {"poi_section": {"total_cnt": min(total, 10000), "list": items}},
+    }
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def error_json(code: str, message: str) -> bytes:
+    return json.dumps({"result_code": code, "result_msg": message}, ensure_ascii=False).encode()
+
+
+def _card(rank: int, store: Store) -> str:
+    branch = f'<span class="Info__Title__Place">{escape(store.branch)}</span>' if store.branch else ""
+    categories = "".join(f'<span class="Category">{escape(c)}</span>' for c in store.categories)
+    return (
+        f'<a class="PoiBlock" href="/profile.php?rid={store.rid}">'
+        f'<div class="InfoHeader"><h2>{rank}. {escape(store.name)}</h2>{branch}</div>'
+        f'<p class="Score"><span>{store.score}</span></p>'
+        f'<span class="score-text">{store.user_score}</span>{categories}</a>'
+    )
+
+
+def list_page(query: str, stores: list[Store], total: int) -> bytes:
+    data = json.dumps(
+        {"poi_section": {"total_cnt": total, "list": [search_item(s, "무한리필") for s in stores]}},
+        ensure_ascii=False,
+    )
+    escaped = data.replace("\\", "\\\\").replace("'", "\\'").replace("</", "<\\/")
+    cards = "".join(_card(i + 1, s) for i, s in enumerate(stores))
+    return (
+        "<!DOCTYPE html><html lang=\"ko\"><head><meta charset=\"utf-8\">"
+        f"<title>{escape(query)} 맛집 | 다이닝코드</title></head><body>"
+        f"<script>localStorage.setItem('listData', '{escaped}');</script>"
+        f'<div id="root"><div class="SearchResult">{cards}</div></div></body></html>'
+    ).encode()
+
+
+def _json_ld(store: Store) -> str:
+    node: dict[str, Any] = {
+        "@context": "https://schema.org",
+        "@type": "FoodEstablishment",
+        "name": store.name,
+        "address": {"@type": "PostalAddress", "streetAddress": store.address},
+        "geo": {"@type": "GeoCoordinates", "latitude": store.lat, "longitude": store.lng},
+        "aggregateRating": {
+            "@type": "AggregateRating",
+            "ratingValue": store.user_score,
+            "bestRating": 5,
+            "reviewCount": store.review_cnt,
+        },
+        "review": [{"@type": "Review", "description": f"{store.name} 맛있어요", "datePublished": "2026-10-01"}],
+        "image": list(store.images),
+    }
+    if store.phone:
+        node["telephone"] = store.phone
+    return json.dumps(node, ensure_ascii=False).replace("</", "<\\/")
+
+
+def _hours_items(store: Store) -> str:
+    rows = []
+    if store.open_hours:
+        rows.append(
+            '<li class="busi-hours-today"><p class="l-txt">11월 23일 (월)</p>'
+            f'<p class="r-txt">영업시간: {store.open_hours} 라스트오더: {store.last_order}</p></li>'
+        )
+    if store.break_time:
+        rows.append(f'<li><p class="r-txt">브레이크타임 {store.break_time}</p></li>')
+    if store.holiday:
+        rows.append(f'<li><p class="r-txt">{escape(store.holiday)}</p></li>')
+    return "".join(rows)
+
+
+def detail_page(store: Store) -> bytes:
+    area = store.hotspot or (store.district or "서울")[:-1]
+    title = f"{store.name} - {area} {store.categories[0]}, {', '.join(store.tags[:2])} {TITLE_SUFFIX}"
+    district = store.district or store.address.split()[1]
+    dong = store.address.split()[2]
+    menu = "".join(
+        f'<li><span class="Restaurant_Menu">{escape(name)}</span>'
+        f'<p class="Restaurant_MenuPrice">{_price_text(price)}</p></li>'
+        for name, price in store.menu
+    )
+    tags = "".join(f'<a class="tag" href="/list.dc?tag={escape(t)}">#{escape(t)}</a>' for t in store.tags)
+    branch = f'<p class="branch">{escape(store.branch)}</p>' if store.branch else ""
+    phone = f'<li class="tel">{store.phone}</li>' if store.phone else ""
+    return (
+        '<!DOCTYPE html><html lang="ko"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title>"
+        f'<script type="application/ld+json">{_json_ld(store)}</script></head><body>'
+        f'<div id="div_profile"><div class="tit-point"><p class="tit">{escape(store.name)}</p>{branch}</div>'
+        f'<div class="btxt"><a href="/list.dc?query=서울특별시">서울특별시</a> &gt; '
+        f'<a href="/list.dc?query={escape(district)}">{escape(district)}</a> &gt; '
+        f'<a href="/list.dc?query={escape(dong)}">{escape(dong)}</a></div>'
+        f'<div class="grade-info"><p class="score-text"><span class="avg_score">{store.user_score}</span>'
+        f"({store.review_cnt}명의\n          평가)</p>"
+        f'<p class="total_score">{store.score}점</p></div>'
+        f'<ul class="list basic-info"><li class="locat"><span class="addr">{escape(store.address)}</span>'
+        f'<span class="road">{escape(store.road_address)}</span></li>{phone}'
+        f'<li class="tag"><div class="tags">{tags}</div></li></ul>'
+        f'<div class="busi-hours"><ul class="list">{_hours_items(store)}</ul></div>'
+        f'<div class="menu-info"><ul class="Restaurant_MenuList">{menu}</ul></div>'
+        "</div></body></html>"
+    ).encode()

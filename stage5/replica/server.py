@@ -1,0 +1,253 @@
+"""The replica: an aiohttp server that answers like DiningCode, with fault knobs and counters.
+
+Endpoints: `POST|GET /API/isearch/`, `GET /list.dc`, `GET /profile.php?rid=`. Its own, outside the
+site's namespace: `GET /__replica/stats` (what it served) and `POST /__replica/reset`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+import zlib
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from stage5.replica import render
+from stage5.replica.world import Store, World
+
+MAX_PAGE_SIZE = 50
+GET_PAGE_SIZE = 4  # the site answers GET too, but always with 4 items
+LIST_PAGE_SIZE = 20
+
+
+@dataclass
+class Faults:
+    """Fault knobs, all off by default. Probabilities are per request, from 0 to 1."""
+
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    p429: float = 0.0
+    retry_after_s: float = 1.0
+    p5xx: float = 0.0
+    p_hang: float = 0.0
+    hang_s: float = 30.0
+    p_truncate: float = 0.0
+    p_malformed: float = 0.0
+    rate_cap: float = 0.0  # requests per second per client address; over it: 429 + Retry-After
+    fault_seed: int = 0
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    by_endpoint: Counter[str] = field(default_factory=Counter)
+    by_status: Counter[int] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    detail_served: Counter[str] = field(default_factory=Counter)  # rid -> 200 answers
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "by_endpoint": dict(self.by_endpoint),
+            "by_status": {str(k): v for k, v in self.by_status.items()},
+            "faults": dict(self.faults),
+            "detail_unique": len(self.detail_served),
+            "detail_repeats": sum(n - 1 for n in self.detail_served.values() if n > 1),
+        }
+
+
+def _query_word(query: str) -> tuple[str, str]:
+    """'강남구 고기무한리필' -> ('강남구', '고기무한리필'); the place is the first word."""
+    words = query.split()
+    return (words[0], words[-1]) if len(words) >= 2 else ("", words[0] if words else "")
+
+
+class Replica:
+    def __init__(self, world: World, faults: Faults | None = None) -> None:
+        self.world = world
+        self.faults = faults or Faults()
+        self.rng = random.Random(self.faults.fault_seed)
+        self.stats = Stats()
+        self.recent: dict[str, deque[float]] = defaultdict(deque)
+        self._short_names = {d[:-1]: d for d in world.by_district if len(d) > 2}
+
+    # --- what a query matches ----------------------------------------------------------------
+    def match(self, query: str) -> list[Store]:
+        place, word = _query_word(query)
+        district = place if place in self.world.by_district else self._short_names.get(place)
+        hotspot = None
+        if district is None and place in self.world.hotspot_district:
+            hotspot, district = place, self.world.hotspot_district[place]
+        if district is None:
+            return self.world.nationwide_top  # unknown place: the soft filter answers wide
+        stores = self.world.by_district[district]
+        if hotspot:
+            stores = [s for s in stores if s.hotspot == hotspot]
+        if word != "무한리필":
+            food = word.removesuffix("무한리필")
+            stores = [s for s in stores if food and (food == s.kind or food in s.name or food in s.categories)]
+        return stores or self.world.nationwide_top
+
+    def page(self, query: str, offset: int, size: int) -> tuple[list[Store], int]:
+        stores = self.match(query)
+        if offset < len(stores):
+            return stores[offset : offset + size], len(stores)
+        # Past the end the site either answers empty or repeats the last page.
+        if zlib.crc32(query.encode()) % 2 or not stores:
+            return [], len(stores)
+        return stores[-size:], len(stores)
+
+    # --- handlers ---------------------------------------------------------------------------
+    async def search(self, request: web.Request) -> web.Response:
+        form: MultiMapping[str] = await request.post() if request.method == "POST" else request.query
+        query = str(form.get("query", ""))
+        if request.method == "GET":
+            size = GET_PAGE_SIZE
+        else:
+            size = max(1, min(MAX_PAGE_SIZE, _int(form.get("size"), 20)))
+        if "from" in form:
+            offset = max(0, _int(form.get("from"), 0))
+        else:
+            offset = (max(1, _int(form.get("page"), 1)) - 1) * size
+        if not query.strip():
+            return web.Response(body=render.error_json("400", "query is empty"), content_type="application/json")
+        stores, total = self.page(query, offset, size)
+        word = _query_word(query)[1].removeprefix("고기")
+        items = [render.search_item(s, word) for s in stores]
+        return web.Response(body=render.search_json(items, total), content_type="application/json")
+
+    async def list_page(self, request: web.Request) -> web.Response:
+        query = request.query.get("query", "")
+        stores = self.match(query)
+        body = render.list_page(query, stores[:LIST_PAGE_SIZE], len(stores))
+        return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+    async def detail(self, request: web.Request) -> web.Response:
+        store = self.world.by_rid.get(request.query.get("rid", ""))
+        if store is None:
+            raise web.HTTPNotFound(text="no such store")
+        self.stats.detail_served[store.rid] += 1
+        return web.Response(body=render.detail_page(store), content_type="text/html", charset="utf-8")
+
+    async def stats_handler(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.as_json())
+
+    async def reset_handler(self, request: web.Request) -> web.Response:
+        self.stats = Stats()
+        return web.json_response({"reset": True})
+
+    # --- faults -----------------------------------------------------------------------------
+    def _over_rate_cap(self, client: str) -> bool:
+        if self.faults.rate_cap <= 0:
+            return False
+        now = time.monotonic()
+        window = self.recent[client]
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        if len(window) >= self.faults.rate_cap:
+            return True
+        window.append(now)
+        return False
+
+    def _too_many(self, kind: str) -> web.Response:
+        self.stats.faults[kind] += 1
+        retry_after = max(1, round(self.faults.retry_after_s))
+        return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": str(retry_after)})
+
+    async def _truncated(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        full: web.Response = await handler(request)
+        body = full.body if isinstance(full.body, bytes) else b""
+        resp = web.StreamResponse(status=200, headers={"Content-Type": full.content_type})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        await resp.write(body[: len(body) // 2])
+        if request.transport is not None:
+            request.transport.close()  # the client sees a body shorter than Content-Length
+        return resp
+
+    async def _malformed(self, request: web.Request, handler: Any) -> web.Response:
+        full: web.Response = await handler(request)
+        body = full.body if isinstance(full.body, bytes) else b""
+        if self.rng.random() < 0.5:
+            return web.Response(body=body[: len(body) // 3], content_type=full.content_type)
+        maintenance = "<html><body><h1>서비스 점검 중입니다</h1></body></html>"
+        return web.Response(text=maintenance, content_type="text/html")
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/__replica/"):
+            return await handler(request)
+        self.stats.requests += 1
+        self.stats.by_endpoint[request.path] += 1
+        response = await self._answer(request, handler)
+        self.stats.by_status[response.status] += 1
+        return response
+
+    async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        f = self.faults
+        if f.latency_ms or f.latency_jitter_ms:
+            delay = max(0.0, self.rng.gauss(f.latency_ms, f.latency_jitter_ms)) / 1000
+            await asyncio.sleep(delay)
+        if self._over_rate_cap(request.remote or "?"):
+            return self._too_many("rate_cap")
+        roll = self.rng.random()
+        for kind, p in (("429", f.p429), ("5xx", f.p5xx), ("hang", f.p_hang), ("truncate", f.p_truncate), ("malformed", f.p_malformed)):  # fmt: skip
+            if roll < p:
+                self.stats.faults[kind] += 1
+                return await self._inject(kind, request, handler)
+            roll -= p
+        return await handler(request)
+
+    async def _inject(self, kind: str, request: web.Request, handler: Any) -> web.StreamResponse:
+        if kind == "429":
+            self.stats.faults[kind] -= 1  # counted once, by _too_many
+            return self._too_many("429")
+        if kind == "5xx":
+            return web.Response(status=self.rng.choice((500, 502, 503)), text="server error")
+        if kind == "hang":
+            await asyncio.sleep(self.faults.hang_s)
+            return await handler(request)
+        if kind == "truncate":
+            return await self._truncated(request, handler)
+        return await self._malformed(request, handler)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.middleware])
+        app.router.add_route("POST", "/API/isearch/", self.search)
+        app.router.add_route("GET", "/API/isearch/", self.search)
+        app.router.add_get("/list.dc", self.list_page)
+        app.router.add_get("/profile.php", self.detail)
+        app.router.add_get("/__replica/stats", self.stats_handler)
+        app.router.add_post("/__replica/reset", self.reset_handler)
+        return app
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return default
+
+
+async def serve(replica: Replica, host: str, port: int) -> None:
+    """Serve until SIGINT/SIGTERM; print the URL first so a parent process can read it."""
+    if not host.startswith("127.") and host not in ("localhost", "::1"):
+        raise ValueError(f"the replica serves loopback only; got host {host!r}")
+    runner = web.AppRunner(replica.app(), access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    print(f"replica listening on http://{host}:{bound} stores={len(replica.world.stores)}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()

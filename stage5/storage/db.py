@@ -1,0 +1,40 @@
+"""Connecting to PostgreSQL with errors that say which database and what to do."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg import sql
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached; the message names the URL (password hidden) and the fix."""
+
+
+def redact(url: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def unavailable(url: str, exc: Exception) -> DatabaseUnavailable:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseUnavailable(
+        f"cannot connect to PostgreSQL at {redact(url)}: {reason}\n"
+        "  Start it (here: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start;"
+        " with Docker: docker compose up -d postgres),\n"
+        "  or set DATABASE_URL to a server that runs, or unset it to let stage5 use 127.0.0.1:5432"
+        " or an embedded server."
+    )
+
+
+async def connect(url: str, schema: str = "public") -> psycopg.AsyncConnection:
+    """An async connection whose search_path is `schema` (created if missing)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=10, application_name="stage5")
+    except psycopg.OperationalError as exc:
+        raise unavailable(url, exc) from None
+    if schema != "public":
+        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        await conn.commit()
+    return conn

@@ -1,0 +1,115 @@
+"""The schema, created and migrated by the program: numbered migrations, applied once, in order."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from stage5.logs import log_event
+
+log = logging.getLogger("stage5.storage")
+
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "stores, rejected_stores, crawl_runs",
+        """
+        CREATE TABLE stores (
+            diningcode_place_id text PRIMARY KEY,
+            name text NOT NULL,
+            branch text,
+            district text NOT NULL,
+            address text NOT NULL,
+            road_address text,
+            position_lat double precision NOT NULL,
+            position_lng double precision NOT NULL,
+            phone_number text,
+            raw_categories_diningcode text[] NOT NULL DEFAULT '{}',
+            keywords text[] NOT NULL DEFAULT '{}',
+            diningcode_rating real,
+            review_count integer,
+            diningcode_score integer,
+            open_hours text,
+            break_time text,
+            last_order text,
+            holiday text,
+            menu_items jsonb NOT NULL DEFAULT '[]',
+            price text,
+            price_min integer,
+            price_max integer,
+            image_urls text[] NOT NULL DEFAULT '{}',
+            main_image text,
+            is_confirmed_refill boolean NOT NULL,
+            refill_type text,
+            refill_items text[] NOT NULL DEFAULT '{}',
+            refill_evidence text[] NOT NULL DEFAULT '{}',
+            status text NOT NULL DEFAULT '운영중',
+            source_url text NOT NULL,
+            content_hash text NOT NULL,
+            first_run_id bigint,
+            last_run_id bigint,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            last_seen_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX stores_district_idx ON stores (district);
+        CREATE INDEX stores_refill_idx ON stores (is_confirmed_refill);
+
+        CREATE TABLE crawl_runs (
+            id bigserial PRIMARY KEY,
+            started_at timestamptz NOT NULL DEFAULT now(),
+            finished_at timestamptz,
+            status text NOT NULL,
+            trigger text NOT NULL DEFAULT 'manual',
+            site text NOT NULL,
+            districts text[] NOT NULL,
+            params jsonb NOT NULL DEFAULT '{}',
+            counts jsonb NOT NULL DEFAULT '{}',
+            failed_units jsonb NOT NULL DEFAULT '[]',
+            error text
+        );
+
+        CREATE TABLE rejected_stores (
+            id bigserial PRIMARY KEY,
+            run_id bigint REFERENCES crawl_runs (id) ON DELETE CASCADE,
+            diningcode_place_id text,
+            district text,
+            reason text NOT NULL,
+            source_url text NOT NULL,
+            payload jsonb NOT NULL DEFAULT '{}',
+            rejected_at timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (run_id, diningcode_place_id)
+        );
+        """,
+    ),
+)
+
+LATEST = MIGRATIONS[-1][0]
+
+
+async def migrate(conn: psycopg.AsyncConnection) -> int:
+    """Apply what is missing; safe to call from several processes at once. Returns the version."""
+    async with conn.transaction():
+        # One migrator at a time per database; the lock ends with the transaction.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('stage5.migrate'))")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, description text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        row = await cur.fetchone()
+        current = row[0] if row else 0
+        for version, description, ddl in MIGRATIONS:
+            if version > current:
+                await conn.execute(ddl)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)", (version, description)
+                )
+                log_event(log, "schema_migrated", version=version, description=description)
+        if current > LATEST:
+            raise RuntimeError(
+                f"database schema is version {current}, newer than this stage5 knows ({LATEST}); upgrade stage5"
+            )
+    return max(current, LATEST)

@@ -1,0 +1,192 @@
+"""Bulk loading of stores: COPY into a staging table, then one INSERT … ON CONFLICT DO UPDATE.
+
+A batch is one transaction: its stores and its rejections land together or not at all, and the
+rows stay buffered until the commit succeeded, so a dropped connection loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from stage5.logs import log_event
+from stage5.models import Rejection, StoreRecord
+from stage5.storage.db import DatabaseUnavailable
+
+log = logging.getLogger("stage5.storage")
+
+# Data columns, in COPY order. Bookkeeping columns (run ids, timestamps) are set by the upsert.
+STORE_COLUMNS: tuple[str, ...] = (
+    "diningcode_place_id", "name", "branch", "district", "address", "road_address",
+    "position_lat", "position_lng", "phone_number", "raw_categories_diningcode", "keywords",
+    "diningcode_rating", "review_count", "diningcode_score", "open_hours", "break_time",
+    "last_order", "holiday", "menu_items", "price", "price_min", "price_max", "image_urls",
+    "main_image", "is_confirmed_refill", "refill_type", "refill_items", "refill_evidence",
+    "source_url", "content_hash",
+)  # fmt: skip
+_UPDATED = [c for c in STORE_COLUMNS if c != "diningcode_place_id"]
+
+UPSERT_SQL = f"""
+INSERT INTO stores AS s ({", ".join(STORE_COLUMNS)}, first_run_id, last_run_id)
+SELECT DISTINCT ON (diningcode_place_id) {", ".join(STORE_COLUMNS)}, %(run)s, %(run)s
+FROM stores_staging
+ORDER BY diningcode_place_id  -- one row per store, and locks taken in key order
+ON CONFLICT (diningcode_place_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)},
+    last_run_id = EXCLUDED.last_run_id,
+    last_seen_at = now(),
+    updated_at = CASE WHEN s.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+                      THEN now() ELSE s.updated_at END
+RETURNING (xmax = 0) AS inserted, (updated_at = now()) AS changed
+"""
+STAGING_SQL = "CREATE TEMP TABLE IF NOT EXISTS stores_staging (LIKE stores INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+REJECT_SQL = """
+INSERT INTO rejected_stores (run_id, diningcode_place_id, district, reason, source_url, payload)
+VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, diningcode_place_id) DO NOTHING
+"""
+
+
+def _price_text(low: int | None, high: int | None) -> str | None:
+    if low is None or high is None:
+        return None
+    return f"{low:,}원" if low == high else f"{low:,}원~{high:,}원"
+
+
+def content_hash(record: StoreRecord) -> str:
+    """Fingerprint of what the site says about a store; an unchanged store keeps its updated_at."""
+    data = record.as_dict()
+    data.pop("source_url")
+    return hashlib.sha1(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def store_row(record: StoreRecord) -> tuple[Any, ...]:
+    menu = [{"name": m.name, "price": m.price, "price_text": m.price_text} for m in record.menu]
+    return (
+        record.rid, record.name, record.branch, record.district, record.address, record.road_address,
+        record.lat, record.lng, record.phone, list(record.categories), list(record.keywords),
+        record.rating, record.review_count, record.score, record.open_hours, record.break_time,
+        record.last_order, record.holiday, Jsonb(menu), _price_text(record.price_min, record.price_max),
+        record.price_min, record.price_max, list(record.image_urls),
+        record.image_urls[0] if record.image_urls else None, record.is_refill, record.refill_type,
+        list(record.refill_items), list(record.refill_evidence), record.source_url, content_hash(record),
+    )  # fmt: skip
+
+
+@dataclass
+class WriteCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    batches: int = 0
+    batch_retries: int = 0
+
+
+Connect = Callable[[], Awaitable[psycopg.AsyncConnection]]
+
+
+class StoreWriter:
+    """Buffers records and rejections; flushes by size (`batch_size`) or time (`flush_interval`)."""
+
+    def __init__(self, connect: Connect, run_id: int, batch_size: int, flush_interval: float) -> None:
+        self.connect, self.run_id = connect, run_id
+        self.batch_size, self.flush_interval = batch_size, flush_interval
+        self.records: dict[str, StoreRecord] = {}
+        self.rejections: dict[str | None, Rejection] = {}
+        self.counts = WriteCounts()
+        self.conn: psycopg.AsyncConnection | None = None
+        self._lock = asyncio.Lock()
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> StoreWriter:
+        self._ticker = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+        await self.flush()
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            try:
+                await self.flush()
+            except (psycopg.Error, DatabaseUnavailable) as exc:  # rows stay buffered; the next flush retries
+                log_event(log, "db_flush_failed", logging.ERROR, reason=exc, buffered=len(self.records))
+
+    async def add(self, record: StoreRecord) -> None:
+        self.records[record.rid] = record  # the same store twice in one batch: the last wins
+        if len(self.records) >= self.batch_size:
+            await self.flush()
+
+    async def reject(self, rejection: Rejection) -> None:
+        self.rejections[rejection.rid] = rejection
+        if len(self.rejections) >= self.batch_size:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self.records and not self.rejections:
+                return
+            records, rejections = list(self.records.values()), list(self.rejections.values())
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(5),
+                wait=wait_exponential(multiplier=0.5, max=10),
+                retry=retry_if_exception_type((psycopg.OperationalError, DatabaseUnavailable)),
+                reraise=True,
+                before_sleep=lambda state: self._on_retry(state.outcome.exception() if state.outcome else None),
+            )
+            async for attempt in retrying:
+                with attempt:
+                    await self._write(records, rejections)
+            for r in records:
+                self.records.pop(r.rid, None)
+            for j in rejections:
+                self.rejections.pop(j.rid, None)
+
+    def _on_retry(self, exc: BaseException | None) -> None:
+        self.counts.batch_retries += 1
+        log_event(log, "db_batch_retry", logging.WARNING, reason=exc)
+        self.conn = None  # reconnect: the old connection may be dead
+
+    async def _write(self, records: list[StoreRecord], rejections: list[Rejection]) -> None:
+        if self.conn is None or self.conn.closed:
+            self.conn = await self.connect()
+        conn = self.conn
+        async with conn.transaction():
+            results: list[tuple[bool, bool]] = []
+            if records:
+                await conn.execute(STAGING_SQL)
+                async with conn.cursor() as cur:
+                    async with cur.copy(f"COPY stores_staging ({', '.join(STORE_COLUMNS)}) FROM STDIN") as copy:
+                        for record in records:
+                            await copy.write_row(store_row(record))
+                    await cur.execute(UPSERT_SQL, {"run": self.run_id})
+                    results = [(bool(a), bool(b)) for a, b in await cur.fetchall()]
+            if rejections:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        REJECT_SQL,
+                        [(self.run_id, j.rid, j.district, j.reason, j.source_url, Jsonb(j.payload)) for j in rejections],
+                    )
+        new = sum(1 for inserted, _ in results if inserted)
+        updated = sum(1 for inserted, changed in results if changed and not inserted)
+        self.counts.new += new
+        self.counts.updated += updated
+        self.counts.unchanged += len(results) - new - updated
+        self.counts.rejected += len(rejections)
+        self.counts.batches += 1
+        log_event(log, "db_batch", rows=len(records), new=new, updated=updated, rejected=len(rejections))
