@@ -116,7 +116,7 @@ class Fetcher:
         self.user_agents = UserAgent(platforms="desktop", browsers=["Chrome", "Firefox", "Edge", "Safari"])
         self.session: aiohttp.ClientSession | None = None
         self._backoff = wait_exponential_jitter(
-            initial=settings.retry_backoff_s, max=settings.retry_backoff_max_s, jitter=settings.retry_backoff_s
+            multiplier=settings.retry_backoff_s, max=settings.retry_backoff_max_s, jitter=settings.retry_backoff_s
         )
 
     async def __aenter__(self) -> Fetcher:

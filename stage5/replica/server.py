@@ -157,7 +157,7 @@ class Replica:
 
     def _too_many(self, kind: str) -> web.Response:
         self.stats.faults[kind] += 1
-        retry_after = max(1, round(self.faults.retry_after_s))
+        retry_after = max(0, round(self.faults.retry_after_s))
         return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": str(retry_after)})
 
     async def _truncated(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -142,6 +142,8 @@ def _document(body: bytes) -> lxml.html.HtmlElement:
     text = decode(body)
     if "<html" not in text[:2000].lower():
         raise ParseError("not an HTML page")
+    if "</html>" not in text[-2000:].lower():
+        raise ParseError("page is cut short (no closing </html>)")  # lxml would parse half a page silently
     try:
         return lxml.html.document_fromstring(text)
     except (etree.ParserError, ValueError) as exc:

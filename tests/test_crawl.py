@@ -1,0 +1,104 @@
+"""Whole crawls of the replica into the real PostgreSQL, scored against the replica's ground truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stage5.cli import main
+from stage5.crawl.run import run_crawl
+from stage5.replica.process import ReplicaProcess
+from stage5.replica.server import Faults
+from stage5.replica.truth import score
+from stage5.replica.world import World
+from stage5.report import load_result
+
+SEED, SCALE = 5, 0.1
+
+
+async def _crawl_and_score(settings: Any, world: World) -> tuple[Any, Any]:
+    summary = await run_crawl(settings, settings.database_url)
+    stored, rejected = await load_result(settings)
+    return summary, score(world, stored, rejected, settings.districts)
+
+
+async def test_full_crawl_matches_ground_truth(make_settings: Any, replica: ReplicaProcess, small_world: World) -> None:
+    settings = make_settings(site=replica.url)
+    summary, result = await _crawl_and_score(settings, small_world)
+    assert summary.status == "succeeded" and summary.failed_units == []
+    assert result.perfect, (result.missing[:5], result.extra[:5], result.wrong_district[:5], result.wrong_refill_flag[:5])
+    assert result.expected_refill > 200 and result.stored == result.expected
+    assert summary.out_of_area > 0  # neighbours' border stores and other cities were seen and left out
+    # A second crawl updates in place: no new row, nothing changed.
+    again, result2 = await _crawl_and_score(settings, small_world)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, result.expected)
+    assert result2.stored == result.stored
+
+
+async def test_each_store_detail_fetched_once(make_settings: Any, small_world: World) -> None:
+    with ReplicaProcess(SEED, SCALE) as fresh:
+        summary = await run_crawl(make_settings(site=fresh.url), make_settings().database_url)
+        served = fresh.stats()
+    assert served["detail_repeats"] == 0
+    assert served["detail_unique"] == summary.stores + summary.rejected
+    assert summary.requests == served["requests"]
+
+
+async def test_crawl_with_faults_still_complete(make_settings: Any, small_world: World) -> None:
+    faults = Faults(p5xx=0.05, p429=0.05, retry_after_s=0, p_truncate=0.03, p_malformed=0.03, latency_ms=2, fault_seed=9)
+    with ReplicaProcess(SEED, SCALE, faults) as faulty:
+        settings = make_settings(site=faulty.url, retry_attempts=8, districts="강남구,마포구,중구,도봉구")
+        summary, result = await _crawl_and_score(settings, small_world)
+        served = faulty.stats()
+    assert sum(served["faults"].values()) > 0 and summary.retries >= sum(served["faults"].values()) - 1
+    assert summary.status == "succeeded" and result.perfect
+
+
+async def test_failed_units_are_listed_and_the_run_goes_on(make_settings: Any, small_world: World) -> None:
+    """Retries too few for the fault rate: some pages fail for good; each is listed, the rest lands."""
+    with ReplicaProcess(SEED, SCALE, Faults(p5xx=0.3, fault_seed=3)) as faulty:
+        settings = make_settings(site=faulty.url, retry_attempts=1, districts="강남구,마포구")
+        summary, result = await _crawl_and_score(settings, small_world)
+    assert summary.status == "partial" and summary.failed_units
+    assert all(u["url"].startswith(faulty.url) and "HTTP 5" in u["reason"] for u in summary.failed_units)
+    assert result.stored > 0 and not result.extra  # what was stored is right, even if incomplete
+
+
+def test_dead_database_is_a_clear_error(capsys: pytest.CaptureFixture[str], replica: ReplicaProcess, tmp_path: Path) -> None:
+    code = main(["crawl", "--site", replica.url, "--districts", "중구", "--log-dir", str(tmp_path),
+                 "--database-url", "postgresql://postgres@127.0.0.1:9/nowhere"])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:9/nowhere" in err and "start" in err.lower()
+
+
+def test_cli_crawl_json_and_parse(replica: ReplicaProcess, pg_url: str, schema: str, tmp_path: Path,
+                                  small_world: World) -> None:  # fmt: skip
+    run = [sys.executable, "-m", "stage5"]
+    out = subprocess.run(
+        run + ["crawl", "--site", replica.url, "--districts", "도봉구", "--request-delay-s", "0", "--json",
+               "--database-url", pg_url, "--db-schema", schema, "--log-dir", str(tmp_path / "logs")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    expected = [s for s in small_world.stores if s.district == "도봉구" and s.expect == "store"]
+    assert summary["stores"] == len(expected) and summary["status"] == "succeeded"
+    log = (tmp_path / "logs" / "parallel_crawler.log").read_text()
+    assert "district_finished district=도봉구" in log
+
+    page = tmp_path / "profile.php?rid=x.html"
+    with urllib.request.urlopen(f"{replica.url}/profile.php?rid={expected[0].rid}", timeout=10) as answer:
+        page.write_bytes(answer.read())
+    parsed = subprocess.run(run + ["parse", str(page)], capture_output=True, text=True, timeout=60)
+    assert parsed.returncode == 0 and json.loads(parsed.stdout)["name"] == expected[0].name
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body>점검중</body></html>")
+    failed = subprocess.run(run + ["parse", str(bad), "--kind", "detail"], capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 2 and "does not parse as detail" in failed.stderr

@@ -1,0 +1,46 @@
+"""Settings: env vars, .env, flags on top, and clear errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stage5.cli import main
+from stage5.settings import ConfigError, load_settings
+
+
+def test_defaults_are_safe_for_the_real_site(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("DATABASE_URL", "REDIS_URL", "STAGE5_REQUEST_DELAY_S", "STAGE5_HOST_CONCURRENCY"):
+        monkeypatch.delenv(var, raising=False)
+    s = load_settings()
+    assert s.site == "https://www.diningcode.com"
+    assert len(s.districts) == 25
+    assert 1 / s.request_delay_s * s.host_concurrency <= 3  # about 1-2 requests/s per host
+
+
+def test_env_dotenv_and_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("DATABASE_URL=postgresql://u@db:5432/x\nSTAGE5_PAGE_SIZE=30\n")
+    monkeypatch.setenv("STAGE5_DISTRICTS", "마포구, 강남구,마포구")
+    s = load_settings(page_size=40)
+    assert s.database_url == "postgresql://u@db:5432/x"  # from .env, under the seed's name
+    assert s.districts == ["마포구", "강남구"]  # env, split and deduped
+    assert s.page_size == 40  # the flag wins over .env
+
+
+def test_unknown_district_is_named() -> None:
+    with pytest.raises(ConfigError, match="unknown district.*부산구"):
+        load_settings(districts="강남구,부산구")
+
+
+def test_bad_env_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STAGE5_REQUEST_DELAY_S", "fast")
+    with pytest.raises(ConfigError, match="STAGE5_REQUEST_DELAY_S.*'fast'"):
+        load_settings()
+
+
+def test_cli_reports_bad_config_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["crawl", "--districts", "강남", "--site", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown district(s) 강남" in err and "강남구" in err
