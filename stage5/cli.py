@@ -21,7 +21,8 @@ from stage5.settings import ConfigError, Settings, load_settings
 CRAWL_FLAGS = (
     "site", "districts", "page_size", "max_pages", "district_concurrency", "request_delay_s", "host_concurrency",
     "request_timeout_s", "retry_attempts", "retry_backoff_s", "batch_size", "flush_interval_s", "db_schema",
-    "database_url", "redis_url", "log_dir",
+    "database_url", "redis_url", "log_dir", "workers", "max_workers", "worker_max_units", "detail_batch",
+    "memory_budget_mb", "cache", "cache_namespace",
 )  # fmt: skip
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -30,6 +31,12 @@ def _add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...])
     for name in names:
         info = Settings.model_fields[name]
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=info.description)
+
+
+def _add_cache_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-cache", dest="cache", action="store_const", const="off", help="same as --cache off")
+    parser.add_argument("--refresh", dest="cache", action="store_const", const="refresh",
+                        help="fetch everything afresh, still writing answers to the cache")  # fmt: skip
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -44,12 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     crawl = sub.add_parser("crawl", help="crawl districts of the site into PostgreSQL")
     _add_settings_flags(crawl, CRAWL_FLAGS)
+    _add_cache_flags(crawl)
     crawl.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     demo = sub.add_parser("demo", help="offline demo: start a replica, crawl all of Seoul from it, score it")
     demo.add_argument("--seed", type=int, default=5)
     demo.add_argument("--scale", type=float, default=1.0)
     _add_settings_flags(demo, tuple(n for n in CRAWL_FLAGS if n != "site"))
+    _add_cache_flags(demo)
 
     replica = sub.add_parser("replica", help="serve the DiningCode replica on loopback")
     replica.add_argument("--host", default="127.0.0.1")
@@ -111,10 +120,11 @@ def cmd_replica(args: argparse.Namespace) -> int:
 
 def _run(settings: Settings) -> Any:
     from stage5.crawl.run import run_crawl
-    from stage5.services import database_url
+    from stage5.services import database_url, redis_url
 
     setup_logging(settings.log_dir)
-    return asyncio.run(run_crawl(settings, database_url(settings)))
+    redis = None if settings.cache == "off" else redis_url(settings)
+    return asyncio.run(run_crawl(settings, database_url(settings), redis, show_progress=True))
 
 
 def _exit_code(status: str) -> int:
@@ -139,7 +149,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     fast = {"request_delay_s": 0, "host_concurrency": 16, "retry_backoff_s": 0.2}
     fast.update({k: v for k, v in vars(args).items() if k in fast and v is not None})
     with ReplicaProcess(seed=args.seed, scale=args.scale) as replica:
-        settings = _settings(args, site=replica.url, **fast)
+        namespace = args.cache_namespace or f"replica-seed{args.seed}-scale{args.scale}"
+        settings = _settings(args, site=replica.url, **{**fast, "cache_namespace": namespace})
         print(f"replica at {replica.url} (seed {args.seed}, scale {args.scale}); crawling "
               f"{len(settings.districts)} districts ...", flush=True)  # fmt: skip
         summary = _run(settings)

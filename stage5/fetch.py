@@ -24,6 +24,7 @@ from fake_useragent import UserAgent
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity import wait_exponential_jitter
 
+from stage5.cache import Kind, ResponseCache
 from stage5.logs import log_event
 from stage5.settings import Settings
 from stage5.site.diningcode import Endpoints
@@ -71,14 +72,41 @@ class FetchStats:
     errors: Counter[str] = field(default_factory=Counter)
 
 
+class AdjustableLimit:
+    """A semaphore whose size can change while tasks wait on it (the governor turns it up and down)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = max(1, limit), 0
+        self._changed = asyncio.Condition()
+
+    async def set(self, limit: int) -> None:
+        async with self._changed:
+            self.limit = max(1, limit)
+            self._changed.notify_all()
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used < self.limit)
+            self.used += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._changed:
+            self.used -= 1
+            self._changed.notify_all()
+
+
 class HostGate:
     """Politeness for one host: at most `concurrency` requests in flight, one start per `delay`,
     and a shared pause when the host answers 429 with Retry-After."""
 
     def __init__(self, delay: float, concurrency: int) -> None:
-        self.semaphore = asyncio.Semaphore(concurrency)
+        self.semaphore = AdjustableLimit(concurrency)
         self.limiter = AsyncLimiter(1, delay) if delay > 0 else None
         self.paused_until = 0.0
+
+    async def adjust(self, delay: float, concurrency: int) -> None:
+        await self.semaphore.set(concurrency)
+        self.limiter = AsyncLimiter(1, delay) if delay > 0 else None
 
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
@@ -108,8 +136,10 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Fetcher:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, cache: ResponseCache | None = None) -> None:
         self.settings = settings
+        self.cache = cache
+        self.delay, self.concurrency = settings.request_delay_s, settings.host_concurrency
         self.endpoints = Endpoints.for_site(settings.site)
         self.stats = FetchStats()
         self.gates: dict[str, HostGate] = {}
@@ -132,8 +162,14 @@ class Fetcher:
     def gate(self, url: str) -> HostGate:
         host = urlsplit(url).netloc
         if host not in self.gates:
-            self.gates[host] = HostGate(self.settings.request_delay_s, self.settings.host_concurrency)
+            self.gates[host] = HostGate(self.delay, self.concurrency)
         return self.gates[host]
+
+    async def set_limits(self, delay: float, concurrency: int) -> None:
+        """This process's share of each host's politeness budget (the master splits it among workers)."""
+        self.delay, self.concurrency = delay, concurrency
+        for gate in self.gates.values():
+            await gate.adjust(delay, concurrency)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -150,8 +186,29 @@ class Fetcher:
 
         return note
 
-    async def fetch(self, request: Request, parse: Callable[[bytes], T]) -> T:
-        """Send `request`, parse the body with `parse`; retry transient failures; raise FetchFailed."""
+    async def fetch(self, request: Request, parse: Callable[[bytes], T], kind: Kind | None = None) -> T:
+        """The parsed answer to `request`: from the cache when `kind` is given and it holds a readable
+        body, else from the site with retries (and then cached). Raises FetchFailed."""
+        key = self.cache.key(kind, request.method, request.url, request.form) if kind and self.cache else None
+        if key and self.cache:
+            cached = await self.cache.get(key)
+            if cached is not None:
+                try:
+                    return parse(cached)
+                except ParseError:
+                    pass  # an entry this version cannot read: fetch afresh and overwrite it
+        try:
+            body, result = await self._fetch_with_retries(request, parse)
+        except FetchFailed as exc:
+            if self.cache:
+                failed_key = self.cache.key(Kind.FAILED, request.method, request.url, request.form)
+                await self.cache.put(failed_key, Kind.FAILED, exc.reason.encode())
+            raise
+        if key and self.cache:
+            await self.cache.put(key, kind, body)  # type: ignore[arg-type]
+        return result
+
+    async def _fetch_with_retries(self, request: Request, parse: Callable[[bytes], T]) -> tuple[bytes, T]:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.retry_attempts),
             wait=self._wait,
@@ -166,7 +223,7 @@ class Fetcher:
                     attempts += 1
                     body = await self._once(request)
                     try:
-                        return parse(body)
+                        return body, parse(body)
                     except ParseError as exc:
                         raise Retryable(f"unreadable answer: {exc}") from exc
         except Retryable as exc:

@@ -25,6 +25,12 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
         f"  requests       {summary.requests} sent, {summary.retries} retries, {summary.pages} search pages,"
         f" {summary.bytes / 1e6:.1f} MB",
         f"  speed          {rate:,.0f} stores/hour, {summary.requests / max(summary.elapsed_s, 1e-9):.1f} requests/s",
+        f"  cache          {summary.cache_hits} hits, {summary.cache_misses} misses"
+        f" ({summary.cache_hit_rate:.1%} of look-ups served from Redis)",
+        f"  memory         peak {summary.peak_memory_mb:.0f} MB of {summary.memory_budget_mb:.0f} MB budget;"
+        f" governor {', '.join(f'{k} {v}' for k, v in summary.governor_actions.items())}",
+        f"  workers        up to {summary.workers_max} at once, {summary.workers_recycled} recycled,"
+        f" {summary.workers_died} died; {summary.units} units ({summary.units_failed} failed)",
     ]
     if served is not None:
         lines.append(f"  site served    {served['requests']} requests ({served['detail_unique']} distinct detail pages)")

@@ -7,9 +7,10 @@ Every tunable of stage5 lives here with its documented default. Code below the C
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stage5.site.seoul import DISTRICT_NAMES
@@ -70,6 +71,27 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(30.0, ge=0, description="Longest wait between two attempts.")
     retry_after_max_s: float = Field(120.0, ge=0, description="Longest Retry-After stage5 will honour.")
 
+    # --- parallel engine ------------------------------------------------------------------
+    workers: int = Field(0, ge=0, le=64, description="Worker processes; 0 sizes them from cores and memory.")
+    max_workers: int = Field(0, ge=0, le=64, description="Ceiling when scaling up; 0 means twice the cores.")
+    worker_max_units: int = Field(200, ge=1, description="A worker is recycled after this many units.")
+    detail_batch: int = Field(20, ge=1, le=500, description="Detail pages per unit of work.")
+    memory_budget_mb: int = Field(2048, ge=64, description="Memory budget of the whole process tree (PSS).")
+    memory_soft_ratio: float = Field(0.8, gt=0, lt=1, description="Above budget x this: no new work, less concurrency.")
+    memory_hard_ratio: float = Field(0.95, gt=0, le=1, description="Above budget x this: recycle the largest worker.")
+    progress_interval_s: float = Field(5.0, gt=0, description="Seconds between performance log lines.")
+
+    # --- cache ----------------------------------------------------------------------------
+    cache: Literal["on", "refresh", "off"] = Field(
+        "on", description="'refresh' ignores cached answers but still stores fresh ones; 'off' skips Redis."
+    )
+    cache_namespace: str = Field(
+        "", description="Cache key namespace; empty means the site's host:port. Replica runs name their world."
+    )
+    cache_ttl_search_s: int = Field(6 * 3600, ge=1, description="TTL of cached search/list answers (6 h).")
+    cache_ttl_detail_s: int = Field(7 * 86400, ge=1, description="TTL of cached detail pages (7 days).")
+    cache_ttl_failed_s: int = Field(86400, ge=1, description="How long a failed URL is remembered (24 h).")
+
     # --- storage --------------------------------------------------------------------------
     batch_size: int = Field(500, ge=1, description="Rows per COPY + upsert batch.")
     flush_interval_s: float = Field(2.0, gt=0, description="Buffered rows are flushed at least this often.")
@@ -93,12 +115,25 @@ class Settings(BaseSettings):
             raise ValueError("no district given")
         return list(dict.fromkeys(value))
 
+    @model_validator(mode="after")
+    def _ratios_ordered(self) -> Settings:
+        if self.memory_soft_ratio >= self.memory_hard_ratio:
+            raise ValueError(
+                f"memory_soft_ratio ({self.memory_soft_ratio}) must be below memory_hard_ratio ({self.memory_hard_ratio})"
+            )
+        return self
+
     @field_validator("site")
     @classmethod
     def _site_is_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"site must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
+
+
+    @property
+    def cache_namespace_or_site(self) -> str:
+        return self.cache_namespace or (urlsplit(self.site).netloc or self.site)
 
 
 def load_settings(**overrides: Any) -> Settings:

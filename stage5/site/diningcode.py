@@ -100,4 +100,5 @@ def queries_for(district: District) -> list[SearchQuery]:
     words = [f"{district.name} {kw}" for kw in DISTRICT_KEYWORDS]
     words.append(f"{short} 무한리필")
     words += [f"{spot} {HOTSPOT_KEYWORD}" for spot in district.hotspots]
-    return [SearchQuery(district.name, w, district.lat, district.lng, rect) for w in words]
+    # dict.fromkeys: 중구 has no shorter name, so its first and third keyword are the same search.
+    return [SearchQuery(district.name, w, district.lat, district.lng, rect) for w in dict.fromkeys(words)]

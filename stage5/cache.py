@@ -1,0 +1,127 @@
+"""Response cache in Redis: raw bodies that parsed, under `stage5:` keys, with a TTL per kind.
+
+Redis is an accelerator, never a dependency: when it is down or goes away, the crawl goes on
+uncached with one warning, and the cache is tried again every `RETRY_S` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from stage5.logs import log_event
+
+log = logging.getLogger("stage5.cache")
+PREFIX = "stage5:v1"
+RETRY_S = 5.0
+MAX_CONNECTIONS = 32
+
+
+class Kind(str, Enum):
+    SEARCH = "search"
+    DETAIL = "detail"
+    FAILED = "failed"
+
+
+class Mode(str, Enum):
+    ON = "on"  # read and write
+    REFRESH = "refresh"  # ignore what is cached, still write fresh answers
+    OFF = "off"  # no Redis at all
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    errors: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        looked = self.hits + self.misses
+        return self.hits / looked if looked else 0.0
+
+
+def cache_key(namespace: str, kind: Kind, method: str, url: str, form: dict[str, str] | None = None) -> str:
+    """`stage5:v1:<namespace>:<kind>:<sha1 of the request>`; the namespace keeps sites (and replica worlds) apart."""
+    parts = urlsplit(url)  # host:port is the namespace's business, so a moved replica keeps its cache
+    material = f"{method} {parts.path}?{parts.query}" + ("&".join(f"{k}={v}" for k, v in sorted(form.items())) if form else "")
+    return f"{PREFIX}:{namespace}:{kind.value}:{hashlib.sha1(material.encode()).hexdigest()}"
+
+
+class ResponseCache:
+    def __init__(self, url: str | None, namespace: str, ttls: dict[Kind, int], mode: Mode = Mode.ON) -> None:
+        self.namespace = namespace
+        self.mode = mode if url else Mode.OFF
+        self.ttls = ttls
+        self.stats = CacheStats()
+        self.client: aioredis.Redis | None = None
+        if url and self.mode != Mode.OFF:
+            # A blocking pool makes a burst of look-ups wait for a connection instead of failing.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=MAX_CONNECTIONS, timeout=5, socket_connect_timeout=1, socket_timeout=2
+            )
+            self.client = aioredis.Redis(connection_pool=pool)
+        self._down_since: float | None = None
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+    def key(self, kind: Kind, method: str, url: str, form: dict[str, str] | None = None) -> str:
+        return cache_key(self.namespace, kind, method, url, form)
+
+    def _usable(self) -> bool:
+        if self.client is None:
+            return False
+        return self._down_since is None or time.monotonic() - self._down_since >= RETRY_S
+
+    def _went_down(self, exc: Exception) -> None:
+        self.stats.errors += 1
+        if self._down_since is None:
+            log_event(log, "cache_unavailable", logging.WARNING, reason=exc, action="continuing uncached")
+        self._down_since = time.monotonic()
+
+    def _came_back(self) -> None:
+        if self._down_since is not None:
+            log_event(log, "cache_available")
+            self._down_since = None
+
+    async def get(self, key: str) -> bytes | None:
+        if self.mode != Mode.ON or not self._usable():
+            return None
+        assert self.client is not None
+        try:
+            raw = await self.client.get(key)
+        except (RedisError, OSError) as exc:
+            self._went_down(exc)
+            return None
+        self._came_back()
+        if raw is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        self.stats.bytes_read += len(raw)
+        return zlib.decompress(raw)
+
+    async def put(self, key: str, kind: Kind, body: bytes) -> None:
+        if self.mode == Mode.OFF or not self._usable():
+            return
+        assert self.client is not None
+        packed = zlib.compress(body, 3)
+        try:
+            await self.client.set(key, packed, ex=self.ttls[kind])
+        except (RedisError, OSError) as exc:
+            self._went_down(exc)
+            return
+        self._came_back()
+        self.stats.bytes_written += len(packed)

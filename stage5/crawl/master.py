@@ -1,0 +1,436 @@
+"""The master: turns districts into units, hands them to worker processes, and owns the writer.
+
+One writer, in the master, is the deadlock answer: every upsert goes through one connection in
+key order, so two workers finding the same store can never lock each other out. Workers only fetch
+and parse; the master dedupes on v_rid (a store claimed by one district is never fetched again),
+scales the worker count, follows the governor, and returns a dead worker's units to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.handlers
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import psutil
+
+from stage5.crawl.governor import Decision, Governor, effective_budget_mb, measure
+from stage5.crawl.progress import Figures, Progress
+from stage5.crawl.units import DetailResult, DetailUnit, FailedUnit, Result, SearchResult, SearchUnit, Unit
+from stage5.crawl.worker import worker_main
+from stage5.logs import log_event
+from stage5.settings import Settings
+from stage5.site.diningcode import queries_for
+from stage5.site.seoul import DISTRICT_BY_NAME
+from stage5.storage.stores import StoreWriter
+
+log = logging.getLogger("stage5.crawl")
+_ctx = mp.get_context("spawn")  # a clean interpreter: no inherited event loop, threads or sockets
+EST_WORKER_MB = 120.0
+SCALE_EVERY_S = 5.0
+STOP_GRACE_S = 15.0
+
+
+@dataclass
+class WorkerHandle:
+    wid: int
+    process: Any
+    conn: Connection
+    pid: int = 0
+    inflight: dict[int, Unit] = field(default_factory=dict)
+    units_done: int = 0
+    draining: bool = False
+    gone: bool = False
+
+
+@dataclass
+class DistrictTally:
+    pending: int = 0
+    pages: int = 0
+    found: int = 0
+    stored: int = 0
+    refill: int = 0
+    rejected: int = 0
+    out_of_area: set[str] = field(default_factory=set)
+    failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    done: bool = False
+
+
+@dataclass
+class MasterReport:
+    units: int
+    units_failed: int
+    failed_units: list[FailedUnit]
+    districts: dict[str, DistrictTally]
+    worker_stats: dict[str, int]
+    peak_memory_mb: float
+    budget_mb: float
+    governor_actions: dict[str, int]
+    workers_started: int
+    workers_max: int
+    workers_recycled: int
+    workers_died: int
+
+
+def initial_workers(settings: Settings, budget_mb: float) -> tuple[int, int]:
+    """(start, ceiling): from cores and free memory, unless --workers forces a fixed count."""
+    cores = psutil.cpu_count() or 1
+    if settings.workers:
+        return settings.workers, settings.workers
+    free_mb = psutil.virtual_memory().available / 2**20
+    by_memory = int(min(budget_mb * 0.5, free_mb * 0.5) // EST_WORKER_MB)
+    ceiling = settings.max_workers or 2 * cores
+    return max(1, min(cores, by_memory, ceiling)), max(1, ceiling)
+
+
+class Master:
+    def __init__(self, settings: Settings, writer: StoreWriter, redis_url: str | None,
+                 progress: Progress | None = None) -> None:  # fmt: skip
+        self.settings, self.writer, self.redis_url = settings, writer, redis_url
+        self.progress = progress
+        self.budget_mb, budget_source = effective_budget_mb(settings.memory_budget_mb)
+        if budget_source != "budget":
+            log_event(log, "budget_lowered", logging.WARNING, budget_mb=round(self.budget_mb), cause=budget_source)
+        self.target, self.ceiling = initial_workers(settings, self.budget_mb)
+        self.governor = Governor(self.budget_mb, settings.memory_soft_ratio, settings.memory_hard_ratio,
+                                 max_concurrency=settings.host_concurrency)  # fmt: skip
+        self.workers: dict[int, WorkerHandle] = {}
+        self.stats: dict[int, dict[str, int]] = {}
+        self.search_queue: deque[Unit] = deque()
+        self.detail_queue: deque[Unit] = deque()
+        self.claimed: set[str] = set()
+        self.tally: dict[str, DistrictTally] = {}
+        self.failed: list[FailedUnit] = []
+        self.units = self.units_failed = 0
+        self.next_uid = self.next_wid = 0
+        self.workers_max = self.recycled = self.died = 0
+        self.events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self.log_queue: Any = _ctx.Queue()
+        self.listener = logging.handlers.QueueListener(
+            self.log_queue, *logging.getLogger("stage5").handlers, respect_handler_level=True
+        )
+        self._last_scale = time.monotonic()
+        self.finishing = False
+        self._sizes: dict[int | str, float] = {}
+
+    # --- units --------------------------------------------------------------------------------
+    def _uid(self) -> int:
+        self.next_uid += 1
+        return self.next_uid
+
+    def plan(self, districts: list[str]) -> None:
+        """Search units of every district, in the given order (largest first)."""
+        for name in districts:
+            self.tally[name] = DistrictTally()
+            for query in queries_for(DISTRICT_BY_NAME[name]):
+                self._add_unit(SearchUnit(self._uid(), query))
+
+    def _enqueue(self, unit: Unit, front: bool = False) -> None:
+        queue = self.search_queue if isinstance(unit, SearchUnit) else self.detail_queue
+        (queue.appendleft if front else queue.append)(unit)
+
+    def _next_unit(self) -> Unit | None:
+        # Details first: they turn found stores into rows, and keep the queue short.
+        if self.detail_queue:
+            return self.detail_queue.popleft()
+        return self.search_queue.popleft() if self.search_queue else None
+
+    @property
+    def queued(self) -> int:
+        return len(self.search_queue) + len(self.detail_queue)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(w.inflight) for w in self.workers.values())
+
+    # --- workers ------------------------------------------------------------------------------
+    def _limits(self) -> tuple[float, int]:
+        """Each worker's share of the per-host politeness budget, capped by the governor."""
+        active = max(1, len(self._active()))
+        share = max(1, self.settings.host_concurrency // active)
+        return self.settings.request_delay_s * active, max(1, min(share, self.governor.concurrency))
+
+    def _active(self) -> list[WorkerHandle]:
+        return [w for w in self.workers.values() if not w.draining and not w.gone]
+
+    def _start_worker(self) -> None:
+        self.next_wid += 1
+        wid = self.next_wid
+        ours, theirs = _ctx.Pipe()
+        delay, concurrency = self._limits()
+        process = _ctx.Process(
+            target=worker_main, name=f"stage5-worker-{wid}", daemon=True,
+            args=(wid, self.settings, self.redis_url, theirs, self.log_queue, delay, concurrency),
+        )  # fmt: skip
+        process.start()
+        theirs.close()
+        handle = WorkerHandle(wid, process, ours, pid=process.pid or 0)
+        self.workers[wid] = handle
+        self.workers_max = max(self.workers_max, len(self._active()))
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self._read, args=(handle, loop), name=f"master-read-{wid}", daemon=True).start()
+        log_event(log, "worker_started", worker=wid, pid=handle.pid, workers=len(self._active()))
+        self._send_limits()
+
+    def _read(self, handle: WorkerHandle, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            try:
+                message = handle.conn.recv()
+            except (EOFError, OSError):
+                loop.call_soon_threadsafe(self.events.put_nowait, ("eof", handle.wid))
+                return
+            loop.call_soon_threadsafe(self.events.put_nowait, message)
+
+    def _send(self, handle: WorkerHandle, message: tuple[Any, ...]) -> bool:
+        try:
+            handle.conn.send(message)
+            return True
+        except (OSError, ValueError):
+            return False  # it died; its EOF event returns its units
+
+    def _send_limits(self) -> None:
+        delay, concurrency = self._limits()
+        for w in self._active():
+            self._send(w, ("limits", delay, concurrency))
+
+    def _drain(self, handle: WorkerHandle, why: str) -> None:
+        if handle.draining or handle.gone:
+            return
+        handle.draining = True
+        log_event(log, "worker_recycle", worker=handle.wid, reason=why, units_done=handle.units_done)
+        self._send(handle, ("stop",))
+
+    def _worker_gone(self, wid: int) -> None:
+        handle = self.workers.get(wid)
+        if handle is None or handle.gone:
+            return
+        handle.gone = True
+        handle.process.join(timeout=5)
+        if handle.inflight:  # it died holding units: they go back to the front of the queue
+            self.died += 1
+            log_event(log, "worker_died", logging.WARNING, worker=wid, exitcode=handle.process.exitcode,
+                      units_returned=len(handle.inflight))  # fmt: skip
+            for unit in handle.inflight.values():
+                self._enqueue(unit, front=True)
+            handle.inflight.clear()
+        elif handle.draining and not self.finishing:
+            self.recycled += 1
+        handle.conn.close()
+        self._send_limits()
+
+    # --- results ------------------------------------------------------------------------------
+    async def _on_result(self, wid: int, result: Result, stats: dict[str, int]) -> None:
+        handle = self.workers[wid]
+        unit = handle.inflight.pop(result.uid, None)
+        self.stats[wid] = stats
+        if unit is None:
+            return  # already returned to the queue after a presumed death; the duplicate is dropped
+        handle.units_done += 1
+        tally = self.tally[result.district]
+        tally.failed += len(result.failed)
+        self.failed.extend(result.failed)
+        if isinstance(result, SearchResult):
+            tally.pages += result.pages
+            tally.out_of_area.update(result.out_of_area)
+            fresh = [s for s in result.found if s.rid not in self.claimed]
+            self.claimed.update(s.rid for s in fresh)
+            tally.found += len(fresh)
+            size = self.settings.detail_batch
+            for i in range(0, len(fresh), size):
+                self._add_unit(DetailUnit(self._uid(), result.district, tuple(fresh[i : i + size])))
+        elif isinstance(result, DetailResult):
+            for record in result.records:
+                await self.writer.add(record)
+            for rejection in result.rejections:
+                await self.writer.reject(rejection)
+            tally.stored += len(result.records)
+            tally.refill += sum(r.is_refill for r in result.records)
+            tally.rejected += len(result.rejections)
+        self._unit_done(result.district)
+        if handle.units_done >= self.settings.worker_max_units:
+            self._drain(handle, f"served {handle.units_done} units")
+
+    def _add_unit(self, unit: Unit) -> None:
+        self.tally[unit.district].pending += 1
+        self._enqueue(unit)
+
+    def _unit_done(self, district: str) -> None:
+        self.units += 1
+        tally = self.tally[district]
+        tally.pending -= 1
+        if tally.pending == 0 and not tally.done:
+            tally.done = True
+            log_event(
+                log, "district_finished", district=district, pages=tally.pages, stores=tally.found,
+                stored=tally.stored, refill=tally.refill, rejected=tally.rejected,
+                out_of_area=len(tally.out_of_area), failed=tally.failed,
+                elapsed_s=round(time.monotonic() - tally.started, 2),
+            )  # fmt: skip
+
+    async def _on_event(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == "result":
+            await self._on_result(event[1], event[2], event[3])
+        elif kind == "failed":
+            _, wid, uid, failure, stats = event
+            self.stats[wid] = stats
+            unit = self.workers[wid].inflight.pop(uid, None)
+            if unit is not None:
+                self.units_failed += 1
+                self.failed.append(failure)
+                self.tally[unit.district].failed += 1
+                self._unit_done(unit.district)
+        elif kind == "ready":
+            self.workers[event[1]].pid = event[2]
+        elif kind == "bye":
+            self.stats[event[1]] = event[2]
+        elif kind == "eof":
+            self._worker_gone(event[1])
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _dispatch(self, throttled: bool) -> None:
+        # Throttled: one unit per worker, so a budget below the baseline slows the crawl, never stops it.
+        _, concurrency = self._limits()
+        per_worker = 1 if throttled else max(2, concurrency)
+        for handle in self._active():
+            while len(handle.inflight) < per_worker:
+                unit = self._next_unit()
+                if unit is None:
+                    return
+                if not self._send(handle, ("unit", unit)):
+                    self._enqueue(unit, front=True)
+                    break
+                handle.inflight[unit.uid] = unit
+
+    def _check_processes(self) -> None:
+        for handle in list(self.workers.values()):
+            if not handle.gone and not handle.process.is_alive():
+                self._worker_gone(handle.wid)
+
+    def _govern(self) -> Decision:
+        pids: dict[int | str, int] = {"master": os.getpid()}
+        pids.update({w.wid: w.pid for w in self.workers.values() if not w.gone and w.pid})
+        self._sizes = measure(pids)
+        before = self.governor.concurrency
+        decision = self.governor.decide(self._sizes, {w.wid for w in self.workers.values() if w.draining})
+        if decision.recycle is not None and decision.recycle in self.workers:
+            self._drain(self.workers[decision.recycle], f"memory: {decision.reason}")
+        if decision.concurrency != before:
+            self._send_limits()
+        return decision
+
+    def _scale(self, decision: Decision) -> None:
+        """Every few seconds: one worker more while memory, CPU and errors allow and work waits; fewer
+        when memory is tight or the site pushes back."""
+        now = time.monotonic()
+        if self.settings.workers or now - self._last_scale < SCALE_EVERY_S:
+            return
+        self._last_scale = now
+        totals = self.totals()
+        error_rate = totals["retries"] / totals["requests"] if totals["requests"] else 0.0
+        memory = sum(self._sizes.values())
+        cpu = psutil.cpu_percent(interval=None)
+        figures = dict(memory_mb=round(memory), cpu_pct=cpu, error_rate=round(error_rate, 3), queued=self.queued)
+        active = len(self._active())
+        if (decision.throttle or error_rate > 0.3) and self.target > 1:
+            self.target -= 1
+            log_event(log, "scale_down", workers=self.target, **figures)
+            candidates = [w for w in self._active()]
+            if len(candidates) > self.target:
+                self._drain(min(candidates, key=lambda w: len(w.inflight)), "scale down")
+        elif (not decision.throttle and memory + EST_WORKER_MB < self.budget_mb * self.settings.memory_soft_ratio * 0.7
+              and cpu < 85 and error_rate < 0.1 and self.queued > 2 * active and self.target < self.ceiling):  # fmt: skip
+            self.target += 1
+            log_event(log, "scale_up", workers=self.target, **figures)
+
+    def _ensure_workers(self) -> None:
+        if not (self.queued or self.in_flight):
+            return
+        while len(self._active()) < self.target:
+            self._start_worker()
+
+    def totals(self) -> dict[str, int]:
+        keys = ("requests", "retries", "failures", "bytes", "cache_hits", "cache_misses", "cache_bytes_read",
+                "cache_bytes_written", "cache_errors")  # fmt: skip
+        return {k: sum(s.get(k, 0) for s in self.stats.values()) for k in keys}
+
+    def figures(self) -> Figures:
+        t = self.totals()
+        counts = self.writer.counts
+        return Figures(
+            districts_done=sum(1 for d in self.tally.values() if d.done), districts=len(self.tally),
+            stores=sum(d.stored for d in self.tally.values()), pages=sum(d.pages for d in self.tally.values()),
+            requests=t["requests"], bytes=t["bytes"], cache_hits=t["cache_hits"], cache_misses=t["cache_misses"],
+            db_rows=counts.new + counts.updated + counts.unchanged, memory_mb=sum(self._sizes.values()),
+            budget_mb=self.budget_mb, per_process_mb={str(k): v for k, v in self._sizes.items()},
+            workers=len(self._active()), concurrency=self._limits()[1], queued=self.queued, in_flight=self.in_flight,
+        )  # fmt: skip
+
+    async def run(self, districts: list[str]) -> MasterReport:
+        self.listener.start()
+        try:
+            self.plan(districts)
+            await self._loop()
+        finally:
+            await self._stop_all()
+            self.listener.stop()
+            if self.progress:
+                self.progress.close()
+        return self._report()
+
+    async def _loop(self) -> None:
+        last_tick = 0.0
+        decision = Decision(False, self.governor.concurrency)
+        while self.queued or self.in_flight:
+            now = time.monotonic()
+            if now - last_tick >= 1.0:
+                last_tick = now
+                self._check_processes()
+                decision = self._govern()
+                self._scale(decision)
+                if self.progress:
+                    self.progress.update(self.figures())
+            self._ensure_workers()
+            self._dispatch(decision.throttle)
+            try:
+                event = await asyncio.wait_for(self.events.get(), timeout=0.25)
+            except TimeoutError:
+                continue
+            await self._on_event(event)
+            while not self.events.empty():
+                await self._on_event(self.events.get_nowait())
+        if self.progress:
+            self.progress.update(self.figures(), force=True)
+
+    async def _stop_all(self) -> None:
+        self.finishing = True
+        for handle in self.workers.values():
+            if not handle.gone:
+                self._drain(handle, "run finished")
+        deadline = time.monotonic() + STOP_GRACE_S
+        while any(not w.gone for w in self.workers.values()) and time.monotonic() < deadline:
+            try:
+                await self._on_event(await asyncio.wait_for(self.events.get(), timeout=0.5))
+            except TimeoutError:
+                self._check_processes()
+        for handle in self.workers.values():
+            if not handle.gone:
+                handle.process.kill()
+                self._worker_gone(handle.wid)
+
+    def _report(self) -> MasterReport:
+        return MasterReport(
+            units=self.units, units_failed=self.units_failed, failed_units=self.failed, districts=self.tally,
+            worker_stats=self.totals(), peak_memory_mb=round(self.governor.peak_mb, 1), budget_mb=round(self.budget_mb),
+            governor_actions=dict(self.governor.actions), workers_started=self.next_wid, workers_max=self.workers_max,
+            workers_recycled=self.recycled, workers_died=self.died,
+        )  # fmt: skip
