@@ -19,7 +19,7 @@ from stage5.settings import ConfigError, Settings, load_settings
 
 # Settings that the crawl-type commands accept as --flags (the rest: env or .env).
 CRAWL_FLAGS = (
-    "site", "districts", "page_size", "max_pages", "district_concurrency", "request_delay_s", "host_concurrency",
+    "site", "districts", "page_size", "max_pages", "request_delay_s", "host_concurrency",
     "request_timeout_s", "retry_attempts", "retry_backoff_s", "batch_size", "flush_interval_s", "db_schema",
     "database_url", "redis_url", "log_dir", "workers", "max_workers", "worker_max_units", "detail_batch",
     "memory_budget_mb", "cache", "cache_namespace",

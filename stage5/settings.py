@@ -58,7 +58,6 @@ class Settings(BaseSettings):
     )
     page_size: int = Field(20, ge=1, le=50, description="Search page size (the site's crawlers use 20-50).")
     max_pages: int = Field(200, ge=1, description="Safety cap on pages per search keyword.")
-    district_concurrency: int = Field(4, ge=1, le=25, description="Districts crawled at once (largest first).")
 
     # --- politeness and retries -----------------------------------------------------------
     request_delay_s: float = Field(

@@ -49,16 +49,22 @@ def process_mb(proc: psutil.Process) -> float:
         return 0.0
 
 
-def measure(pids: dict[int | str, int]) -> dict[int | str, float]:
-    """MB per named process (each with its own children), e.g. {"master": 80.1, 1: 120.3}."""
-    sizes: dict[int | str, float] = {}
-    for name, pid in pids.items():
-        try:
-            proc = psutil.Process(pid)
-            sizes[name] = process_mb(proc) + sum(process_mb(c) for c in proc.children(recursive=True))
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            sizes[name] = 0.0
+def measure(master_pid: int, workers: dict[int, int]) -> dict[int | str, float]:
+    """MB of the crawler's tree: the master itself, and each worker with its own children.
+
+    The master's other children (a replica started by the demo or a benchmark) are not the crawler's.
+    """
+    sizes: dict[int | str, float] = {"master": _tree_mb(master_pid, children=False)}
+    sizes.update({wid: _tree_mb(pid, children=True) for wid, pid in workers.items()})
     return sizes
+
+
+def _tree_mb(pid: int, children: bool) -> float:
+    try:
+        proc = psutil.Process(pid)
+        return process_mb(proc) + (sum(process_mb(c) for c in proc.children(recursive=True)) if children else 0.0)
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return 0.0
 
 
 @dataclass(frozen=True)

@@ -317,9 +317,7 @@ class Master:
                 self._worker_gone(handle.wid)
 
     def _govern(self) -> Decision:
-        pids: dict[int | str, int] = {"master": os.getpid()}
-        pids.update({w.wid: w.pid for w in self.workers.values() if not w.gone and w.pid})
-        self._sizes = measure(pids)
+        self._sizes = measure(os.getpid(), {w.wid: w.pid for w in self.workers.values() if not w.gone and w.pid})
         before = self.governor.concurrency
         decision = self.governor.decide(self._sizes, {w.wid for w in self.workers.values() if w.draining})
         if decision.recycle is not None and decision.recycle in self.workers:

@@ -43,6 +43,7 @@ class RunSummary:
     cache_hits: int
     cache_misses: int
     cache_hit_rate: float
+    cache_errors: int
     bytes: int
     peak_memory_mb: float
     memory_budget_mb: float
@@ -77,6 +78,7 @@ def summarise(run_id: int, report: MasterReport, counts: WriteCounts, elapsed_s:
         out_of_area=sum(len(t.out_of_area) for t in tallies.values()), pages=sum(t.pages for t in tallies.values()),
         requests=stats["requests"], retries=stats["retries"], cache_hits=stats["cache_hits"],
         cache_misses=stats["cache_misses"], cache_hit_rate=round(stats["cache_hits"] / looked, 4) if looked else 0.0,
+        cache_errors=stats["cache_errors"],
         bytes=stats["bytes"], peak_memory_mb=report.peak_memory_mb, memory_budget_mb=report.budget_mb,
         governor_actions=report.governor_actions, workers_max=report.workers_max,
         workers_recycled=report.workers_recycled, workers_died=report.workers_died,

@@ -1,0 +1,126 @@
+"""The parallel engine end to end: worker counts, recycling, deaths, the cache and the governor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from typing import Any
+
+import psutil
+import psycopg
+import pytest
+from psycopg import sql
+
+from stage5.crawl.run import run_crawl
+from stage5.replica.process import ReplicaProcess
+from stage5.replica.server import Faults
+from stage5.replica.truth import score
+from stage5.replica.world import World
+from stage5.report import load_result
+from stage5.storage.stores import STORE_COLUMNS
+
+SEED, SCALE = 5, 0.1
+SOME = "강남구,마포구,송파구,중구,도봉구,관악구"
+
+
+async def _rows(settings: Any) -> list[tuple[Any, ...]]:
+    conn = await psycopg.AsyncConnection.connect(settings.database_url)
+    cur = await conn.execute(
+        sql.SQL("SELECT {} FROM {}.stores ORDER BY diningcode_place_id").format(
+            sql.SQL(", ").join(map(sql.Identifier, STORE_COLUMNS)), sql.Identifier(settings.db_schema)
+        )
+    )
+    rows = await cur.fetchall()
+    await conn.close()
+    return rows
+
+
+async def test_many_workers_give_the_same_table_as_one(make_settings: Any, replica: ReplicaProcess, pg_url: str) -> None:
+    other = f"t_{uuid.uuid4().hex[:12]}"
+    one = make_settings(site=replica.url, workers=1)
+    many = make_settings(site=replica.url, workers=3, db_schema=other, detail_batch=5)
+    try:
+        a = await run_crawl(one, pg_url)
+        b = await run_crawl(many, pg_url)
+        assert (a.workers_max, b.workers_max) == (1, 3)
+        rows_one, rows_many = await _rows(one), await _rows(many)
+        assert len(rows_one) == a.stores > 300
+        assert rows_one == rows_many  # every column of every row, content hash included
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(other)))
+
+
+async def test_second_crawl_within_ttl_is_served_from_cache(make_settings: Any, small_world: World,
+                                                            private_redis: tuple[str, Any]) -> None:  # fmt: skip
+    redis_url, _ = private_redis
+    with ReplicaProcess(SEED, SCALE) as fresh:
+        settings = make_settings(site=fresh.url, cache_namespace=f"t-{uuid.uuid4().hex[:8]}")
+        first = await run_crawl(settings, settings.database_url, redis_url)
+        sent_first = fresh.stats()["requests"]
+        fresh.reset()
+        second = await run_crawl(settings, settings.database_url, redis_url)
+        sent_second = fresh.stats()["requests"]
+    assert first.requests == sent_first and second.requests == sent_second
+    assert sent_second <= 0.05 * sent_first, (sent_first, sent_second)
+    assert second.cache_hit_rate >= 0.95 and second.stores == first.stores and second.new == 0
+
+
+async def test_redis_stopping_mid_run_does_not_fail_the_crawl(make_settings: Any, small_world: World,
+                                                               private_redis: tuple[str, Any]) -> None:  # fmt: skip
+    redis_url, redis_proc = private_redis
+    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=15)) as slow:
+        settings = make_settings(site=slow.url, districts=SOME, cache_namespace=f"t-{uuid.uuid4().hex[:8]}")
+        crawl = asyncio.create_task(run_crawl(settings, settings.database_url, redis_url))
+        await asyncio.sleep(2.0)
+        assert not crawl.done(), "the crawl should still be running when Redis stops"
+        redis_proc.kill()
+        summary = await crawl
+    stored, rejected = await load_result(settings)
+    result = score(small_world, stored, rejected, settings.districts)
+    assert summary.status == "succeeded" and result.perfect
+    assert summary.cache_hits + summary.cache_misses > 0  # it did use the cache before Redis went
+    assert summary.cache_errors > 0  # and noticed it going
+
+
+async def test_workers_are_recycled_after_their_units(make_settings: Any, replica: ReplicaProcess,
+                                                      small_world: World) -> None:  # fmt: skip
+    settings = make_settings(site=replica.url, workers=2, worker_max_units=5, districts=SOME)
+    summary = await run_crawl(settings, settings.database_url)
+    stored, rejected = await load_result(settings)
+    assert summary.workers_recycled >= 3 and summary.workers_died == 0
+    assert score(small_world, stored, rejected, settings.districts).perfect
+
+
+async def test_a_killed_worker_is_replaced_and_its_units_return(make_settings: Any, small_world: World) -> None:
+    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=20)) as slow:
+        settings = make_settings(site=slow.url, workers=2, districts=SOME)
+        crawl = asyncio.create_task(run_crawl(settings, settings.database_url))
+        victim = None
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            workers = [p for p in psutil.Process().children() if "multiprocessing.spawn" in " ".join(p.cmdline())]
+            if workers:
+                victim = workers[0]
+                break
+        assert victim is not None
+        await asyncio.sleep(1.0)
+        os.kill(victim.pid, signal.SIGKILL)
+        summary = await crawl
+    stored, rejected = await load_result(settings)
+    assert summary.workers_died == 1 and summary.status == "succeeded"
+    assert score(small_world, stored, rejected, settings.districts).perfect
+
+
+async def test_small_budget_throttles_and_still_completes(make_settings: Any, replica: ReplicaProcess,
+                                                          small_world: World) -> None:  # fmt: skip
+    """A budget below what master + workers need: the governor throttles, lowers and recycles, and the
+    crawl still ends with the full result."""
+    settings = make_settings(site=replica.url, workers=2, memory_budget_mb=150, districts="강남구,마포구")
+    summary = await run_crawl(settings, settings.database_url)
+    stored, rejected = await load_result(settings)
+    assert summary.governor_actions["throttle"] >= 1 and summary.governor_actions["lower"] >= 1
+    assert summary.governor_actions["recycle"] >= 1
+    assert score(small_world, stored, rejected, settings.districts).perfect
