@@ -32,6 +32,8 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
         f"  workers        up to {summary.workers_max} at once, {summary.workers_recycled} recycled,"
         f" {summary.workers_died} died; {summary.units} units ({summary.units_failed} failed)",
     ]
+    if summary.memory_note:
+        lines.append(f"  memory note    {summary.memory_note}")
     if served is not None:
         lines.append(f"  site served    {served['requests']} requests ({served['detail_unique']} distinct detail pages)")
     if summary.failed_units:

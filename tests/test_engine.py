@@ -71,12 +71,14 @@ async def test_second_crawl_within_ttl_is_served_from_cache(make_settings: Any, 
 async def test_redis_stopping_mid_run_does_not_fail_the_crawl(make_settings: Any, small_world: World,
                                                                private_redis: tuple[str, Any]) -> None:  # fmt: skip
     redis_url, redis_proc = private_redis
-    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=15)) as slow:
-        settings = make_settings(site=slow.url, districts=SOME, cache_namespace=f"t-{uuid.uuid4().hex[:8]}")
+    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=25)) as slow:
+        settings = make_settings(site=slow.url, districts=SOME, host_concurrency=2,
+                                 cache_namespace=f"t-{uuid.uuid4().hex[:8]}")  # fmt: skip
         crawl = asyncio.create_task(run_crawl(settings, settings.database_url, redis_url))
-        await asyncio.sleep(2.0)
-        assert not crawl.done(), "the crawl should still be running when Redis stops"
+        while slow.stats()["requests"] < 40:  # about a fifth of the crawl
+            await asyncio.sleep(0.1)
         redis_proc.kill()
+        assert not crawl.done(), "the crawl should still be running when Redis stops"
         summary = await crawl
     stored, rejected = await load_result(settings)
     result = score(small_world, stored, rejected, settings.districts)
@@ -106,8 +108,10 @@ async def test_a_killed_worker_is_replaced_and_its_units_return(make_settings: A
                 victim = workers[0]
                 break
         assert victim is not None
-        await asyncio.sleep(1.0)
+        while slow.stats()["requests"] < 40:  # mid-crawl: the victim holds units
+            await asyncio.sleep(0.1)
         os.kill(victim.pid, signal.SIGKILL)
+        assert not crawl.done()
         summary = await crawl
     stored, rejected = await load_result(settings)
     assert summary.workers_died == 1 and summary.status == "succeeded"

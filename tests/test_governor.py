@@ -66,3 +66,15 @@ def test_measure_counts_workers_with_children_and_the_master_alone() -> None:
         child.wait()
     assert 10 < alone["master"] < 2000 and alone[7] == 0.0  # a vanished worker weighs nothing
     assert as_worker[7] >= alone["master"] + 55  # the same process counted with its 60 MB child
+
+
+def test_explains_a_peak_over_budget() -> None:
+    g = make(budget=250)
+    assert g.explain() is None
+    g.decide({"master": 150, 1: 60}, set())  # floor 210 MB, above the soft line of 200
+    g.decide({"master": 150, 1: 110}, set())
+    assert g.peak_mb == 260 and "alone need 210 MB" in (g.explain() or "")
+    roomy = make(budget=1000)
+    roomy.decide({"master": 100, 1: 100}, set())
+    roomy.decide({"master": 100, 1: 950}, set())
+    assert "between two samples" in (roomy.explain() or "")

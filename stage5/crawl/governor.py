@@ -84,6 +84,7 @@ class Governor:
     concurrency: int = 0
     throttled: bool = False
     peak_mb: float = 0.0
+    floor_mb: float = 0.0  # the least the crawl ran in: master plus its smallest worker, lowest sample
     actions: dict[str, int] = field(default_factory=lambda: {"throttle": 0, "lower": 0, "raise": 0, "recycle": 0})
 
     def __post_init__(self) -> None:
@@ -93,6 +94,10 @@ class Governor:
         """One step: memory of each process in, what to do out. Every change is logged with its figures."""
         total = sum(sizes.values())
         self.peak_mb = max(self.peak_mb, total)
+        workers_mb = [v for k, v in sizes.items() if isinstance(k, int) and v > 0]
+        if workers_mb:
+            floor = sizes.get("master", 0.0) + min(workers_mb)
+            self.floor_mb = min(self.floor_mb, floor) if self.floor_mb else floor
         soft, hard = self.budget_mb * self.soft_ratio, self.budget_mb * self.hard_ratio
         figures = f"tree {total:.0f} MB, soft {soft:.0f} MB, hard {hard:.0f} MB"
         recycle = None
@@ -115,6 +120,16 @@ class Governor:
                 self.concurrency = min(self.max_concurrency, self.concurrency * 2)
                 self._act("raise", f"{figures}, concurrency now {self.concurrency}")
         return Decision(self.throttled, self.concurrency, recycle, figures)
+
+    def explain(self) -> str | None:
+        """Why the peak went over the budget, when it did."""
+        if self.peak_mb <= self.budget_mb:
+            return None
+        if self.floor_mb >= self.budget_mb * self.soft_ratio:
+            return (f"peak {self.peak_mb:.0f} MB over the {self.budget_mb:.0f} MB budget: the master and one worker"
+                    f" alone need {self.floor_mb:.0f} MB, above the soft line; the crawl ran throttled, one unit at a time")  # fmt: skip
+        return (f"peak {self.peak_mb:.0f} MB over the {self.budget_mb:.0f} MB budget between two samples"
+                " (memory is sampled once a second); the governor acted on the next sample")  # fmt: skip
 
     def _act(self, action: str, figures: str) -> None:
         self.actions[action] += 1

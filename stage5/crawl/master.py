@@ -74,6 +74,7 @@ class MasterReport:
     worker_stats: dict[str, int]
     peak_memory_mb: float
     budget_mb: float
+    memory_note: str | None
     governor_actions: dict[str, int]
     workers_started: int
     workers_max: int
@@ -429,6 +430,6 @@ class Master:
         return MasterReport(
             units=self.units, units_failed=self.units_failed, failed_units=self.failed, districts=self.tally,
             worker_stats=self.totals(), peak_memory_mb=round(self.governor.peak_mb, 1), budget_mb=round(self.budget_mb),
-            governor_actions=dict(self.governor.actions), workers_started=self.next_wid, workers_max=self.workers_max,
+            memory_note=self.governor.explain(), governor_actions=dict(self.governor.actions), workers_started=self.next_wid, workers_max=self.workers_max,
             workers_recycled=self.recycled, workers_died=self.died,
         )  # fmt: skip

@@ -47,6 +47,7 @@ class RunSummary:
     bytes: int
     peak_memory_mb: float
     memory_budget_mb: float
+    memory_note: str | None
     governor_actions: dict[str, int]
     workers_max: int
     workers_recycled: int
@@ -79,7 +80,7 @@ def summarise(run_id: int, report: MasterReport, counts: WriteCounts, elapsed_s:
         requests=stats["requests"], retries=stats["retries"], cache_hits=stats["cache_hits"],
         cache_misses=stats["cache_misses"], cache_hit_rate=round(stats["cache_hits"] / looked, 4) if looked else 0.0,
         cache_errors=stats["cache_errors"],
-        bytes=stats["bytes"], peak_memory_mb=report.peak_memory_mb, memory_budget_mb=report.budget_mb,
+        bytes=stats["bytes"], peak_memory_mb=report.peak_memory_mb, memory_budget_mb=report.budget_mb, memory_note=report.memory_note,
         governor_actions=report.governor_actions, workers_max=report.workers_max,
         workers_recycled=report.workers_recycled, workers_died=report.workers_died,
         elapsed_s=round(elapsed_s, 2), failed_units=failed,
