@@ -77,6 +77,10 @@ class ResponseCache:
         if self.client is not None:
             await self.client.aclose()
 
+    @property
+    def reading(self) -> bool:
+        return self.mode == Mode.ON and self.client is not None
+
     def key(self, kind: Kind, method: str, url: str, form: dict[str, str] | None = None) -> str:
         return cache_key(self.namespace, kind, method, url, form)
 

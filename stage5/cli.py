@@ -24,7 +24,7 @@ CRAWL_FLAGS = (
     "database_url", "redis_url", "log_dir", "workers", "max_workers", "worker_max_units", "detail_batch",
     "memory_budget_mb", "cache", "cache_namespace",
 )  # fmt: skip
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNFINISHED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     crawl = sub.add_parser("crawl", help="crawl districts of the site into PostgreSQL")
     _add_settings_flags(crawl, CRAWL_FLAGS)
     _add_cache_flags(crawl)
+    start = crawl.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue the newest unfinished run")
+    start.add_argument("--fresh", action="store_true", help="mark an unfinished run abandoned and start a new one")
     crawl.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     demo = sub.add_parser("demo", help="offline demo: start a replica, crawl all of Seoul from it, score it")
@@ -95,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stage5: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # one clear line instead of a traceback for the known failures
+    except Exception as exc:  # one clear message instead of a traceback for the known failures
+        from stage5.crawl.run import RunBusy, UnfinishedRun
         from stage5.storage.db import DatabaseUnavailable
 
+        if isinstance(exc, (UnfinishedRun, RunBusy)):
+            print(f"stage5: {exc}", file=sys.stderr)
+            return EXIT_UNFINISHED
         if isinstance(exc, DatabaseUnavailable):
             print(f"stage5: {exc}", file=sys.stderr)
             return EXIT_FAILED
@@ -118,23 +125,25 @@ def cmd_replica(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(settings: Settings) -> Any:
+def _run(settings: Settings, resume: bool = False, fresh: bool = False) -> Any:
     from stage5.crawl.run import run_crawl
     from stage5.services import database_url, redis_url
 
     setup_logging(settings.log_dir)
     redis = None if settings.cache == "off" else redis_url(settings)
-    return asyncio.run(run_crawl(settings, database_url(settings), redis, show_progress=True))
+    return asyncio.run(
+        run_crawl(settings, database_url(settings), redis, show_progress=True, resume=resume, fresh=fresh)
+    )
 
 
 def _exit_code(status: str) -> int:
-    return {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL}.get(status, EXIT_FAILED)
+    return {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "interrupted": EXIT_INTERRUPTED}.get(status, EXIT_FAILED)
 
 
 def cmd_crawl(args: argparse.Namespace) -> int:
     from stage5.report import print_summary
 
-    summary = _run(_settings(args))
+    summary = _run(_settings(args), resume=args.resume, fresh=args.fresh)
     if args.json:
         print(json.dumps(summary.as_dict(), ensure_ascii=False, default=str))
     else:
@@ -153,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings = _settings(args, site=replica.url, **{**fast, "cache_namespace": namespace})
         print(f"replica at {replica.url} (seed {args.seed}, scale {args.scale}); crawling "
               f"{len(settings.districts)} districts ...", flush=True)  # fmt: skip
-        summary = _run(settings)
+        summary = _run(settings, fresh=True)  # a demo never resumes an old demo
         served = replica.stats()
     print_summary(summary, served)
     print_score(settings, args.seed, args.scale)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -60,6 +61,25 @@ class FetchFailed(Exception):
     def __init__(self, request: Request, reason: str, attempts: int) -> None:
         super().__init__(f"{request.label}: {reason} (after {attempts} attempt(s))")
         self.request, self.reason, self.attempts = request, reason, attempts
+
+
+@dataclass
+class UnitTally:
+    """What one unit of work cost; counted through a context variable, so concurrent units in one
+    process keep separate counts and a resumed run can add them up exactly."""
+
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+current_tally: ContextVar[UnitTally | None] = ContextVar("stage5_unit_tally", default=None)
+
+
+def _tally() -> UnitTally:
+    return current_tally.get() or UnitTally()  # outside a unit: counted nowhere
 
 
 @dataclass
@@ -180,6 +200,7 @@ class Fetcher:
     def _before_sleep(self, request: Request) -> Callable[[RetryCallState], None]:
         def note(state: RetryCallState) -> None:
             self.stats.retries += 1
+            _tally().retries += 1
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0
             log_event(log, "retry", url=request.label, attempt=state.attempt_number, reason=exc, wait_s=round(wait, 2))
@@ -190,13 +211,16 @@ class Fetcher:
         """The parsed answer to `request`: from the cache when `kind` is given and it holds a readable
         body, else from the site with retries (and then cached). Raises FetchFailed."""
         key = self.cache.key(kind, request.method, request.url, request.form) if kind and self.cache else None
-        if key and self.cache:
+        if key and self.cache and self.cache.reading:
             cached = await self.cache.get(key)
             if cached is not None:
                 try:
-                    return parse(cached)
+                    result = parse(cached)
+                    _tally().cache_hits += 1
+                    return result
                 except ParseError:
                     pass  # an entry this version cannot read: fetch afresh and overwrite it
+            _tally().cache_misses += 1
         try:
             body, result = await self._fetch_with_retries(request, parse)
         except FetchFailed as exc:
@@ -237,6 +261,7 @@ class Fetcher:
         headers = self.endpoints.headers(self.user_agents.random)
         async with gate.slot():
             self.stats.requests += 1
+            _tally().requests += 1
             try:
                 async with self.session.request(
                     request.method, request.url, data=request.form, headers=headers
@@ -249,6 +274,7 @@ class Fetcher:
                 raise Retryable(reason) from exc
         self.stats.statuses[status] += 1
         self.stats.bytes += len(body)
+        _tally().bytes += len(body)
         return self._check_status(request, status, retry_after, gate, body)
 
     def _check_status(self, request: Request, status: int, retry_after: str | None, gate: HostGate, body: bytes) -> bytes:

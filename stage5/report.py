@@ -15,8 +15,9 @@ from stage5.storage.db import connect
 
 def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> None:
     rate = summary.stores / summary.elapsed_s * 3600 if summary.elapsed_s else 0.0
+    resumed = f" (resumed {summary.resumed}x)" if summary.resumed else ""
     lines = [
-        f"run {summary.run_id}: {summary.status} in {summary.elapsed_s:.1f}s",
+        f"run {summary.run_id}: {summary.status}{resumed} in {summary.elapsed_s:.1f}s",
         f"  districts      {summary.districts - len(summary.districts_failed)}/{summary.districts} done"
         + (f" (failed: {', '.join(summary.districts_failed)})" if summary.districts_failed else ""),
         f"  stores         {summary.stores} ({summary.refill_stores} all-you-can-eat)"
@@ -41,6 +42,8 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
         lines += [f"    {u['kind']:7} {u['district']} {u['url']} — {u['reason']}" for u in summary.failed_units[:20]]
         if len(summary.failed_units) > 20:
             lines.append(f"    … {len(summary.failed_units) - 20} more in crawl_runs.failed_units")
+    if summary.status == "interrupted":
+        lines.append("  resume with    python -m stage5 crawl --resume")
     print("\n".join(lines), flush=True)
 
 
@@ -75,10 +78,16 @@ def print_score(settings: Settings, seed: int, scale: float) -> Score:
 
 
 def print_runs(runs: list[dict[str, Any]]) -> None:
-    print(f"{'id':>5}  {'status':10} {'trigger':8} {'started (UTC)':19}  {'elapsed':>8}  {'stores':>7}  site")
+    print(f"{'id':>5}  {'status':11} {'trigger':8} {'started (UTC)':19}  {'elapsed':>8}  {'units':>9}  {'stores':>7}"
+          f"  {'resumed':>7}  site")  # fmt: skip
     for run in runs:
         started = run["started_at"].strftime("%Y-%m-%d %H:%M:%S")
         elapsed = (run["finished_at"] - run["started_at"]).total_seconds() if run["finished_at"] else None
         stores = run["counts"].get("stores", "")
         shown = f"{elapsed:.0f}s" if elapsed is not None else "-"
-        print(f"{run['id']:>5}  {run['status']:10} {run['trigger']:8} {started:19}  {shown:>8}  {stores:>7}  {run['site']}")
+        units = f"{run['units_done']}/{run['units']}"
+        print(f"{run['id']:>5}  {run['status']:11} {run['trigger']:8} {started:19}  {shown:>8}  {units:>9}  {stores:>7}"
+              f"  {run['resumed']:>7}  {run['site']}")  # fmt: skip
+    resumable = [r["id"] for r in runs if r["status"] in ("running", "interrupted")]
+    if resumable:
+        print(f"\nrun {resumable[0]} can be resumed: python -m stage5 crawl --resume")

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     memory_budget_mb: int = Field(2048, ge=64, description="Memory budget of the whole process tree (PSS).")
     memory_soft_ratio: float = Field(0.8, gt=0, lt=1, description="Above budget x this: no new work, less concurrency.")
     memory_hard_ratio: float = Field(0.95, gt=0, le=1, description="Above budget x this: recycle the largest worker.")
+    stop_grace_s: float = Field(5.0, ge=0, description="On Ctrl-C/SIGTERM, how long units in flight may finish.")
     progress_interval_s: float = Field(5.0, gt=0, description="Seconds between performance log lines.")
 
     # --- cache ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -24,19 +24,20 @@ import psutil
 
 from stage5.crawl.governor import Decision, Governor, effective_budget_mb, measure
 from stage5.crawl.progress import Figures, Progress
-from stage5.crawl.units import DetailResult, DetailUnit, FailedUnit, Result, SearchResult, SearchUnit, Unit
+from stage5.crawl.units import (DetailResult, DetailUnit, FailedUnit, Result, SearchResult, SearchUnit, Unit,
+                                result_summary, unit_kind)
 from stage5.crawl.worker import worker_main
 from stage5.logs import log_event
 from stage5.settings import Settings
 from stage5.site.diningcode import queries_for
 from stage5.site.seoul import DISTRICT_BY_NAME
+from stage5.storage.progress import Completion
 from stage5.storage.stores import StoreWriter
 
 log = logging.getLogger("stage5.crawl")
 _ctx = mp.get_context("spawn")  # a clean interpreter: no inherited event loop, threads or sockets
 EST_WORKER_MB = 120.0
 SCALE_EVERY_S = 5.0
-STOP_GRACE_S = 15.0
 
 
 @dataclass
@@ -64,6 +65,28 @@ class DistrictTally:
     started: float = field(default_factory=time.monotonic)
     done: bool = False
 
+    def add(self, kind: str, result: dict[str, Any]) -> None:
+        """Count one finished unit from its crawl_units.result (live, or read back on resume)."""
+        self.failed += len(result.get("failed", []))
+        if kind == "search":
+            self.pages += result.get("pages", 0)
+            self.found += result.get("found", 0)
+            self.out_of_area.update(result.get("out_of_area", []))
+        else:
+            self.stored += result.get("stored", 0)
+            self.refill += result.get("refill", 0)
+            self.rejected += result.get("rejected", 0)
+
+
+@dataclass
+class Resume:
+    """What the database says of an unfinished run: the master picks it up from here."""
+
+    open_units: list[Unit]
+    claimed: set[str]
+    finished: list[tuple[str, str, str, dict[str, Any] | None]]  # (district, kind, state, result)
+    max_uid: int
+
 
 @dataclass
 class MasterReport:
@@ -80,6 +103,7 @@ class MasterReport:
     workers_max: int
     workers_recycled: int
     workers_died: int
+    interrupted: bool
 
 
 def initial_workers(settings: Settings, budget_mb: float) -> tuple[int, int]:
@@ -121,6 +145,7 @@ class Master:
         )
         self._last_scale = time.monotonic()
         self.finishing = False
+        self.stop_requested = False
         self._sizes: dict[int | str, float] = {}
 
     # --- units --------------------------------------------------------------------------------
@@ -130,10 +155,35 @@ class Master:
 
     def plan(self, districts: list[str]) -> None:
         """Search units of every district, in the given order (largest first)."""
+        units: list[Unit] = []
         for name in districts:
             self.tally[name] = DistrictTally()
             for query in queries_for(DISTRICT_BY_NAME[name]):
-                self._add_unit(SearchUnit(self._uid(), query))
+                units.append(SearchUnit(self._uid(), query))
+                self._add_unit(units[-1])
+        self.writer.add_units(units)
+
+    def restore(self, districts: list[str], resume: Resume) -> None:
+        """Counters from the finished units, the queue from the open ones, dedupe from the claimed stores."""
+        self.tally = {name: DistrictTally() for name in districts}
+        for district, kind, state, result in resume.finished:
+            if state in ("done", "failed") and result is not None:
+                self.tally[district].add(kind, result)
+                self.failed.extend(FailedUnit(**f) for f in result.get("failed", []))
+        for unit in resume.open_units:
+            self._add_unit(unit)
+        for name, tally in self.tally.items():
+            tally.done = tally.pending == 0
+        self.claimed = set(resume.claimed)
+        self.next_uid = resume.max_uid
+        log_event(log, "run_resumed", open_units=len(resume.open_units), claimed=len(self.claimed),
+                  districts_done=sum(t.done for t in self.tally.values()))  # fmt: skip
+
+    def request_stop(self) -> None:
+        """First Ctrl-C or SIGTERM: take no more work; what is in flight may finish within the grace."""
+        if not self.stop_requested:
+            self.stop_requested = True
+            log_event(log, "stop_requested", logging.WARNING, in_flight=self.in_flight, queued=self.queued)
 
     def _enqueue(self, unit: Unit, front: bool = False) -> None:
         queue = self.search_queue if isinstance(unit, SearchUnit) else self.detail_queue
@@ -236,29 +286,32 @@ class Master:
         if unit is None:
             return  # already returned to the queue after a presumed death; the duplicate is dropped
         handle.units_done += 1
-        tally = self.tally[result.district]
-        tally.failed += len(result.failed)
-        self.failed.extend(result.failed)
+        summary = result_summary(result)
         if isinstance(result, SearchResult):
-            tally.pages += result.pages
-            tally.out_of_area.update(result.out_of_area)
             fresh = [s for s in result.found if s.rid not in self.claimed]
             self.claimed.update(s.rid for s in fresh)
-            tally.found += len(fresh)
+            summary["found"] = len(fresh)  # stores this run had not claimed yet
             size = self.settings.detail_batch
-            for i in range(0, len(fresh), size):
-                self._add_unit(DetailUnit(self._uid(), result.district, tuple(fresh[i : i + size])))
+            children = [DetailUnit(self._uid(), result.district, tuple(fresh[i : i + size]))
+                        for i in range(0, len(fresh), size)]  # fmt: skip
+            for child in children:
+                self._add_unit(child)
+            self.writer.add_units(children)  # committed with this unit's completion
         elif isinstance(result, DetailResult):
             for record in result.records:
                 await self.writer.add(record)
             for rejection in result.rejections:
                 await self.writer.reject(rejection)
-            tally.stored += len(result.records)
-            tally.refill += sum(r.is_refill for r in result.records)
-            tally.rejected += len(result.rejections)
-        self._unit_done(result.district)
+        self._finish(unit, summary)
         if handle.units_done >= self.settings.worker_max_units:
             self._drain(handle, f"served {handle.units_done} units")
+
+    def _finish(self, unit: Unit, summary: dict[str, Any]) -> None:
+        self.failed.extend(FailedUnit(**f) for f in summary["failed"])
+        state = "failed" if summary["failed"] else "done"
+        self.writer.complete(Completion(unit.uid, state, summary))
+        self.tally[unit.district].add(unit_kind(unit), summary)
+        self._unit_done(unit.district)
 
     def _add_unit(self, unit: Unit) -> None:
         self.tally[unit.district].pending += 1
@@ -286,10 +339,7 @@ class Master:
             self.stats[wid] = stats
             unit = self.workers[wid].inflight.pop(uid, None)
             if unit is not None:
-                self.units_failed += 1
-                self.failed.append(failure)
-                self.tally[unit.district].failed += 1
-                self._unit_done(unit.district)
+                self._finish(unit, {"failed": [asdict(failure)]})
         elif kind == "ready":
             self.workers[event[1]].pid = event[2]
         elif kind == "bye":
@@ -311,6 +361,7 @@ class Master:
                     self._enqueue(unit, front=True)
                     break
                 handle.inflight[unit.uid] = unit
+                self.writer.lease(unit.uid)
 
     def _check_processes(self) -> None:
         for handle in list(self.workers.values()):
@@ -374,10 +425,14 @@ class Master:
             workers=len(self._active()), concurrency=self._limits()[1], queued=self.queued, in_flight=self.in_flight,
         )  # fmt: skip
 
-    async def run(self, districts: list[str]) -> MasterReport:
+    async def run(self, districts: list[str], resume: Resume | None = None) -> MasterReport:
         self.listener.start()
         try:
-            self.plan(districts)
+            if resume is None:
+                self.plan(districts)
+            else:
+                self.restore(districts, resume)
+            await self.writer.flush()  # the plan is durable before the first request
             await self._loop()
         finally:
             await self._stop_all()
@@ -389,7 +444,7 @@ class Master:
     async def _loop(self) -> None:
         last_tick = 0.0
         decision = Decision(False, self.governor.concurrency)
-        while self.queued or self.in_flight:
+        while (self.queued or self.in_flight) and not self.stop_requested:
             now = time.monotonic()
             if now - last_tick >= 1.0:
                 last_tick = now
@@ -415,7 +470,7 @@ class Master:
         for handle in self.workers.values():
             if not handle.gone:
                 self._drain(handle, "run finished")
-        deadline = time.monotonic() + STOP_GRACE_S
+        deadline = time.monotonic() + self.settings.stop_grace_s
         while any(not w.gone for w in self.workers.values()) and time.monotonic() < deadline:
             try:
                 await self._on_event(await asyncio.wait_for(self.events.get(), timeout=0.5))
@@ -432,4 +487,5 @@ class Master:
             worker_stats=self.totals(), peak_memory_mb=round(self.governor.peak_mb, 1), budget_mb=round(self.budget_mb),
             memory_note=self.governor.explain(), governor_actions=dict(self.governor.actions), workers_started=self.next_wid, workers_max=self.workers_max,
             workers_recycled=self.recycled, workers_died=self.died,
+            interrupted=bool(self.queued or self.in_flight),
         )  # fmt: skip

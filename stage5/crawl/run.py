@@ -1,31 +1,58 @@
-"""One crawl run: open a `crawl_runs` row, let the master crawl the districts, summarise, close the row."""
+"""One crawl run: open (or reopen) a `crawl_runs` row, let the master crawl, close the row.
+
+The run's counters are read back from the database at the end (unit results and the counters
+written with the rows), so a run resumed three times reports each store once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import psutil
 import psycopg
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from stage5.crawl.master import Master, MasterReport
+from stage5.crawl.master import DistrictTally, Master, MasterReport, Resume
 from stage5.crawl.progress import Progress
 from stage5.logs import log_event
 from stage5.settings import Settings
-from stage5.storage.db import connect
-from stage5.storage.runs import finish_run, start_run
+from stage5.storage.db import DatabaseUnavailable, connect
+from stage5.storage.progress import claimed_rids, max_uid, open_units, release_leases, try_lock_run, unit_rows
+from stage5.storage.runs import abandon_run, finish_run, reopen_run, run_counters, start_run, unfinished_run
 from stage5.storage.schema import migrate
-from stage5.storage.stores import StoreWriter, WriteCounts
+from stage5.storage.stores import StoreWriter
 
 log = logging.getLogger("stage5.crawl")
+
+
+class RunBusy(Exception):
+    """Another process is the master of that run right now."""
+
+
+class UnfinishedRun(Exception):
+    """A run was left unfinished; the user chooses: resume it or start afresh."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.run = run
+        super().__init__(
+            f"run {run['id']} is unfinished ({run['status']}, started {run['started_at']:%Y-%m-%d %H:%M} UTC,"
+            f" {run['units_done']}/{run['units']} units done).\n"
+            "  Resume it:         python -m stage5 crawl --resume\n"
+            f"  Or start afresh:   python -m stage5 crawl --fresh   (run {run['id']} is then marked abandoned)"
+        )
 
 
 @dataclass
 class RunSummary:
     run_id: int
-    status: str  # succeeded | partial | failed
+    status: str  # succeeded | partial | failed | interrupted
     districts: int
     districts_failed: list[str]
     units: int
@@ -52,6 +79,7 @@ class RunSummary:
     workers_max: int
     workers_recycled: int
     workers_died: int
+    resumed: int
     elapsed_s: float
     failed_units: list[dict[str, str]] = field(default_factory=list)
 
@@ -64,62 +92,164 @@ class RunSummary:
         return data
 
 
-def summarise(run_id: int, report: MasterReport, counts: WriteCounts, elapsed_s: float) -> RunSummary:
-    tallies = report.districts
-    failed_districts = sorted(name for name, t in tallies.items() if t.failed and not t.stored)
-    stats = report.worker_stats
-    looked = stats["cache_hits"] + stats["cache_misses"]
-    failed = [asdict(u) for u in report.failed_units]
-    status = "succeeded" if not failed else ("failed" if not any(t.stored for t in tallies.values()) else "partial")
+def _status(report: MasterReport, failed: list[dict[str, str]], stored: int) -> str:
+    if report.interrupted:
+        return "interrupted"
+    if not failed:
+        return "succeeded"
+    return "partial" if stored else "failed"
+
+
+async def summarise(conn: psycopg.AsyncConnection, run_id: int, report: MasterReport, elapsed_s: float) -> RunSummary:
+    """The run's figures from the database (every session of a resumed run), the machine's from this one."""
+    tallies: dict[str, DistrictTally] = {d: DistrictTally() for d in report.districts}
+    cost = dict.fromkeys(("requests", "retries", "bytes", "cache_hits", "cache_misses"), 0)
+    failed: list[dict[str, str]] = []
+    units = 0
+    for district, kind, state, result in await unit_rows(conn, run_id):
+        units += 1
+        if state in ("done", "failed") and result is not None:
+            tallies.setdefault(district, DistrictTally()).add(kind, result)
+            failed += result.get("failed", [])
+            for key in cost:
+                cost[key] += result.get(key, 0)
+    counters = await run_counters(conn, run_id)
+    await conn.commit()
+    looked = cost["cache_hits"] + cost["cache_misses"]
+    stored = sum(t.stored for t in tallies.values())
     return RunSummary(
-        run_id=run_id, status=status, districts=len(tallies), districts_failed=failed_districts,
-        units=report.units, units_failed=len(failed), stores=sum(t.stored for t in tallies.values()),
-        refill_stores=sum(t.refill for t in tallies.values()), new=counts.new, updated=counts.updated,
-        unchanged=counts.unchanged, rejected=counts.rejected,
+        run_id=run_id, status=_status(report, failed, stored), districts=len(tallies),
+        districts_failed=sorted(d for d, t in tallies.items() if t.failed and not t.stored), units=units,
+        units_failed=len({(f["kind"], f["url"]) for f in failed}), stores=stored,
+        refill_stores=sum(t.refill for t in tallies.values()), new=counters["new"], updated=counters["updated"],
+        unchanged=counters["unchanged"], rejected=counters["rejected"],
         out_of_area=sum(len(t.out_of_area) for t in tallies.values()), pages=sum(t.pages for t in tallies.values()),
-        requests=stats["requests"], retries=stats["retries"], cache_hits=stats["cache_hits"],
-        cache_misses=stats["cache_misses"], cache_hit_rate=round(stats["cache_hits"] / looked, 4) if looked else 0.0,
-        cache_errors=stats["cache_errors"],
-        bytes=stats["bytes"], peak_memory_mb=report.peak_memory_mb, memory_budget_mb=report.budget_mb, memory_note=report.memory_note,
-        governor_actions=report.governor_actions, workers_max=report.workers_max,
-        workers_recycled=report.workers_recycled, workers_died=report.workers_died,
-        elapsed_s=round(elapsed_s, 2), failed_units=failed,
+        requests=cost["requests"], retries=cost["retries"], cache_hits=cost["cache_hits"],
+        cache_misses=cost["cache_misses"], cache_hit_rate=round(cost["cache_hits"] / looked, 4) if looked else 0.0,
+        cache_errors=report.worker_stats["cache_errors"], bytes=cost["bytes"], peak_memory_mb=report.peak_memory_mb,
+        memory_budget_mb=report.budget_mb, memory_note=report.memory_note, governor_actions=report.governor_actions,
+        workers_max=report.workers_max, workers_recycled=report.workers_recycled, workers_died=report.workers_died,
+        resumed=counters["resumed"], elapsed_s=round(elapsed_s, 2), failed_units=failed,
     )  # fmt: skip
 
 
-async def _order_by_size(conn: psycopg.AsyncConnection, districts: list[str]) -> list[str]:
-    """Largest first (by the last crawl's store count), so the long ones do not finish last alone."""
+async def _order(conn: psycopg.AsyncConnection, districts: list[str]) -> list[str]:
+    """Districts whose units failed in the last finished run first (their URLs are retried first),
+    then the largest (by stored stores), so the long ones do not finish last alone."""
     cur = await conn.execute("SELECT district, count(*) FROM stores GROUP BY district")
     sizes = dict(await cur.fetchall())
+    cur = await conn.execute(
+        "SELECT DISTINCT u.district FROM crawl_units u WHERE u.state = 'failed' AND u.run_id ="
+        " (SELECT max(id) FROM crawl_runs WHERE status IN ('succeeded', 'partial', 'failed'))"
+    )
+    retry_first = {d for (d,) in await cur.fetchall()}
     await conn.commit()
-    return sorted(districts, key=lambda d: (-sizes.get(d, 0), districts.index(d)))
+    if retry_first:
+        log_event(log, "retrying_failed_first", districts=",".join(sorted(retry_first & set(districts))))
+    return sorted(districts, key=lambda d: (d not in retry_first, -sizes.get(d, 0), districts.index(d)))
+
+
+async def _reconnecting(db_url: str, schema: str, action: Any) -> Any:
+    """Run `action(conn)` on a fresh connection, retrying while PostgreSQL restarts."""
+    retrying = AsyncRetrying(stop=stop_after_attempt(6), wait=wait_exponential(multiplier=0.5, max=10), reraise=True,
+                             retry=retry_if_exception_type((psycopg.OperationalError, DatabaseUnavailable)))  # fmt: skip
+    async for attempt in retrying:
+        with attempt:
+            conn = await connect(db_url, schema)
+            try:
+                return await action(conn)
+            finally:
+                await conn.close()
+
+
+def _install_stop_handlers(master: Master) -> None:
+    """First Ctrl-C / SIGTERM: a graceful stop. Second: out at once (the run stays resumable)."""
+    loop = asyncio.get_running_loop()
+    presses = [0]
+
+    def on_signal(signum: int) -> None:
+        presses[0] += 1
+        if presses[0] == 1:
+            print(f"\nstage5: stopping ({signal.Signals(signum).name}); again to quit at once", file=sys.stderr)
+            master.request_stop()
+            return
+        for child in psutil.Process().children(recursive=True):
+            child.kill()
+        os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
 
 
 async def run_crawl(settings: Settings, db_url: str, redis_url: str | None = None, trigger: str = "manual",
-                    show_progress: bool = False) -> RunSummary:  # fmt: skip
+                    show_progress: bool = False, resume: bool = False, fresh: bool = False) -> RunSummary:  # fmt: skip
+    """A new run, or with `resume` the newest unfinished one. Without either flag an unfinished run
+    raises UnfinishedRun; with `fresh` it is marked abandoned first."""
     started = time.monotonic()
-    conn = await connect(db_url, settings.db_schema)
+    conn = await connect(db_url, settings.db_schema)  # holds the run's lock for the run's life
     try:
         await migrate(conn)
-        districts = await _order_by_size(conn, settings.districts)
-        params = {k: getattr(settings, k) for k in ("page_size", "request_delay_s", "host_concurrency", "workers",
-                                                    "memory_budget_mb", "cache")}  # fmt: skip
-        run_id = await start_run(conn, settings.site, districts, params, trigger)
-        log_event(log, "run_started", run_id=run_id, site=settings.site, districts=len(districts))
-        try:
-            async with StoreWriter(
-                lambda: connect(db_url, settings.db_schema), run_id, settings.batch_size, settings.flush_interval_s
-            ) as writer:
-                progress = Progress(settings.progress_interval_s, sys.stderr) if show_progress else None
-                master = Master(settings, writer, redis_url, progress)
-                report = await master.run(districts)
-            summary = summarise(run_id, report, writer.counts, time.monotonic() - started)
-        except BaseException as exc:
-            await finish_run(conn, run_id, "failed", {}, [], error=f"{type(exc).__name__}: {exc}")
-            log_event(log, "run_failed", logging.ERROR, run_id=run_id, error=repr(exc))
-            raise
-        await finish_run(conn, run_id, summary.status, summary.counts(), summary.failed_units)
-        log_event(log, "run_finished", **summary.counts())
-        return summary
+        pending = await unfinished_run(conn)
+        if pending and not (resume or fresh):
+            raise UnfinishedRun(pending)
+        if pending and fresh:
+            if not await try_lock_run(conn, pending["id"]):
+                raise RunBusy(f"run {pending['id']} is being crawled by another stage5 process right now")
+            await abandon_run(conn, pending["id"])
+            log_event(log, "run_abandoned", run_id=pending["id"])
+        if resume and pending:
+            run_id, districts = pending["id"], list(pending["districts"])
+            if not await try_lock_run(conn, run_id):
+                raise RunBusy(f"run {run_id} is being crawled by another stage5 process right now")
+            returned = await release_leases(conn, run_id)
+            state = Resume(await open_units(conn, run_id), await claimed_rids(conn, run_id),
+                           await unit_rows(conn, run_id), await max_uid(conn, run_id))  # fmt: skip
+            await reopen_run(conn, run_id)
+            log_event(log, "run_resuming", run_id=run_id, leases_returned=returned, open_units=len(state.open_units))
+        else:
+            districts, state = await _order(conn, settings.districts), None
+            params = {k: getattr(settings, k) for k in ("page_size", "request_delay_s", "host_concurrency", "workers",
+                                                        "memory_budget_mb", "cache")}  # fmt: skip
+            run_id = await start_run(conn, settings.site, districts, params, trigger)
+            await try_lock_run(conn, run_id)
+            log_event(log, "run_started", run_id=run_id, site=settings.site, districts=len(districts))
+        return await _crawl(settings, db_url, redis_url, run_id, districts, state, show_progress, started)
     finally:
         await conn.close()
+
+
+async def _crawl(settings: Settings, db_url: str, redis_url: str | None, run_id: int, districts: list[str],
+                 state: Resume | None, show_progress: bool, started: float) -> RunSummary:  # fmt: skip
+    schema = settings.db_schema
+    try:
+        async with StoreWriter(lambda: connect(db_url, schema), run_id, settings.batch_size,
+                               settings.flush_interval_s, owner=f"master-{os.getpid()}") as writer:  # fmt: skip
+            progress = Progress(settings.progress_interval_s, sys.stderr) if show_progress else None
+            master = Master(settings, writer, redis_url, progress)
+            _install_stop_handlers(master)
+            report = await master.run(districts, state)
+    except BaseException as exc:
+        log_event(log, "run_failed", logging.ERROR, run_id=run_id, error=repr(exc))
+
+        async def fail(conn: psycopg.AsyncConnection) -> None:
+            await release_leases(conn, run_id)
+            await finish_run(conn, run_id, "interrupted", {}, [], error=f"{type(exc).__name__}: {exc}")
+
+        await _reconnecting(db_url, schema, fail)  # resumable, whatever went wrong
+        raise
+    finally:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    async def close(conn: psycopg.AsyncConnection) -> RunSummary:
+        if report.interrupted:
+            await release_leases(conn, run_id)
+        summary = await summarise(conn, run_id, report, time.monotonic() - started)
+        await finish_run(conn, run_id, summary.status, summary.counts(), summary.failed_units)
+        return summary
+
+    summary: RunSummary = await _reconnecting(db_url, schema, close)
+    log_event(log, "run_interrupted" if report.interrupted else "run_finished", **summary.counts())
+    return summary
+

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from stage5.cache import Kind
-from stage5.fetch import FetchFailed, Fetcher, Request
+from stage5.fetch import FetchFailed, Fetcher, Request, UnitTally, current_tally
 from stage5.logs import log_event
 from stage5.models import Rejection, StoreRecord, StoreSummary
 from stage5.site.diningcode import SearchQuery
@@ -56,6 +57,7 @@ Unit = SearchUnit | DetailUnit
 class SearchResult:
     uid: int
     district: str
+    tally: UnitTally = field(default_factory=UnitTally)
     found: list[StoreSummary] = field(default_factory=list)  # unique, with an address in the district
     out_of_area: list[str] = field(default_factory=list)  # rids listed here but elsewhere
     pages: int = 0
@@ -66,6 +68,7 @@ class SearchResult:
 class DetailResult:
     uid: int
     district: str
+    tally: UnitTally = field(default_factory=UnitTally)
     records: list[StoreRecord] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     failed: list[FailedUnit] = field(default_factory=list)
@@ -134,6 +137,46 @@ async def run_details(unit: DetailUnit, fetcher: Fetcher) -> DetailResult:
 
 
 async def run_unit(unit: Unit, fetcher: Fetcher, page_size: int, max_pages: int) -> Result:
+    tally = UnitTally()
+    current_tally.set(tally)  # this task's context only: concurrent units count apart
     if isinstance(unit, SearchUnit):
-        return await run_search(unit, fetcher, page_size, max_pages)
-    return await run_details(unit, fetcher)
+        result: Result = await run_search(unit, fetcher, page_size, max_pages)
+    else:
+        result = await run_details(unit, fetcher)
+    result.tally = tally
+    return result
+
+
+# --- units as JSON, for the crawl_units table ----------------------------------------------------
+
+
+def unit_payload(unit: Unit) -> dict[str, Any]:
+    if isinstance(unit, SearchUnit):
+        return {"query": asdict(unit.query)}
+    return {"stores": [asdict(s) for s in unit.stores]}
+
+
+def unit_kind(unit: Unit) -> str:
+    return "search" if isinstance(unit, SearchUnit) else "detail"
+
+
+def _summary(data: dict[str, Any]) -> StoreSummary:
+    return StoreSummary(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def unit_from_payload(uid: int, kind: str, district: str, payload: dict[str, Any]) -> Unit:
+    if kind == "search":
+        q = payload["query"]
+        return SearchUnit(uid, SearchQuery(q["district"], q["keyword"], q["lat"], q["lng"], tuple(q["rect"])))
+    return DetailUnit(uid, district, tuple(_summary(s) for s in payload["stores"]))
+
+
+def result_summary(result: Result) -> dict[str, Any]:
+    """What a finished unit leaves in crawl_units.result: enough to rebuild the run's counters."""
+    data: dict[str, Any] = {**asdict(result.tally), "failed": [asdict(f) for f in result.failed]}
+    if isinstance(result, SearchResult):
+        data.update(pages=result.pages, found=len(result.found), out_of_area=result.out_of_area)
+    else:
+        data.update(stored=len(result.records), refill=sum(r.is_refill for r in result.records),
+                    rejected=len(result.rejections))  # fmt: skip
+    return data

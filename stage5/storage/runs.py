@@ -31,10 +31,50 @@ async def finish_run(conn: psycopg.AsyncConnection, run_id: int, status: str, co
     await conn.commit()
 
 
+async def unfinished_run(conn: psycopg.AsyncConnection) -> dict[str, Any] | None:
+    """The newest run left running (its master died) or interrupted, with its unit progress."""
+    cur = await conn.execute(
+        "SELECT r.id, r.status, r.started_at, r.districts, r.site,"
+        " count(u.uid) FILTER (WHERE u.state IN ('done', 'failed')) AS units_done, count(u.uid) AS units"
+        " FROM crawl_runs r LEFT JOIN crawl_units u ON u.run_id = r.id"
+        " WHERE r.status IN ('running', 'interrupted') GROUP BY r.id ORDER BY r.id DESC LIMIT 1"
+    )
+    row = await cur.fetchone()
+    await conn.commit()
+    if row is None:
+        return None
+    names = [d.name for d in cur.description or []]
+    return dict(zip(names, row))
+
+
+async def reopen_run(conn: psycopg.AsyncConnection, run_id: int) -> None:
+    await conn.execute(
+        "UPDATE crawl_runs SET status = 'running', resumed = resumed + 1, finished_at = NULL WHERE id = %s", (run_id,)
+    )
+    await conn.commit()
+
+
+async def abandon_run(conn: psycopg.AsyncConnection, run_id: int) -> None:
+    await conn.execute("UPDATE crawl_runs SET status = 'abandoned', finished_at = now() WHERE id = %s", (run_id,))
+    await conn.commit()
+
+
+async def run_counters(conn: psycopg.AsyncConnection, run_id: int) -> dict[str, int]:
+    cur = await conn.execute(
+        "SELECT stores_new, stores_updated, stores_unchanged, stores_rejected, resumed FROM crawl_runs WHERE id = %s",
+        (run_id,),
+    )
+    row = await cur.fetchone()
+    await conn.commit()
+    keys = ("new", "updated", "unchanged", "rejected", "resumed")
+    return dict(zip(keys, row)) if row else dict.fromkeys(keys, 0)
+
+
 async def list_runs(conn: psycopg.AsyncConnection, limit: int = 20) -> list[dict[str, Any]]:
     cur = await conn.execute(
-        "SELECT id, started_at, finished_at, status, trigger, site, districts, counts FROM crawl_runs"
-        " ORDER BY id DESC LIMIT %s",
+        "SELECT r.id, r.started_at, r.finished_at, r.status, r.trigger, r.site, r.districts, r.counts,"
+        " r.resumed, count(u.uid) FILTER (WHERE u.state IN ('done', 'failed')) AS units_done, count(u.uid) AS units"
+        " FROM crawl_runs r LEFT JOIN crawl_units u ON u.run_id = r.id GROUP BY r.id ORDER BY r.id DESC LIMIT %s",
         (limit,),
     )
     names = [d.name for d in cur.description or []]

@@ -85,6 +85,36 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     ),
 )
 
+MIGRATIONS += (
+    (
+        2,
+        "crawl_units: durable unit queue; run counters written with the rows they count",
+        """
+        CREATE TABLE crawl_units (
+            run_id bigint NOT NULL REFERENCES crawl_runs (id) ON DELETE CASCADE,
+            uid integer NOT NULL,
+            kind text NOT NULL CHECK (kind IN ('search', 'detail')),
+            district text NOT NULL,
+            payload jsonb NOT NULL,
+            state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'leased', 'done', 'failed')),
+            lease_owner text,
+            lease_expires_at timestamptz,
+            attempts integer NOT NULL DEFAULT 0,
+            result jsonb,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (run_id, uid)
+        );
+        CREATE INDEX crawl_units_open_idx ON crawl_units (run_id) WHERE state IN ('pending', 'leased');
+        ALTER TABLE crawl_runs
+            ADD COLUMN stores_new integer NOT NULL DEFAULT 0,
+            ADD COLUMN stores_updated integer NOT NULL DEFAULT 0,
+            ADD COLUMN stores_unchanged integer NOT NULL DEFAULT 0,
+            ADD COLUMN stores_rejected integer NOT NULL DEFAULT 0,
+            ADD COLUMN resumed integer NOT NULL DEFAULT 0;
+        """,
+    ),
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -21,7 +21,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from stage5.logs import log_event
 from stage5.models import Rejection, StoreRecord
+from stage5.crawl.units import Unit
 from stage5.storage.db import DatabaseUnavailable
+from stage5.storage.progress import Completion, complete_units, insert_units, lease_units
 
 log = logging.getLogger("stage5.storage")
 
@@ -96,13 +98,19 @@ Connect = Callable[[], Awaitable[psycopg.AsyncConnection]]
 
 
 class StoreWriter:
-    """Buffers records and rejections; flushes by size (`batch_size`) or time (`flush_interval`)."""
+    """Buffers records, rejections and unit progress; flushes by size (`batch_size`) or time
+    (`flush_interval`). One flush is one transaction: new units, leases, rows, completed units and
+    the run's counters commit together."""
 
-    def __init__(self, connect: Connect, run_id: int, batch_size: int, flush_interval: float) -> None:
-        self.connect, self.run_id = connect, run_id
+    def __init__(self, connect: Connect, run_id: int, batch_size: int, flush_interval: float,
+                 owner: str = "") -> None:  # fmt: skip
+        self.connect, self.run_id, self.owner = connect, run_id, owner
         self.batch_size, self.flush_interval = batch_size, flush_interval
         self.records: dict[str, StoreRecord] = {}
         self.rejections: dict[str | None, Rejection] = {}
+        self.new_units: list[Unit] = []
+        self.leases: list[int] = []
+        self.completions: list[Completion] = []
         self.counts = WriteCounts()
         self.conn: psycopg.AsyncConnection | None = None
         self._lock = asyncio.Lock()
@@ -137,11 +145,25 @@ class StoreWriter:
         if len(self.rejections) >= self.batch_size:
             await self.flush()
 
+    def add_units(self, units: list[Unit]) -> None:
+        self.new_units.extend(units)
+
+    def lease(self, uid: int) -> None:
+        self.leases.append(uid)
+
+    def complete(self, completion: Completion) -> None:
+        self.completions.append(completion)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.records or self.rejections or self.new_units or self.leases or self.completions)
+
     async def flush(self) -> None:
         async with self._lock:
-            if not self.records and not self.rejections:
+            if not self.pending:
                 return
             records, rejections = list(self.records.values()), list(self.rejections.values())
+            units, leases, completions = list(self.new_units), list(self.leases), list(self.completions)
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(5),
                 wait=wait_exponential(multiplier=0.5, max=10),
@@ -151,22 +173,30 @@ class StoreWriter:
             )
             async for attempt in retrying:
                 with attempt:
-                    await self._write(records, rejections)
+                    await self._write(records, rejections, units, leases, completions)
             for r in records:
-                self.records.pop(r.rid, None)
+                if self.records.get(r.rid) is r:
+                    del self.records[r.rid]
             for j in rejections:
-                self.rejections.pop(j.rid, None)
+                if self.rejections.get(j.rid) is j:
+                    del self.rejections[j.rid]
+            del self.new_units[: len(units)], self.leases[: len(leases)], self.completions[: len(completions)]
 
     def _on_retry(self, exc: BaseException | None) -> None:
         self.counts.batch_retries += 1
         log_event(log, "db_batch_retry", logging.WARNING, reason=exc)
         self.conn = None  # reconnect: the old connection may be dead
 
-    async def _write(self, records: list[StoreRecord], rejections: list[Rejection]) -> None:
+    async def _write(self, records: list[StoreRecord], rejections: list[Rejection], units: list[Unit],
+                     leases: list[int], completions: list[Completion]) -> None:  # fmt: skip
         if self.conn is None or self.conn.closed:
             self.conn = await self.connect()
         conn = self.conn
         async with conn.transaction():
+            if units:
+                await insert_units(conn, self.run_id, units)
+            if leases:
+                await lease_units(conn, self.run_id, leases, self.owner)
             results: list[tuple[bool, bool]] = []
             if records:
                 await conn.execute(STAGING_SQL)
@@ -182,8 +212,16 @@ class StoreWriter:
                         REJECT_SQL,
                         [(self.run_id, j.rid, j.district, j.reason, j.source_url, Jsonb(j.payload)) for j in rejections],
                     )
-        new = sum(1 for inserted, _ in results if inserted)
-        updated = sum(1 for inserted, changed in results if changed and not inserted)
+            new = sum(1 for inserted, _ in results if inserted)
+            updated = sum(1 for inserted, changed in results if changed and not inserted)
+            if completions:
+                await complete_units(conn, self.run_id, completions)
+            if results or rejections:
+                await conn.execute(
+                    "UPDATE crawl_runs SET stores_new = stores_new + %s, stores_updated = stores_updated + %s,"
+                    " stores_unchanged = stores_unchanged + %s, stores_rejected = stores_rejected + %s WHERE id = %s",
+                    (new, updated, len(results) - new - updated, len(rejections), self.run_id),
+                )
         self.counts.new += new
         self.counts.updated += updated
         self.counts.unchanged += len(results) - new - updated

@@ -1,0 +1,102 @@
+"""Durable progress: the `crawl_units` queue of a run (pending -> leased -> done | failed).
+
+Units are written, leased and completed inside the writer's batch transactions, so a unit is done
+in the database exactly when the rows it produced are: a crash between the two is impossible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from stage5.crawl.units import Unit, unit_from_payload, unit_kind, unit_payload
+
+RUN_LOCK_KEY = 54_300  # first half of the two-key advisory lock held by the master of a run
+LEASE_S = 600  # a leased unit whose master is gone returns to the queue
+
+
+@dataclass(frozen=True)
+class Completion:
+    uid: int
+    state: str  # done | failed
+    result: dict[str, Any]
+
+
+async def insert_units(conn: psycopg.AsyncConnection, run_id: int, units: list[Unit]) -> None:
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO crawl_units (run_id, uid, kind, district, payload) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            [(run_id, u.uid, unit_kind(u), u.district, Jsonb(unit_payload(u))) for u in units],
+        )
+
+
+async def lease_units(conn: psycopg.AsyncConnection, run_id: int, uids: list[int], owner: str) -> None:
+    await conn.execute(
+        "UPDATE crawl_units SET state = 'leased', lease_owner = %s, attempts = attempts + 1,"
+        " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
+        " WHERE run_id = %s AND uid = ANY(%s) AND state = 'pending'",
+        (owner, LEASE_S, run_id, uids),
+    )
+
+
+async def complete_units(conn: psycopg.AsyncConnection, run_id: int, done: list[Completion]) -> None:
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "UPDATE crawl_units SET state = %s, result = %s, lease_owner = NULL, lease_expires_at = NULL,"
+            " updated_at = now() WHERE run_id = %s AND uid = %s",
+            [(c.state, Jsonb(c.result), run_id, c.uid) for c in done],
+        )
+
+
+async def release_leases(conn: psycopg.AsyncConnection, run_id: int) -> int:
+    """Return every leased unit of the run to the queue (its master stopped or died)."""
+    cur = await conn.execute(
+        "UPDATE crawl_units SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+        " WHERE run_id = %s AND state = 'leased'",
+        (run_id,),
+    )
+    return cur.rowcount
+
+
+async def open_units(conn: psycopg.AsyncConnection, run_id: int) -> list[Unit]:
+    """Units still to do, search units first (they find the stores), each kind in uid order."""
+    cur = await conn.execute(
+        "SELECT uid, kind, district, payload FROM crawl_units WHERE run_id = %s AND state IN ('pending', 'leased')"
+        " ORDER BY kind DESC, uid",
+        (run_id,),
+    )
+    return [unit_from_payload(uid, kind, district, payload) for uid, kind, district, payload in await cur.fetchall()]
+
+
+async def claimed_rids(conn: psycopg.AsyncConnection, run_id: int) -> set[str]:
+    """Stores already handed to a detail unit of this run: never fetched again by it."""
+    cur = await conn.execute(
+        "SELECT s ->> 'rid' FROM crawl_units, jsonb_array_elements(payload -> 'stores') AS s"
+        " WHERE run_id = %s AND kind = 'detail'",
+        (run_id,),
+    )
+    return {rid for (rid,) in await cur.fetchall()}
+
+
+async def unit_rows(conn: psycopg.AsyncConnection, run_id: int) -> list[tuple[str, str, str, dict[str, Any] | None]]:
+    """(district, kind, state, result) of every unit: the run's counters are sums over these."""
+    cur = await conn.execute("SELECT district, kind, state, result FROM crawl_units WHERE run_id = %s", (run_id,))
+    return list(await cur.fetchall())
+
+
+async def max_uid(conn: psycopg.AsyncConnection, run_id: int) -> int:
+    cur = await conn.execute("SELECT coalesce(max(uid), 0) FROM crawl_units WHERE run_id = %s", (run_id,))
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def try_lock_run(conn: psycopg.AsyncConnection, run_id: int) -> bool:
+    """The master of a run holds this session lock; it dies with the master's connection."""
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s::int, %s::int)", (RUN_LOCK_KEY, run_id))
+    row = await cur.fetchone()
+    await conn.commit()
+    return bool(row and row[0])
