@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from stage5.cli import main
@@ -63,11 +64,40 @@ async def test_crawl_with_faults_still_complete(make_settings: Any, small_world:
 async def test_failed_units_are_listed_and_the_run_goes_on(make_settings: Any, small_world: World) -> None:
     """Retries too few for the fault rate: some pages fail for good; each is listed, the rest lands."""
     with ReplicaProcess(SEED, SCALE, Faults(p5xx=0.3, fault_seed=3)) as faulty:
-        settings = make_settings(site=faulty.url, retry_attempts=1, districts="강남구,마포구")
+        settings = make_settings(site=faulty.url, retry_attempts=1, districts="도봉구,강남구,마포구")
         summary, result = await _crawl_and_score(settings, small_world)
-    assert summary.status == "partial" and summary.failed_units
-    assert all(u["url"].startswith(faulty.url) and "HTTP 5" in u["reason"] for u in summary.failed_units)
-    assert result.stored > 0 and not result.extra  # what was stored is right, even if incomplete
+        assert summary.status == "partial" and summary.failed_units
+        assert all(u["url"].startswith(faulty.url) and "HTTP 5" in u["reason"] for u in summary.failed_units)
+        assert result.stored > 0 and not result.extra  # what was stored is right, even if incomplete
+        # The next run starts with the districts whose units failed, and fills the gaps.
+        failed_districts = {u["district"] for u in summary.failed_units}
+        again = await run_crawl(make_settings(site=faulty.url, retry_attempts=10, districts="도봉구,강남구,마포구"),
+                                settings.database_url)  # fmt: skip
+    conn = await psycopg.AsyncConnection.connect(settings.database_url)
+    cur = await conn.execute(f"SELECT districts FROM {settings.db_schema}.crawl_runs WHERE id = %s", (again.run_id,))
+    (order,) = await cur.fetchone()  # type: ignore[misc]
+    await conn.close()
+    assert set(order[: len(failed_districts)]) == failed_districts
+    assert again.status == "succeeded"
+
+
+async def test_districts_that_failed_last_time_go_first(make_settings: Any) -> None:
+    from stage5.crawl.run import _order
+    from stage5.storage.db import connect
+    from stage5.storage.schema import migrate
+
+    settings = make_settings()
+    conn = await connect(settings.database_url, settings.db_schema)
+    await migrate(conn)
+    await conn.execute("INSERT INTO stores (diningcode_place_id, name, district, address, position_lat, position_lng,"
+                       " is_confirmed_refill, source_url, content_hash) SELECT 'r' || i, 'x', '강남구', 'a', 37.5, 127,"
+                       " true, 'u', 'h' FROM generate_series(1, 5) i")  # fmt: skip
+    await conn.execute("INSERT INTO crawl_runs (id, status, site, districts) VALUES (1, 'partial', 's', '{}')")
+    await conn.execute("INSERT INTO crawl_units (run_id, uid, kind, district, payload, state)"
+                       " VALUES (1, 1, 'search', '도봉구', '{}', 'failed'), (1, 2, 'search', '마포구', '{}', 'done')")
+    await conn.commit()
+    assert await _order(conn, ["마포구", "강남구", "도봉구"]) == ["도봉구", "강남구", "마포구"]  # failed, then largest
+    await conn.close()
 
 
 def test_dead_database_is_a_clear_error(capsys: pytest.CaptureFixture[str], replica: ReplicaProcess, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ class Resume:
 
     open_units: list[Unit]
     claimed: set[str]
-    finished: list[tuple[str, str, str, dict[str, Any] | None]]  # (district, kind, state, result)
+    rows: list[tuple[str, str, str, dict[str, Any] | None]]  # every unit: (district, kind, state, result)
     max_uid: int
 
 
@@ -166,7 +166,7 @@ class Master:
     def restore(self, districts: list[str], resume: Resume) -> None:
         """Counters from the finished units, the queue from the open ones, dedupe from the claimed stores."""
         self.tally = {name: DistrictTally() for name in districts}
-        for district, kind, state, result in resume.finished:
+        for district, kind, state, result in resume.rows:
             if state in ("done", "failed") and result is not None:
                 self.tally[district].add(kind, result)
                 self.failed.extend(FailedUnit(**f) for f in result.get("failed", []))

@@ -204,8 +204,11 @@ async def run_crawl(settings: Settings, db_url: str, redis_url: str | None = Non
             returned = await release_leases(conn, run_id)
             state = Resume(await open_units(conn, run_id), await claimed_rids(conn, run_id),
                            await unit_rows(conn, run_id), await max_uid(conn, run_id))  # fmt: skip
+            if not state.rows:
+                state = None  # killed before its plan was saved: plan it now, under the same run id
             await reopen_run(conn, run_id)
-            log_event(log, "run_resuming", run_id=run_id, leases_returned=returned, open_units=len(state.open_units))
+            log_event(log, "run_resuming", run_id=run_id, leases_returned=returned,
+                      open_units=len(state.open_units) if state else "none, planning afresh")  # fmt: skip
         else:
             districts, state = await _order(conn, settings.districts), None
             params = {k: getattr(settings, k) for k in ("page_size", "request_delay_s", "host_concurrency", "workers",

@@ -56,8 +56,8 @@ class ReplicaProcess:
             data: dict[str, Any] = json.load(answer)
             return data
 
-    def stats(self) -> dict[str, Any]:
-        return self._call("/__replica/stats")
+    def stats(self, per_store: bool = False) -> dict[str, Any]:
+        return self._call("/__replica/stats" + ("?detail=1" if per_store else ""))
 
     def reset(self) -> None:
         self._call("/__replica/reset", "POST")

@@ -136,7 +136,10 @@ class Replica:
         return web.Response(body=render.detail_page(store), content_type="text/html", charset="utf-8")
 
     async def stats_handler(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.as_json())
+        data = self.stats.as_json()
+        if request.query.get("detail"):
+            data["detail_served"] = dict(self.stats.detail_served)  # rid -> times served
+        return web.json_response(data)
 
     async def reset_handler(self, request: web.Request) -> web.Response:
         self.stats = Stats()

@@ -1,0 +1,134 @@
+"""Kill it anywhere, lose nothing, duplicate nothing: SIGTERM, SIGKILL of the master, a PostgreSQL
+restart, each followed by the end state checked against the replica's ground truth."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+import pytest
+from psycopg import sql
+
+from stage5.crawl.run import run_crawl
+from stage5.replica.process import ReplicaProcess
+from stage5.replica.server import Faults
+from stage5.replica.truth import score
+from stage5.replica.world import World
+from stage5.report import load_result
+
+SEED, SCALE = 5, 0.1
+DISTRICTS = "강남구,마포구,송파구,관악구,중구,도봉구"
+
+
+def _crawl_cmd(replica: ReplicaProcess, pg_url: str, schema: str, logs: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "stage5", "crawl", "--site", replica.url, "--districts", DISTRICTS,
+            "--database-url", pg_url, "--db-schema", schema, "--log-dir", str(logs), "--request-delay-s", "0",
+            "--host-concurrency", "4", "--workers", "2", "--no-cache", "--json", *extra]  # fmt: skip
+
+
+def _wait_for_done_details(pg_url: str, schema: str, timeout: float = 60) -> None:
+    """Until some detail units are committed as done: the stop then lands mid-crawl, after real progress."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if _done_detail_rids(pg_url, schema):
+                return
+        except psycopg.errors.UndefinedTable:
+            pass  # the crawl has not created its tables yet
+        assert time.monotonic() < deadline, "the crawl did not get going"
+        time.sleep(0.1)
+
+
+def _done_detail_rids(pg_url: str, schema: str) -> set[str]:
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT s ->> 'rid' FROM {}.crawl_units, jsonb_array_elements(payload -> 'stores') s"
+                " WHERE kind = 'detail' AND state IN ('done', 'failed')"
+            ).format(sql.Identifier(schema))
+        ).fetchall()
+    return {rid for (rid,) in rows}
+
+
+def _run_status(pg_url: str, schema: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute(
+            sql.SQL("SELECT id, status, resumed FROM {}.crawl_runs ORDER BY id").format(sql.Identifier(schema))
+        ).fetchall()
+
+
+def _assert_complete(settings: Any, world: World, replica: ReplicaProcess, done_before: set[str]) -> None:
+    stored, rejected = asyncio.run(load_result(settings))
+    result = score(world, stored, rejected, settings.districts)
+    assert result.perfect, (result.missing[:5], result.extra[:5])
+    served = replica.stats(per_store=True)["detail_served"]
+    twice = sorted(rid for rid in done_before if served.get(rid, 0) > 1)
+    assert not twice, f"fetched again after their unit was done: {twice[:5]}"
+
+
+@pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill-master"])
+def test_stop_then_resume(kill: signal.Signals, make_settings: Any, pg_url: str, schema: str, tmp_path: Path,
+                          small_world: World) -> None:  # fmt: skip
+    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=50)) as replica:
+        first = subprocess.Popen(_crawl_cmd(replica, pg_url, schema, tmp_path, "--flush-interval-s", "0.3"),
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
+        _wait_for_done_details(pg_url, schema)
+        workers = psutil.Process(first.pid).children()
+        stopped_at = time.monotonic()
+        first.send_signal(kill)
+        first.wait(timeout=30)
+        took = time.monotonic() - stopped_at
+        if kill == signal.SIGTERM:
+            assert first.returncode == 130 and took < 10, (first.returncode, took, first.stderr.read()[-2000:])
+            assert _run_status(pg_url, schema)[-1][1] == "interrupted"
+        else:
+            assert _run_status(pg_url, schema)[-1][1] == "running"  # its master died mid-run
+        gone, alive = psutil.wait_procs(workers, timeout=15)
+        assert not alive, "workers must leave when their master is gone"
+        done_before = _done_detail_rids(pg_url, schema)
+        assert done_before, "some detail units should have been done before the stop"
+
+        refused = subprocess.run(_crawl_cmd(replica, pg_url, schema, tmp_path), capture_output=True, text=True,
+                                 timeout=60)  # fmt: skip
+        assert refused.returncode == 4 and "--resume" in refused.stderr and "--fresh" in refused.stderr
+
+        resumed = subprocess.run(_crawl_cmd(replica, pg_url, schema, tmp_path, "--resume"), capture_output=True,
+                                 text=True, timeout=180)  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        (run_id, status, times), = _run_status(pg_url, schema)
+        assert status == "succeeded" and times == 1
+        settings = make_settings(site=replica.url, districts=DISTRICTS)
+        _assert_complete(settings, small_world, replica, done_before)
+
+
+async def test_postgres_restart_mid_load(make_settings: Any, pg_url: str, small_world: World,
+                                         caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """The writer's connection dies with the server; its batch is retried whole on a new one."""
+    caplog.set_level(logging.WARNING, logger="stage5")
+    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=40)) as replica:
+        settings = make_settings(site=replica.url, districts=DISTRICTS, host_concurrency=4, batch_size=20,
+                                 flush_interval_s=0.2)  # fmt: skip
+        crawl = asyncio.create_task(run_crawl(settings, pg_url))
+        while replica.stats()["requests"] < 80:
+            await asyncio.sleep(0.05)
+        version = os.listdir("/etc/postgresql")[0]
+        assert not crawl.done(), "the restart should land mid-crawl"
+        restart = await asyncio.create_subprocess_exec(
+            "pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart")
+        assert await restart.wait() == 0  # and PostgreSQL is left running
+        summary = await crawl
+    assert summary.status == "succeeded"
+    stored, rejected = await load_result(settings)
+    assert score(small_world, stored, rejected, settings.districts).perfect
+    assert summary.new == summary.stores  # counted once each, though batches were retried
+    assert any("db_batch_retry" in r.getMessage() for r in caplog.records)
