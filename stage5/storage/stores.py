@@ -38,11 +38,13 @@ STORE_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 _UPDATED = [c for c in STORE_COLUMNS if c != "diningcode_place_id"]
 
+# Staged as one jsonb document per row: a single json.dumps per store in Python (C speed), and
+# PostgreSQL turns documents into typed columns (text[], jsonb, numbers) with jsonb_populate_record.
 UPSERT_SQL = f"""
 INSERT INTO stores AS s ({", ".join(STORE_COLUMNS)}, first_run_id, last_run_id)
-SELECT DISTINCT ON (diningcode_place_id) {", ".join(STORE_COLUMNS)}, %(run)s, %(run)s
-FROM stores_staging
-ORDER BY diningcode_place_id  -- one row per store, and locks taken in key order
+SELECT DISTINCT ON (r.diningcode_place_id) {", ".join("r." + c for c in STORE_COLUMNS)}, %(run)s, %(run)s
+FROM stores_staging AS st, jsonb_populate_record(NULL::stores, st.doc) AS r
+ORDER BY r.diningcode_place_id  -- one row per store, and locks taken in key order
 ON CONFLICT (diningcode_place_id) DO UPDATE SET
     {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)},
     last_run_id = EXCLUDED.last_run_id,
@@ -51,7 +53,7 @@ ON CONFLICT (diningcode_place_id) DO UPDATE SET
                       THEN now() ELSE s.updated_at END
 RETURNING (xmax = 0) AS inserted, (updated_at = now()) AS changed
 """
-STAGING_SQL = "CREATE TEMP TABLE IF NOT EXISTS stores_staging (LIKE stores INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+STAGING_SQL = "CREATE TEMP TABLE IF NOT EXISTS stores_staging (doc jsonb NOT NULL) ON COMMIT DELETE ROWS"
 REJECT_SQL = """
 INSERT INTO rejected_stores (run_id, diningcode_place_id, district, reason, source_url, payload)
 VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, diningcode_place_id) DO NOTHING
@@ -64,24 +66,30 @@ def _price_text(low: int | None, high: int | None) -> str | None:
     return f"{low:,}원" if low == high else f"{low:,}원~{high:,}원"
 
 
-def content_hash(record: StoreRecord) -> str:
-    """Fingerprint of what the site says about a store; an unchanged store keeps its updated_at."""
-    data = record.as_dict()
-    data.pop("source_url")
-    return hashlib.sha1(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+_DATA_COLUMNS = STORE_COLUMNS[:-2]  # all but source_url and content_hash
 
 
-def store_row(record: StoreRecord) -> tuple[Any, ...]:
+def store_doc(record: StoreRecord) -> str:
+    """One store as a JSON object, the row COPY sends. Its content_hash fingerprints every column but
+    source_url, so an unchanged store keeps its updated_at."""
     menu = [{"name": m.name, "price": m.price, "price_text": m.price_text} for m in record.menu]
-    return (
+    values = (
         record.rid, record.name, record.branch, record.district, record.address, record.road_address,
-        record.lat, record.lng, record.phone, list(record.categories), list(record.keywords),
+        record.lat, record.lng, record.phone, record.categories, record.keywords,
         record.rating, record.review_count, record.score, record.open_hours, record.break_time,
-        record.last_order, record.holiday, Jsonb(menu), _price_text(record.price_min, record.price_max),
-        record.price_min, record.price_max, list(record.image_urls),
+        record.last_order, record.holiday, menu, _price_text(record.price_min, record.price_max),
+        record.price_min, record.price_max, record.image_urls,
         record.image_urls[0] if record.image_urls else None, record.is_refill, record.refill_type,
-        list(record.refill_items), list(record.refill_evidence), record.source_url, content_hash(record),
+        record.refill_items, record.refill_evidence,
     )  # fmt: skip
+    doc = json.dumps(dict(zip(_DATA_COLUMNS, values)), ensure_ascii=False)
+    fingerprint = hashlib.sha1(doc.encode()).hexdigest()
+    return f'{doc[:-1]}, "source_url": {json.dumps(record.source_url)}, "content_hash": "{fingerprint}"}}'
+
+
+def copy_text(docs: list[str]) -> bytes:
+    """COPY text format, one jsonb column: JSON has no raw tabs or newlines, only backslashes to double."""
+    return "".join(d.replace("\\", "\\\\") + "\n" for d in docs).encode()
 
 
 @dataclass
@@ -201,9 +209,8 @@ class StoreWriter:
             if records:
                 await conn.execute(STAGING_SQL)
                 async with conn.cursor() as cur:
-                    async with cur.copy(f"COPY stores_staging ({', '.join(STORE_COLUMNS)}) FROM STDIN") as copy:
-                        for record in records:
-                            await copy.write_row(store_row(record))
+                    async with cur.copy("COPY stores_staging (doc) FROM STDIN") as copy:
+                        await copy.write(copy_text([store_doc(r) for r in records]))
                     await cur.execute(UPSERT_SQL, {"run": self.run_id})
                     results = [(bool(a), bool(b)) for a, b in await cur.fetchall()]
             if rejections:
