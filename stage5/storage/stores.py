@@ -130,7 +130,12 @@ class StoreWriter:
 
     async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         if self._ticker:
-            self._ticker.cancel()
+            # Cancel the ticker only while we hold the lock: cancelled in the middle of a flush it would
+            # leave the connection half-way through a statement (psycopg: "COPY cannot be used in
+            # pipeline mode" on the next batch).
+            async with self._lock:
+                self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
         await self.flush()
         if self.conn is not None:
             await self.conn.close()
