@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--kind", choices=("search", "list", "detail"), help="default: guessed")
     parse.add_argument("--rid", default="", help="store id of a detail page (default: from the name)")
 
+    perf = sub.add_parser("perftest", help="measure DB load, cache, parallel speed-up, end to end; verdicts")
+    perf.add_argument("--quick", action="store_true", help="under a minute (smaller world and row counts)")
+    perf.add_argument("--plot", type=Path, help="draw throughput and memory over time into this PNG")
+    perf.add_argument("--json", type=Path, help="where to write the figures (default benchmarks/results/)")
+    _add_settings_flags(perf, ("database_url", "redis_url", "log_dir"))
+
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=("init",), help="init: create or migrate the schema")
     _add_settings_flags(db, ("database_url", "db_schema"))
@@ -200,6 +206,22 @@ def _download(url: str) -> bytes:
             return await fetcher.fetch(Request("GET", url), lambda body: body)
 
     return asyncio.run(get())
+
+
+def cmd_perftest(args: argparse.Namespace) -> int:
+    from stage5.perftest import plot, render, run_perftest, save
+    from stage5.services import database_url, redis_url
+
+    settings = load_settings(database_url=args.database_url, redis_url=args.redis_url, log_dir=args.log_dir)
+    setup_logging(settings.log_dir)
+    print("stage5 perftest: measuring (quick: under a minute; full: a few minutes) ...", flush=True)
+    result = run_perftest(settings, database_url(settings), redis_url(settings), args.quick)
+    print(render(result))
+    print(f"\nfigures: {save(result, args.json)}")
+    if args.plot:
+        plot(result, args.plot)
+        print(f"plot: {args.plot}")
+    return EXIT_OK
 
 
 def cmd_db(args: argparse.Namespace) -> int:

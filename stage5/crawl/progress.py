@@ -36,14 +36,16 @@ class Figures:
 
 
 class Progress:
-    def __init__(self, interval_s: float, stream: TextIO | None = None) -> None:
+    def __init__(self, interval_s: float, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.stream = stream or sys.stderr
+        self.quiet = quiet  # record and log, print nothing (perftest)
         self.tty = self.stream.isatty()
         self.interval_s = interval_s
         self.started = time.monotonic()
         self._last_log = self._last_plain = self.started
         self._last_figures: Figures | None = None
         self._last_at = self.started
+        self.history: list[tuple[float, Figures]] = []  # (seconds since start, figures), for plots
 
     def _rates(self, f: Figures, now: float) -> tuple[float, float, float]:
         prev, span = self._last_figures, max(now - self._last_at, 1e-6)
@@ -54,6 +56,7 @@ class Progress:
 
     def update(self, f: Figures, force: bool = False) -> None:
         now = time.monotonic()
+        self.history.append((now - self.started, f))
         looked = f.cache_hits + f.cache_misses
         hit_rate = f.cache_hits / looked if looked else 0.0
         if force or now - self._last_log >= self.interval_s:
@@ -71,6 +74,8 @@ class Progress:
             f"{f.requests / max(now - self.started, 1e-6):.1f} req/s | cache {hit_rate:.0%} | "
             f"mem {f.memory_mb:.0f}/{f.budget_mb:.0f} MB | workers {f.workers} x{f.concurrency} | queue {f.queued}"
         )
+        if self.quiet:
+            return
         if self.tty:
             self.stream.write("\r\x1b[K" + line)
             self.stream.flush()
@@ -80,6 +85,6 @@ class Progress:
             self._last_plain = now
 
     def close(self) -> None:
-        if self.tty:
+        if self.tty and not self.quiet:
             self.stream.write("\n")
             self.stream.flush()

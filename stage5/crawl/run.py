@@ -182,7 +182,8 @@ def _install_stop_handlers(master: Master) -> None:
 
 
 async def run_crawl(settings: Settings, db_url: str, redis_url: str | None = None, trigger: str = "manual",
-                    show_progress: bool = False, resume: bool = False, fresh: bool = False) -> RunSummary:  # fmt: skip
+                    show_progress: bool = False, resume: bool = False, fresh: bool = False,
+                    progress: Progress | None = None) -> RunSummary:  # fmt: skip
     """A new run, or with `resume` the newest unfinished one. Without either flag an unfinished run
     raises UnfinishedRun; with `fresh` it is marked abandoned first."""
     started = time.monotonic()
@@ -216,18 +217,19 @@ async def run_crawl(settings: Settings, db_url: str, redis_url: str | None = Non
             run_id = await start_run(conn, settings.site, districts, params, trigger)
             await try_lock_run(conn, run_id)
             log_event(log, "run_started", run_id=run_id, site=settings.site, districts=len(districts))
-        return await _crawl(settings, db_url, redis_url, run_id, districts, state, show_progress, started)
+        if progress is None and show_progress:
+            progress = Progress(settings.progress_interval_s, sys.stderr)
+        return await _crawl(settings, db_url, redis_url, run_id, districts, state, progress, started)
     finally:
         await conn.close()
 
 
 async def _crawl(settings: Settings, db_url: str, redis_url: str | None, run_id: int, districts: list[str],
-                 state: Resume | None, show_progress: bool, started: float) -> RunSummary:  # fmt: skip
+                 state: Resume | None, progress: Progress | None, started: float) -> RunSummary:  # fmt: skip
     schema = settings.db_schema
     try:
         async with StoreWriter(lambda: connect(db_url, schema), run_id, settings.batch_size,
                                settings.flush_interval_s, owner=f"master-{os.getpid()}") as writer:  # fmt: skip
-            progress = Progress(settings.progress_interval_s, sys.stderr) if show_progress else None
             master = Master(settings, writer, redis_url, progress)
             _install_stop_handlers(master)
             report = await master.run(districts, state)
