@@ -194,11 +194,11 @@ class Replica:
 
     async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
         f = self.faults
+        if self._over_rate_cap(request.remote or "?"):  # counted on arrival, as a real rate limiter does
+            return self._too_many("rate_cap")
         if f.latency_ms or f.latency_jitter_ms:
             delay = max(0.0, self.rng.gauss(f.latency_ms, f.latency_jitter_ms)) / 1000
             await asyncio.sleep(delay)
-        if self._over_rate_cap(request.remote or "?"):
-            return self._too_many("rate_cap")
         roll = self.rng.random()
         for kind, p in (("429", f.p429), ("5xx", f.p5xx), ("hang", f.p_hang), ("truncate", f.p_truncate), ("malformed", f.p_malformed)):  # fmt: skip
             if roll < p:

@@ -1,0 +1,135 @@
+"""stage5 against the Scrapy baseline, same replica, same machine, A B A B, medians.
+
+    .venv/bin/pip install -r benchmarks/requirements.txt
+    .venv/bin/python benchmarks/compare_scrapy.py --rounds 3
+
+Both crawl all 25 districts of one zero-latency replica into PostgreSQL (a fresh schema each) with
+the same concurrency (16 in flight, no delay) and no cache. For each run: wall time (start to exit,
+the database load included), pages/s, stores/s, CPU seconds of the whole process tree, peak memory of
+the tree (RSS sampled every 0.2 s); both results are checked against the replica's ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stage5.replica.process import ReplicaProcess  # noqa: E402
+from stage5.replica.world import build_world  # noqa: E402
+from stage5.services import database_url  # noqa: E402
+from stage5.settings import load_settings  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def peak_rss(pid: int, stop: threading.Event, out: list[float]) -> None:
+    peak = 0.0
+    while not stop.is_set():
+        try:
+            proc = psutil.Process(pid)
+            procs = [proc, *proc.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20)
+        except psutil.NoSuchProcess:
+            pass
+        stop.wait(0.2)
+    out.append(peak)
+
+
+def measure(cmd: list[str]) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stop, peak = threading.Event(), []
+    watcher = threading.Thread(target=peak_rss, args=(proc.pid, stop, peak))
+    watcher.start()
+    _, err = proc.communicate(timeout=1800)
+    wall = time.monotonic() - started
+    stop.set()
+    watcher.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}): {err[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_mb": peak[0]}
+
+
+def stored(db: str, schema: str, table: str) -> dict[str, tuple[str, bool]]:
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(sql.SQL("SELECT diningcode_place_id, district, is_confirmed_refill FROM {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table))).fetchall()  # fmt: skip
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        conn.commit()
+    return {rid: (district, refill) for rid, district, refill in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args()
+    db = database_url(load_settings())
+    world = build_world(args.seed, args.scale)
+    truth = {s.rid: (s.district, s.is_refill) for s in world.stores if s.expect == "store"}
+    runs: dict[str, list[dict[str, float]]] = {"stage5": [], "scrapy": []}
+    with ReplicaProcess(args.seed, args.scale) as replica:
+        for round_no in range(1, args.rounds + 1):
+            for name in ("stage5", "scrapy"):
+                schema = f"cmp_{name}_{uuid.uuid4().hex[:6]}"
+                if name == "stage5":
+                    cmd = [sys.executable, "-m", "stage5", "crawl", "--site", replica.url, "--database-url", db,
+                           "--db-schema", schema, "--no-cache", "--request-delay-s", "0", "--host-concurrency", "16",
+                           "--log-dir", str(HERE / "results" / "logs")]  # fmt: skip
+                    table = "stores"
+                else:
+                    cmd = [sys.executable, str(HERE / "scrapy_baseline.py"), "--site", replica.url, "--database-url",
+                           db, "--schema", schema, "--concurrency", "16", "--delay", "0"]  # fmt: skip
+                    table = "scrapy_stores"
+                replica.reset()
+                figures = measure(cmd)
+                figures["requests"] = replica.stats()["requests"]
+                result = stored(db, schema, table)
+                figures["stores"] = len(result)
+                figures["matches_truth"] = result == truth
+                runs[name].append(figures)
+                print(f"round {round_no} {name:7} wall {figures['wall_s']:6.1f}s cpu {figures['cpu_s']:6.1f}s "
+                      f"peak {figures['peak_mb']:6.0f} MB  {figures['stores']} stores  "
+                      f"{'matches ground truth' if figures['matches_truth'] else 'DIFFERS from ground truth'}",
+                      flush=True)  # fmt: skip
+    med: dict[str, dict[str, Any]] = {}
+    for name, rs in runs.items():
+        wall = statistics.median(r["wall_s"] for r in rs)
+        med[name] = {
+            "wall_s": wall, "cpu_s": statistics.median(r["cpu_s"] for r in rs),
+            "peak_mb": statistics.median(r["peak_mb"] for r in rs),
+            "pages_per_s": statistics.median(r["requests"] / r["wall_s"] for r in rs),
+            "stores_per_s": statistics.median(r["stores"] / r["wall_s"] for r in rs),
+            "all_match": all(r["matches_truth"] for r in rs),
+        }  # fmt: skip
+    a, b = med["stage5"], med["scrapy"]
+    print(f"\nmedians of {args.rounds} rounds (A B A B), replica scale {args.scale}, {len(truth)} stores expected")
+    print(f"{'':10}{'wall s':>9}{'pages/s':>10}{'stores/s':>10}{'CPU s':>9}{'peak MB':>9}  ground truth")
+    for name, m in med.items():
+        print(f"{name:10}{m['wall_s']:9.1f}{m['pages_per_s']:10.1f}{m['stores_per_s']:10.1f}{m['cpu_s']:9.1f}"
+              f"{m['peak_mb']:9.0f}  {'all runs match' if m['all_match'] else 'MISMATCH'}")  # fmt: skip
+    print(f"{'ratio':10}{b['wall_s'] / a['wall_s']:8.2f}x{a['pages_per_s'] / b['pages_per_s']:9.2f}x"
+          f"{a['stores_per_s'] / b['stores_per_s']:9.2f}x{b['cpu_s'] / a['cpu_s']:8.2f}x{b['peak_mb'] / a['peak_mb']:8.2f}x"
+          "  (stage5 better when > 1)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
