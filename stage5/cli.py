@@ -22,9 +22,9 @@ CRAWL_FLAGS = (
     "site", "districts", "page_size", "max_pages", "request_delay_s", "host_concurrency",
     "request_timeout_s", "retry_attempts", "retry_backoff_s", "batch_size", "flush_interval_s", "db_schema",
     "database_url", "redis_url", "log_dir", "workers", "max_workers", "worker_max_units", "detail_batch",
-    "memory_budget_mb", "cache", "cache_namespace",
+    "memory_budget_mb", "cache", "cache_namespace", "overlap", "lock_wait_s",
 )  # fmt: skip
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNFINISHED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNFINISHED, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     start = crawl.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue the newest unfinished run")
     start.add_argument("--fresh", action="store_true", help="mark an unfinished run abandoned and start a new one")
+    crawl.add_argument("--trigger", default="manual", choices=("manual", "schedule", "celery"),
+                       help="recorded in the run history (the scheduler passes 'schedule')")  # fmt: skip
     crawl.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     demo = sub.add_parser("demo", help="offline demo: start a replica, crawl all of Seoul from it, score it")
@@ -105,9 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         print("stage5: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one clear message instead of a traceback for the known failures
-        from stage5.crawl.run import RunBusy, UnfinishedRun
+        from stage5.crawl.run import RunBusy, RunSkipped, UnfinishedRun
         from stage5.storage.db import DatabaseUnavailable
 
+        if isinstance(exc, RunSkipped):
+            print(f"stage5: {exc}", file=sys.stderr)
+            return EXIT_SKIPPED
         if isinstance(exc, (UnfinishedRun, RunBusy)):
             print(f"stage5: {exc}", file=sys.stderr)
             return EXIT_UNFINISHED
@@ -131,14 +136,14 @@ def cmd_replica(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(settings: Settings, resume: bool = False, fresh: bool = False) -> Any:
+def _run(settings: Settings, resume: bool = False, fresh: bool = False, trigger: str = "manual") -> Any:
     from stage5.crawl.run import run_crawl
     from stage5.services import database_url, redis_url
 
     setup_logging(settings.log_dir)
     redis = None if settings.cache == "off" else redis_url(settings)
     return asyncio.run(
-        run_crawl(settings, database_url(settings), redis, show_progress=True, resume=resume, fresh=fresh)
+        run_crawl(settings, database_url(settings), redis, trigger, show_progress=True, resume=resume, fresh=fresh)
     )
 
 
@@ -149,7 +154,7 @@ def _exit_code(status: str) -> int:
 def cmd_crawl(args: argparse.Namespace) -> int:
     from stage5.report import print_summary
 
-    summary = _run(_settings(args), resume=args.resume, fresh=args.fresh)
+    summary = _run(_settings(args), resume=args.resume, fresh=args.fresh, trigger=args.trigger)
     if args.json:
         print(json.dumps(summary.as_dict(), ensure_ascii=False, default=str))
     else:

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     stop_grace_s: float = Field(5.0, ge=0, description="On Ctrl-C/SIGTERM, how long units in flight may finish.")
     progress_interval_s: float = Field(5.0, gt=0, description="Seconds between performance log lines.")
 
+    overlap: Literal["skip", "wait"] = Field(
+        "skip", description="When another run holds the crawl lock: 'skip' (recorded) or 'wait' up to lock_wait_s."
+    )
+    lock_wait_s: float = Field(3600.0, ge=0, description="With overlap=wait, how long to wait for the lock.")
+
     # --- cache ----------------------------------------------------------------------------
     cache: Literal["on", "refresh", "off"] = Field(
         "on", description="'refresh' ignores cached answers but still stores fresh ones; 'off' skips Redis."

@@ -24,8 +24,10 @@ from stage5.crawl.progress import Progress
 from stage5.logs import log_event
 from stage5.settings import Settings
 from stage5.storage.db import DatabaseUnavailable, connect
-from stage5.storage.progress import claimed_rids, max_uid, open_units, release_leases, try_lock_run, unit_rows
-from stage5.storage.runs import abandon_run, finish_run, reopen_run, run_counters, start_run, unfinished_run
+from stage5.storage.progress import claimed_rids, max_uid, open_units, release_leases, unit_rows
+from stage5.storage.lock import crawl_lock_holder, run_lock_holder, try_crawl_lock, try_run_lock, wait_crawl_lock
+from stage5.storage.runs import (abandon_run, finish_run, record_skip, reopen_run, run_counters, start_run,
+                                 unfinished_run)
 from stage5.storage.schema import migrate
 from stage5.storage.stores import StoreWriter
 
@@ -34,6 +36,15 @@ log = logging.getLogger("stage5.crawl")
 
 class RunBusy(Exception):
     """Another process is the master of that run right now."""
+
+
+class RunSkipped(Exception):
+    """Another run holds the crawl lock; this one was skipped and recorded as such."""
+
+    def __init__(self, run_id: int, holder: dict[str, Any] | None) -> None:
+        self.run_id, self.holder = run_id, holder
+        who = f"{holder['application']} (backend {holder['pid']}, since {holder['since']})" if holder else "another run"
+        super().__init__(f"skipped (run {run_id} recorded as skipped): the crawl lock is held by {who}")
 
 
 class UnfinishedRun(Exception):
@@ -187,21 +198,32 @@ async def run_crawl(settings: Settings, db_url: str, redis_url: str | None = Non
     """A new run, or with `resume` the newest unfinished one. Without either flag an unfinished run
     raises UnfinishedRun; with `fresh` it is marked abandoned first."""
     started = time.monotonic()
-    conn = await connect(db_url, settings.db_schema)  # holds the run's lock for the run's life
+    schema = settings.db_schema
+    conn = await connect(db_url, schema, role="master")  # holds the locks for the run's life
     try:
         await migrate(conn)
+        if settings.overlap == "wait":
+            locked = await wait_crawl_lock(conn, schema, settings.lock_wait_s)
+        else:
+            locked = await try_crawl_lock(conn, schema)
+        if not locked:
+            holder = await crawl_lock_holder(conn, schema)
+            run_id = await record_skip(conn, settings.site, settings.districts, trigger, holder)
+            log_event(log, "run_skipped", logging.WARNING, run_id=run_id, holder=holder)
+            raise RunSkipped(run_id, holder)
         pending = await unfinished_run(conn)
         if pending and not (resume or fresh):
             raise UnfinishedRun(pending)
         if pending and fresh:
-            if not await try_lock_run(conn, pending["id"]):
+            if not await try_run_lock(conn, schema, pending["id"]):
                 raise RunBusy(f"run {pending['id']} is being crawled by another stage5 process right now")
             await abandon_run(conn, pending["id"])
             log_event(log, "run_abandoned", run_id=pending["id"])
         if resume and pending:
             run_id, districts = pending["id"], list(pending["districts"])
-            if not await try_lock_run(conn, run_id):
-                raise RunBusy(f"run {run_id} is being crawled by another stage5 process right now")
+            if not await try_run_lock(conn, schema, run_id):
+                raise RunBusy(f"run {run_id} is being crawled by another stage5 process right now"
+                              f" ({await run_lock_holder(conn, schema, run_id)})")  # fmt: skip
             returned = await release_leases(conn, run_id)
             state = Resume(await open_units(conn, run_id), await claimed_rids(conn, run_id),
                            await unit_rows(conn, run_id), await max_uid(conn, run_id))  # fmt: skip
@@ -215,7 +237,7 @@ async def run_crawl(settings: Settings, db_url: str, redis_url: str | None = Non
             params = {k: getattr(settings, k) for k in ("page_size", "request_delay_s", "host_concurrency", "workers",
                                                         "memory_budget_mb", "cache")}  # fmt: skip
             run_id = await start_run(conn, settings.site, districts, params, trigger)
-            await try_lock_run(conn, run_id)
+            await try_run_lock(conn, schema, run_id)
             log_event(log, "run_started", run_id=run_id, site=settings.site, districts=len(districts))
         if progress is None and show_progress:
             progress = Progress(settings.progress_interval_s, sys.stderr)

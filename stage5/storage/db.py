@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 
 import psycopg
 from psycopg import sql
@@ -27,10 +29,12 @@ def unavailable(url: str, exc: Exception) -> DatabaseUnavailable:
     )
 
 
-async def connect(url: str, schema: str = "public") -> psycopg.AsyncConnection:
-    """An async connection whose search_path is `schema` (created if missing)."""
+async def connect(url: str, schema: str = "public", role: str = "") -> psycopg.AsyncConnection:
+    """An async connection whose search_path is `schema` (created if missing). `role` shows in
+    pg_stat_activity (and so in who-holds-the-lock messages)."""
+    name = f"stage5 {role} pid={os.getpid()} host={socket.gethostname()}" if role else "stage5"
     try:
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=10, application_name="stage5")
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=10, application_name=name[:63])
     except psycopg.OperationalError as exc:
         raise unavailable(url, exc) from None
     if schema != "public":

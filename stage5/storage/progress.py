@@ -14,7 +14,6 @@ from psycopg.types.json import Jsonb
 
 from stage5.crawl.units import Unit, unit_from_payload, unit_kind, unit_payload
 
-RUN_LOCK_KEY = 54_300  # first half of the two-key advisory lock held by the master of a run
 LEASE_S = 600  # a leased unit whose master is gone returns to the queue
 
 
@@ -94,9 +93,3 @@ async def max_uid(conn: psycopg.AsyncConnection, run_id: int) -> int:
     return int(row[0]) if row else 0
 
 
-async def try_lock_run(conn: psycopg.AsyncConnection, run_id: int) -> bool:
-    """The master of a run holds this session lock; it dies with the master's connection."""
-    cur = await conn.execute("SELECT pg_try_advisory_lock(%s::int, %s::int)", (RUN_LOCK_KEY, run_id))
-    row = await cur.fetchone()
-    await conn.commit()
-    return bool(row and row[0])

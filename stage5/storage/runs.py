@@ -21,6 +21,20 @@ async def start_run(conn: psycopg.AsyncConnection, site: str, districts: list[st
     return int(row[0])
 
 
+async def record_skip(conn: psycopg.AsyncConnection, site: str, districts: list[str], trigger: str,
+                      holder: dict[str, Any] | None) -> int:  # fmt: skip
+    """A run that did not start because another held the crawl lock: a row all the same, with who."""
+    cur = await conn.execute(
+        "INSERT INTO crawl_runs (status, trigger, site, districts, finished_at, error, counts)"
+        " VALUES ('skipped', %s, %s, %s, now(), %s, %s) RETURNING id",
+        (trigger, site, districts, "crawl lock held", Jsonb({"lock_holder": holder})),
+    )
+    row = await cur.fetchone()
+    await conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
 async def finish_run(conn: psycopg.AsyncConnection, run_id: int, status: str, counts: dict[str, Any],
                      failed_units: list[dict[str, Any]], error: str | None = None) -> None:  # fmt: skip
     await conn.execute(
@@ -34,7 +48,7 @@ async def finish_run(conn: psycopg.AsyncConnection, run_id: int, status: str, co
 async def unfinished_run(conn: psycopg.AsyncConnection) -> dict[str, Any] | None:
     """The newest run left running (its master died) or interrupted, with its unit progress."""
     cur = await conn.execute(
-        "SELECT r.id, r.status, r.started_at, r.districts, r.site,"
+        "SELECT r.id, r.status, r.started_at, r.districts, r.site, r.trigger,"
         " count(u.uid) FILTER (WHERE u.state IN ('done', 'failed')) AS units_done, count(u.uid) AS units"
         " FROM crawl_runs r LEFT JOIN crawl_units u ON u.run_id = r.id"
         " WHERE r.status IN ('running', 'interrupted') GROUP BY r.id ORDER BY r.id DESC LIMIT 1"

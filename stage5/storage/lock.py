@@ -1,0 +1,74 @@
+"""Advisory locks: one crawl at a time per dataset, and one master per run.
+
+PostgreSQL session advisory locks: held by the master's connection for the run's whole life,
+owner-checked by PostgreSQL, and released by PostgreSQL when the holder dies (its connection
+closes), so a dead holder's lock expires by itself. Keys are (dataset, 0) for the crawl lock and
+(dataset, run id) for a run, the dataset being the schema: two schemas of one database (production
+and a perftest scratch schema, say) never block each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from typing import Any
+
+import psycopg
+
+CRAWL_LOCK_ID = 0
+
+
+def dataset_key(schema: str) -> int:
+    """A stable positive int4 for a schema name."""
+    return zlib.crc32(f"stage5:{schema}".encode()) & 0x7FFFFFFF
+
+
+async def _try(conn: psycopg.AsyncConnection, schema: str, second: int) -> bool:
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s::int, %s::int)", (dataset_key(schema), second))
+    row = await cur.fetchone()
+    await conn.commit()
+    return bool(row and row[0])
+
+
+async def try_crawl_lock(conn: psycopg.AsyncConnection, schema: str) -> bool:
+    return await _try(conn, schema, CRAWL_LOCK_ID)
+
+
+async def try_run_lock(conn: psycopg.AsyncConnection, schema: str, run_id: int) -> bool:
+    return await _try(conn, schema, run_id)
+
+
+async def wait_crawl_lock(conn: psycopg.AsyncConnection, schema: str, timeout_s: float, poll_s: float = 1.0) -> bool:
+    """Try until `timeout_s` has passed; True once held."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if await try_crawl_lock(conn, schema):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
+async def crawl_lock_holder(conn: psycopg.AsyncConnection, schema: str) -> dict[str, Any] | None:
+    """Who holds the crawl lock: backend pid, application name (stage5 puts its role and pid there), since."""
+    return await _holder(conn, schema, CRAWL_LOCK_ID)
+
+
+async def run_lock_holder(conn: psycopg.AsyncConnection, schema: str, run_id: int) -> dict[str, Any] | None:
+    return await _holder(conn, schema, run_id)
+
+
+async def _holder(conn: psycopg.AsyncConnection, schema: str, second: int) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT a.pid, a.application_name, a.client_addr::text, a.backend_start FROM pg_locks l"
+        " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
+        " AND l.objsubid = 2 AND l.classid = %s::int::oid AND l.objid = %s::int::oid"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (dataset_key(schema), second),
+    )
+    row = await cur.fetchone()
+    await conn.commit()
+    if row is None:
+        return None
+    return {"pid": row[0], "application": row[1], "client": row[2], "since": row[3].isoformat()}
