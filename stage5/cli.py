@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--fresh", action="store_true", help="mark an unfinished run abandoned and start a new one")
     crawl.add_argument("--trigger", default="manual", choices=("manual", "schedule", "celery"),
                        help="recorded in the run history (the scheduler passes 'schedule')")  # fmt: skip
+    crawl.add_argument("--job", help="the scheduled job this run belongs to (set by the scheduler)")
     crawl.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     demo = sub.add_parser("demo", help="offline demo: start a replica, crawl all of Seoul from it, score it")
@@ -79,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--kind", choices=("search", "list", "detail"), help="default: guessed")
     parse.add_argument("--rid", default="", help="store id of a detail page (default: from the name)")
 
+    schedule = sub.add_parser("schedule", help="run jobs on their cron (default: crawl at 01:00 Asia/Seoul)")
+    schedule.add_argument("--once", action="store_true", help="print the next fire times and exit")
+    _add_settings_flags(schedule, ("site", "database_url", "redis_url", "db_schema", "log_dir", "schedule_file", "timezone"))
+
+    cleanup = sub.add_parser("cleanup", help="prune run history and schedule slots older than a retention")
+    cleanup.add_argument("--retention-days", type=int, default=90)
+    _add_settings_flags(cleanup, ("database_url", "db_schema", "log_dir"))
+
     perf = sub.add_parser("perftest", help="measure DB load, cache, parallel speed-up, end to end; verdicts")
     perf.add_argument("--quick", action="store_true", help="under a minute (smaller world and row counts)")
     perf.add_argument("--plot", type=Path, help="draw throughput and memory over time into this PNG")
@@ -89,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=("init",), help="init: create or migrate the schema")
     _add_settings_flags(db, ("database_url", "db_schema"))
 
-    runs = sub.add_parser("runs", help="list recent crawl runs")
+    runs = sub.add_parser("runs", help="list recent crawl runs; 'runs show ID' shows one in full")
+    runs.add_argument("show", nargs="?", choices=("show", "slots"), help="show: one run in full; slots: the schedule's history")
+    runs.add_argument("run_id", nargs="?", type=int)
     runs.add_argument("--limit", type=int, default=20)
     _add_settings_flags(runs, ("database_url", "db_schema"))
     return parser
@@ -136,14 +147,16 @@ def cmd_replica(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(settings: Settings, resume: bool = False, fresh: bool = False, trigger: str = "manual") -> Any:
+def _run(settings: Settings, resume: bool = False, fresh: bool = False, trigger: str = "manual",
+         job: str | None = None) -> Any:  # fmt: skip
     from stage5.crawl.run import run_crawl
     from stage5.services import database_url, redis_url
 
     setup_logging(settings.log_dir)
     redis = None if settings.cache == "off" else redis_url(settings)
     return asyncio.run(
-        run_crawl(settings, database_url(settings), redis, trigger, show_progress=True, resume=resume, fresh=fresh)
+        run_crawl(settings, database_url(settings), redis, trigger, show_progress=True, resume=resume, fresh=fresh,
+                  job=job)  # fmt: skip
     )
 
 
@@ -154,7 +167,7 @@ def _exit_code(status: str) -> int:
 def cmd_crawl(args: argparse.Namespace) -> int:
     from stage5.report import print_summary
 
-    summary = _run(_settings(args), resume=args.resume, fresh=args.fresh, trigger=args.trigger)
+    summary = _run(_settings(args), resume=args.resume, fresh=args.fresh, trigger=args.trigger, job=args.job)
     if args.json:
         print(json.dumps(summary.as_dict(), ensure_ascii=False, default=str))
     else:
@@ -266,5 +279,67 @@ def cmd_runs(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
 
+    if args.show == "show":
+        if args.run_id is None:
+            print("stage5: runs show needs a run id (see python -m stage5 runs)", file=sys.stderr)
+            return EXIT_USAGE
+        return _show_run(settings, args.run_id)
+    if args.show == "slots":
+        from stage5.schedule.scheduler import SlotStore
+
+        store = SlotStore(database_url(settings), settings.db_schema)
+        for job, slot, status, reason in store.history()[-args.limit :]:
+            print(f"{slot:%Y-%m-%d %H:%M} UTC  {job:16} {status:8} {reason or ''}")
+        return EXIT_OK
     print_runs(asyncio.run(fetch()))
     return EXIT_OK
+
+
+def _show_run(settings: Settings, run_id: int) -> int:
+    from stage5.services import database_url
+    from stage5.storage.db import connect
+    from stage5.storage.runs import show_run
+
+    async def fetch() -> dict[str, Any] | None:
+        conn = await connect(database_url(settings), settings.db_schema)
+        try:
+            return await show_run(conn, run_id)
+        finally:
+            await conn.close()
+
+    run = asyncio.run(fetch())
+    if run is None:
+        print(f"stage5: no run {run_id}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(run, ensure_ascii=False, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from stage5.services import database_url
+    from stage5.storage.db import connect
+    from stage5.storage.runs import prune
+    from stage5.storage.schema import migrate
+
+    settings = load_settings(database_url=args.database_url, db_schema=args.db_schema)
+
+    async def run() -> dict[str, int]:
+        conn = await connect(database_url(settings), settings.db_schema)
+        try:
+            await migrate(conn)
+            return await prune(conn, args.retention_days)
+        finally:
+            await conn.close()
+
+    pruned = asyncio.run(run())
+    print(f"pruned {pruned['runs']} runs and {pruned['slots']} schedule slots older than {args.retention_days} days")
+    return EXIT_OK
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from stage5.schedule.service import serve
+
+    settings = load_settings(**{k: getattr(args, k) for k in ("site", "database_url", "redis_url", "db_schema",
+                                                               "log_dir", "schedule_file", "timezone")})  # fmt: skip
+    setup_logging(settings.log_dir)
+    return serve(settings, once=args.once)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
@@ -86,6 +87,10 @@ class Settings(BaseSettings):
     )
     lock_wait_s: float = Field(3600.0, ge=0, description="With overlap=wait, how long to wait for the lock.")
 
+    # --- scheduling ------------------------------------------------------------------------
+    schedule_file: Path | None = Field(None, description="TOML file of scheduled jobs; unset: nightly crawl + weekly cleanup.")
+    timezone: str = Field("Asia/Seoul", description="Timezone of cron expressions (timestamps are stored in UTC).")
+
     # --- cache ----------------------------------------------------------------------------
     cache: Literal["on", "refresh", "off"] = Field(
         "on", description="'refresh' ignores cached answers but still stores fresh ones; 'off' skips Redis."
@@ -127,6 +132,15 @@ class Settings(BaseSettings):
                 f"memory_soft_ratio ({self.memory_soft_ratio}) must be below memory_hard_ratio ({self.memory_hard_ratio})"
             )
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (e.g. Asia/Seoul, UTC)") from None
+        return value
 
     @field_validator("site")
     @classmethod

@@ -194,7 +194,7 @@ def _install_stop_handlers(master: Master) -> None:
 
 async def run_crawl(settings: Settings, db_url: str, redis_url: str | None = None, trigger: str = "manual",
                     show_progress: bool = False, resume: bool = False, fresh: bool = False,
-                    progress: Progress | None = None) -> RunSummary:  # fmt: skip
+                    progress: Progress | None = None, job: str | None = None) -> RunSummary:  # fmt: skip
     """A new run, or with `resume` the newest unfinished one. Without either flag an unfinished run
     raises UnfinishedRun; with `fresh` it is marked abandoned first."""
     started = time.monotonic()
@@ -236,7 +236,7 @@ async def run_crawl(settings: Settings, db_url: str, redis_url: str | None = Non
             districts, state = await _order(conn, settings.districts), None
             params = {k: getattr(settings, k) for k in ("page_size", "request_delay_s", "host_concurrency", "workers",
                                                         "memory_budget_mb", "cache")}  # fmt: skip
-            run_id = await start_run(conn, settings.site, districts, params, trigger)
+            run_id = await start_run(conn, settings.site, districts, params, trigger, job)
             await try_run_lock(conn, schema, run_id)
             log_event(log, "run_started", run_id=run_id, site=settings.site, districts=len(districts))
         if progress is None and show_progress:

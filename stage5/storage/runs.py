@@ -9,11 +9,11 @@ from psycopg.types.json import Jsonb
 
 
 async def start_run(conn: psycopg.AsyncConnection, site: str, districts: list[str], params: dict[str, Any],
-                    trigger: str = "manual") -> int:  # fmt: skip
+                    trigger: str = "manual", job: str | None = None) -> int:  # fmt: skip
     cur = await conn.execute(
-        "INSERT INTO crawl_runs (status, trigger, site, districts, params) VALUES ('running', %s, %s, %s, %s)"
-        " RETURNING id",
-        (trigger, site, districts, Jsonb(params)),
+        "INSERT INTO crawl_runs (status, trigger, site, districts, params, job)"
+        " VALUES ('running', %s, %s, %s, %s, %s) RETURNING id",
+        (trigger, site, districts, Jsonb(params), job),
     )
     row = await cur.fetchone()
     await conn.commit()
@@ -82,6 +82,28 @@ async def run_counters(conn: psycopg.AsyncConnection, run_id: int) -> dict[str, 
     await conn.commit()
     keys = ("new", "updated", "unchanged", "rejected", "resumed")
     return dict(zip(keys, row)) if row else dict.fromkeys(keys, 0)
+
+
+async def show_run(conn: psycopg.AsyncConnection, run_id: int) -> dict[str, Any] | None:
+    cur = await conn.execute("SELECT * FROM crawl_runs WHERE id = %s", (run_id,))
+    row = await cur.fetchone()
+    names = [d.name for d in cur.description or []]
+    await conn.commit()
+    return dict(zip(names, row)) if row else None
+
+
+async def prune(conn: psycopg.AsyncConnection, retention_days: int) -> dict[str, int]:
+    """Forget finished runs (with their units and rejections) and schedule slots older than the retention."""
+    runs = await conn.execute(
+        "DELETE FROM crawl_runs WHERE started_at < now() - make_interval(days => %s)"
+        " AND status NOT IN ('running', 'interrupted')",
+        (retention_days,),
+    )
+    slots = await conn.execute(
+        "DELETE FROM schedule_slots WHERE slot_at < now() - make_interval(days => %s)", (retention_days,)
+    )
+    await conn.commit()
+    return {"runs": runs.rowcount, "slots": slots.rowcount}
 
 
 async def list_runs(conn: psycopg.AsyncConnection, limit: int = 20) -> list[dict[str, Any]]:

@@ -115,6 +115,26 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        3,
+        "schedule_slots: every scheduled slot and what became of it",
+        """
+        CREATE TABLE schedule_slots (
+            job text NOT NULL,
+            slot_at timestamptz NOT NULL,
+            status text NOT NULL CHECK (status IN ('claimed', 'started', 'skipped', 'missed', 'failed')),
+            scheduler text NOT NULL,
+            reason text,
+            run_pid integer,
+            decided_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (job, slot_at)
+        );
+        ALTER TABLE crawl_runs ADD COLUMN job text;
+        """,
+    ),
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

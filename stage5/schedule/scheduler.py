@@ -1,0 +1,155 @@
+"""The scheduler: fires jobs on their cron in one timezone, never twice for a slot, never on top of a run.
+
+Rules, per job, at each tick:
+- The slots due since the last tick are computed in the job's timezone (cron), stored in UTC.
+- A slot is claimed in `schedule_slots` first (primary key job + slot): of several schedulers on one
+  database, exactly one gets it.
+- After downtime, only the latest missed slot runs, and only within `grace_s`; older ones are
+  recorded `missed` (one catch-up run, never a burst).
+- If a crawl holds the crawl lock (a 26-hour run, a manual run), the slot is `skipped` and recorded
+  with the holder (overlap=skip), or the run is started to wait for the lock up to
+  `wait_timeout_s` (overlap=wait). The next slot runs as usual.
+- `min_gap_s`: a slot less than this after the job's last run ended is `skipped`.
+- A run past `timeout_s` is stopped with SIGTERM, which leaves it interrupted and resumable; the
+  next slot resumes it.
+
+Time, the crawl lock and processes come in through `Clock` and `Launcher`, so the rules are tested with
+a fake clock over days without sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Protocol
+
+import psycopg
+
+from stage5.logs import log_event
+from stage5.schedule.jobs import Job
+
+log = logging.getLogger("stage5.schedule")
+
+
+class Launcher(Protocol):
+    def lock_holder(self) -> str | None: ...  # who holds the crawl lock, None when free
+    def start(self, job: Job, slot: datetime) -> int: ...  # pid of the run
+    def finished(self) -> dict[str, datetime]: ...  # job -> when its last run ended (polls processes)
+    def running_since(self, job: Job) -> datetime | None: ...
+    def stop(self, job: Job) -> None: ...  # SIGTERM: the run stops resumable
+
+
+@dataclass
+class Decision:
+    job: str
+    slot: datetime
+    status: str  # started | skipped | missed | taken (claimed by another scheduler)
+    reason: str = ""
+
+
+class SlotStore:
+    """`schedule_slots`, the schedule's history: every slot and what became of it."""
+
+    def __init__(self, url: str, schema: str) -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(schema)))
+
+    def claim(self, job: str, slot: datetime, scheduler: str) -> bool:
+        cur = self.conn.execute(
+            "INSERT INTO schedule_slots (job, slot_at, status, scheduler) VALUES (%s, %s, 'claimed', %s)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            (job, slot, scheduler),
+        )
+        return cur.fetchone() is not None
+
+    def decide(self, job: str, slot: datetime, status: str, reason: str = "", pid: int | None = None) -> None:
+        self.conn.execute(
+            "UPDATE schedule_slots SET status = %s, reason = %s, run_pid = %s, decided_at = now()"
+            " WHERE job = %s AND slot_at = %s",
+            (status, reason or None, pid, job, slot),
+        )
+
+    def last_slot(self, job: str) -> datetime | None:
+        row = self.conn.execute("SELECT max(slot_at) FROM schedule_slots WHERE job = %s", (job,)).fetchone()
+        return row[0] if row else None
+
+    def history(self, job: str | None = None) -> list[tuple[str, datetime, str, str | None]]:
+        return self.conn.execute(
+            "SELECT job, slot_at, status, reason FROM schedule_slots WHERE %s::text IS NULL OR job = %s"
+            " ORDER BY slot_at, job",
+            (job, job),
+        ).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Scheduler:
+    def __init__(self, jobs: Sequence[Job], tz: tzinfo, store: SlotStore, launcher: Launcher,
+                 clock: Callable[[], datetime], name: str) -> None:  # fmt: skip
+        self.jobs, self.tz, self.store, self.launcher, self.clock, self.name = jobs, tz, store, launcher, clock, name
+        now = clock()
+        # Start where we left off, but never further back than the grace window.
+        self.cursor = {
+            j.name: max(now - timedelta(seconds=j.grace_s), store.last_slot(j.name) or now - timedelta(seconds=j.grace_s))
+            for j in jobs
+        }  # fmt: skip
+        self.last_end: dict[str, datetime] = {}
+
+    def next_fires(self, n: int = 3) -> dict[str, list[datetime]]:
+        now = self.clock()
+        return {j.name: j.next_fires(now, self.tz, n) for j in self.jobs}
+
+    def tick(self) -> list[Decision]:
+        now = self.clock()
+        self.last_end.update(self.launcher.finished())
+        decisions: list[Decision] = []
+        for job in self.jobs:
+            self._enforce_timeout(job, now)
+            due = job.fires_after(self.cursor[job.name], self.tz, now)
+            self.cursor[job.name] = now
+            if not due:
+                continue
+            *older, latest = due
+            for slot in older:
+                decisions.append(self._record(job, slot, "missed", f"scheduler was not running at {slot.isoformat()}"))
+            if now - latest > timedelta(seconds=job.grace_s):
+                decisions.append(self._record(job, latest, "missed", f"more than grace_s={job.grace_s:.0f}s late"))
+            else:
+                decisions.append(self._fire(job, latest, now))
+        return decisions
+
+    def _enforce_timeout(self, job: Job, now: datetime) -> None:
+        since = self.launcher.running_since(job)
+        if since is not None and now - since > timedelta(seconds=job.timeout_s):
+            log_event(log, "run_timeout", logging.WARNING, job=job.name, running_s=(now - since).total_seconds())
+            self.launcher.stop(job)
+
+    def _record(self, job: Job, slot: datetime, status: str, reason: str) -> Decision:
+        if not self.store.claim(job.name, slot, self.name):
+            return Decision(job.name, slot, "taken", "claimed by another scheduler")
+        self.store.decide(job.name, slot, status, reason)
+        log_event(log, f"slot_{status}", logging.WARNING, job=job.name, slot=slot.isoformat(), reason=reason)
+        return Decision(job.name, slot, status, reason)
+
+    def _fire(self, job: Job, slot: datetime, now: datetime) -> Decision:
+        if not self.store.claim(job.name, slot, self.name):
+            return Decision(job.name, slot, "taken", "claimed by another scheduler")
+        ended = self.last_end.get(job.name)
+        if job.min_gap_s and ended and now - ended < timedelta(seconds=job.min_gap_s):
+            return self._decided(job, slot, "skipped", f"last run ended {ended.isoformat()}, min_gap_s={job.min_gap_s:.0f}")
+        if self.launcher.running_since(job) is not None:
+            return self._decided(job, slot, "skipped", "this job's previous run is still going")
+        holder = self.launcher.lock_holder() if job.kind == "crawl" else None
+        if holder and job.overlap == "skip":
+            return self._decided(job, slot, "skipped", f"crawl lock held by {holder}")
+        pid = self.launcher.start(job, slot)
+        return self._decided(job, slot, "started", "waiting for the crawl lock" if holder else "", pid)
+
+    def _decided(self, job: Job, slot: datetime, status: str, reason: str, pid: int | None = None) -> Decision:
+        self.store.decide(job.name, slot, status, reason, pid)
+        level = logging.INFO if status == "started" else logging.WARNING
+        log_event(log, f"slot_{status}", level, job=job.name, slot=slot.isoformat(), reason=reason or None, pid=pid)
+        return Decision(job.name, slot, status, reason)
