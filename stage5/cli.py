@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -22,7 +23,8 @@ CRAWL_FLAGS = (
     "site", "districts", "page_size", "max_pages", "request_delay_s", "host_concurrency",
     "request_timeout_s", "retry_attempts", "retry_backoff_s", "batch_size", "flush_interval_s", "db_schema",
     "database_url", "redis_url", "log_dir", "workers", "max_workers", "worker_max_units", "detail_batch",
-    "memory_budget_mb", "cache", "cache_namespace", "overlap", "lock_wait_s",
+    "memory_budget_mb", "cache", "cache_namespace", "overlap", "lock_wait_s", "engine", "celery_tasks_in_flight",
+    "celery_visibility_s",
 )  # fmt: skip
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNFINISHED, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("source", help="a file path, or an http(s) URL")
     parse.add_argument("--kind", choices=("search", "list", "detail"), help="default: guessed")
     parse.add_argument("--rid", default="", help="store id of a detail page (default: from the name)")
+
+    worker = sub.add_parser("worker", help="run a Celery worker for 'crawl --engine celery' (any machine)")
+    _add_settings_flags(worker, ("redis_url", "worker_concurrency", "celery_visibility_s", "log_dir"))
 
     schedule = sub.add_parser("schedule", help="run jobs on their cron (default: crawl at 01:00 Asia/Seoul)")
     schedule.add_argument("--once", action="store_true", help="print the next fire times and exit")
@@ -153,7 +158,7 @@ def _run(settings: Settings, resume: bool = False, fresh: bool = False, trigger:
     from stage5.services import database_url, redis_url
 
     setup_logging(settings.log_dir)
-    redis = None if settings.cache == "off" else redis_url(settings)
+    redis = None if settings.cache == "off" and settings.engine == "local" else redis_url(settings)
     return asyncio.run(
         run_crawl(settings, database_url(settings), redis, trigger, show_progress=True, resume=resume, fresh=fresh,
                   job=job)  # fmt: skip
@@ -333,6 +338,21 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
     pruned = asyncio.run(run())
     print(f"pruned {pruned['runs']} runs and {pruned['slots']} schedule slots older than {args.retention_days} days")
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import os
+
+    from stage5.crawl.celery_engine import configure
+    from stage5.services import redis_url
+
+    settings = load_settings(redis_url=args.redis_url, worker_concurrency=args.worker_concurrency,
+                             celery_visibility_s=args.celery_visibility_s, log_dir=args.log_dir)  # fmt: skip
+    setup_logging(settings.log_dir, console_level=logging.INFO)
+    app = configure(redis_url(settings), settings.celery_visibility_s)
+    processes = settings.worker_concurrency or os.cpu_count() or 1
+    app.worker_main(["worker", f"--concurrency={processes}", "--loglevel=INFO", "-n", f"stage5-{os.getpid()}@%h"])
     return EXIT_OK
 
 

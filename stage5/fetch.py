@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import random
 import time
@@ -159,6 +160,7 @@ def parse_retry_after(value: str | None) -> float | None:
 UA_POOL_SIZE = 40
 
 
+@functools.cache  # once per process, also for Celery tasks that each open a new Fetcher
 def user_agent_pool(size: int = UA_POOL_SIZE) -> list[str]:
     """Desktop browser user agents drawn once per process. fake-useragent filters its whole
     database on every `.random` (about 6 ms: profiling showed it was most of a worker's CPU), so

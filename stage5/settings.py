@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     )
     lock_wait_s: float = Field(3600.0, ge=0, description="With overlap=wait, how long to wait for the lock.")
 
+    # --- Celery scale-out -------------------------------------------------------------------
+    engine: Literal["local", "celery"] = Field("local", description="'celery' runs units on Celery workers.")
+    celery_tasks_in_flight: int = Field(8, ge=1, le=256, description="Celery tasks dispatched at once.")
+    celery_visibility_s: int = Field(
+        600, ge=1, description="A task unacknowledged this long (its worker died) goes to another worker."
+    )
+    worker_concurrency: int = Field(0, ge=0, description="Processes per 'stage5 worker'; 0 means the cores.")
+
     # --- scheduling ------------------------------------------------------------------------
     schedule_file: Path | None = Field(None, description="TOML file of scheduled jobs; unset: nightly crawl + weekly cleanup.")
     timezone: str = Field("Asia/Seoul", description="Timezone of cron expressions (timestamps are stored in UTC).")

@@ -252,7 +252,12 @@ async def _crawl(settings: Settings, db_url: str, redis_url: str | None, run_id:
     try:
         async with StoreWriter(lambda: connect(db_url, schema), run_id, settings.batch_size,
                                settings.flush_interval_s, owner=f"master-{os.getpid()}") as writer:  # fmt: skip
-            master = Master(settings, writer, redis_url, progress)
+            if settings.engine == "celery":
+                from stage5.crawl.celery_engine import CeleryMaster  # Celery is imported only when used
+
+                master: Master = CeleryMaster(settings, writer, redis_url, progress)
+            else:
+                master = Master(settings, writer, redis_url, progress)
             _install_stop_handlers(master)
             report = await master.run(districts, state)
     except BaseException as exc:

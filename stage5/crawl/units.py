@@ -14,7 +14,7 @@ from typing import Any
 from stage5.cache import Kind
 from stage5.fetch import FetchFailed, Fetcher, Request, UnitTally, current_tally
 from stage5.logs import log_event
-from stage5.models import Rejection, StoreRecord, StoreSummary
+from stage5.models import MenuItem, Rejection, StoreRecord, StoreSummary
 from stage5.site.diningcode import SearchQuery
 from stage5.site.parsers import parse_detail, parse_search
 from stage5.site.seoul import district_of_address
@@ -161,7 +161,7 @@ def unit_kind(unit: Unit) -> str:
 
 
 def _summary(data: dict[str, Any]) -> StoreSummary:
-    return StoreSummary(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    return StoreSummary(**_tuples(data))
 
 
 def unit_from_payload(uid: int, kind: str, district: str, payload: dict[str, Any]) -> Unit:
@@ -169,6 +169,30 @@ def unit_from_payload(uid: int, kind: str, district: str, payload: dict[str, Any
         q = payload["query"]
         return SearchUnit(uid, SearchQuery(q["district"], q["keyword"], q["lat"], q["lng"], tuple(q["rect"])))
     return DetailUnit(uid, district, tuple(_summary(s) for s in payload["stores"]))
+
+
+def _tuples(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def _record(data: dict[str, Any]) -> StoreRecord:
+    data = _tuples(data)
+    return StoreRecord(**{**data, "menu": tuple(MenuItem(**m) for m in data["menu"])})
+
+
+def result_to_json(result: Result) -> dict[str, Any]:
+    """A result as plain JSON (Celery carries results as JSON, never pickle)."""
+    return {"kind": "search" if isinstance(result, SearchResult) else "detail", **asdict(result)}
+
+
+def result_from_json(data: dict[str, Any]) -> Result:
+    common = {"uid": data["uid"], "district": data["district"], "tally": UnitTally(**data["tally"]),
+              "failed": [FailedUnit(**f) for f in data["failed"]]}  # fmt: skip
+    if data["kind"] == "search":
+        return SearchResult(**common, found=[_summary(s) for s in data["found"]], out_of_area=data["out_of_area"],
+                            pages=data["pages"])  # fmt: skip
+    return DetailResult(**common, records=[_record(r) for r in data["records"]],
+                        rejections=[Rejection(**r) for r in data["rejections"]])  # fmt: skip
 
 
 def result_summary(result: Result) -> dict[str, Any]:
