@@ -26,30 +26,30 @@ DISTRICTS = "강남구,마포구,송파구,관악구,중구,도봉구"
 
 
 def start_worker(redis_url: str, logs: Path) -> subprocess.Popen[bytes]:
+    logs.mkdir(parents=True)
+    # Output to a file, not a pipe: a pipe nobody reads fills up and blocks the worker mid-task.
     return subprocess.Popen(
         [sys.executable, "-m", "stage5", "worker", "--worker-concurrency", "2", "--celery-visibility-s", "5",
          "--log-dir", str(logs)],
-        env={**os.environ, "REDIS_URL": redis_url}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "REDIS_URL": redis_url}, stdout=subprocess.DEVNULL, stderr=(logs / "stderr").open("wb"),
         start_new_session=True,  # its own process group: a test can kill the worker with its children
     )  # fmt: skip
 
 
-def wait_ready(worker: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    assert worker.stderr is not None
+def wait_ready(worker: subprocess.Popen[bytes], logs: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    for line in worker.stderr:
-        if b" ready." in line:
-            return
+    while b" ready." not in (logs / "stderr").read_bytes():
+        assert worker.poll() is None, "celery worker exited before it was ready"
         assert time.monotonic() < deadline, "celery worker did not start"
-    pytest.fail("celery worker exited before it was ready")
+        time.sleep(0.2)
 
 
 @pytest.fixture
 def two_workers(private_redis: tuple[str, Any], tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     redis_url, _ = private_redis
     workers = [start_worker(redis_url, tmp_path / f"w{i}") for i in range(2)]
-    for w in workers:
-        wait_ready(w)
+    for i, w in enumerate(workers):
+        wait_ready(w, tmp_path / f"w{i}")
     yield redis_url, workers
     for w in workers:
         if w.poll() is None:
