@@ -24,7 +24,7 @@ CRAWL_FLAGS = (
     "request_timeout_s", "retry_attempts", "retry_backoff_s", "batch_size", "flush_interval_s", "db_schema",
     "database_url", "redis_url", "log_dir", "workers", "max_workers", "worker_max_units", "detail_batch",
     "memory_budget_mb", "cache", "cache_namespace", "overlap", "lock_wait_s", "engine", "celery_tasks_in_flight",
-    "celery_visibility_s",
+    "celery_visibility_s", "notify_command", "notify_url",
 )  # fmt: skip
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNFINISHED, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 

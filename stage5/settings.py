@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     schedule_file: Path | None = Field(None, description="TOML file of scheduled jobs; unset: nightly crawl + weekly cleanup.")
     timezone: str = Field("Asia/Seoul", description="Timezone of cron expressions (timestamps are stored in UTC).")
 
+    notify_command: str | None = Field(
+        None, description="Shell command run when a run ends (any status); the summary JSON on its stdin."
+    )
+    notify_url: str | None = Field(None, description="URL that gets the run summary as a JSON POST when a run ends.")
+
     # --- cache ----------------------------------------------------------------------------
     cache: Literal["on", "refresh", "off"] = Field(
         "on", description="'refresh' ignores cached answers but still stores fresh ones; 'off' skips Redis."

@@ -119,3 +119,20 @@ def test_cli_exit_code_for_a_skip(pg_url: str, schema: str, replica: ReplicaProc
         holder.wait()
     assert out.returncode == 5 and "crawl lock is held by stage5 holder" in out.stderr
     assert json.dumps(runs(pg_url, schema)[0][0]) == '"skipped"'
+
+
+async def test_notify_command_gets_the_summary(make_settings: Any, pg_url: str, replica: ReplicaProcess,
+                                               tmp_path: Any) -> None:  # fmt: skip
+    out = tmp_path / "summary.json"
+    settings = make_settings(site=replica.url, districts="도봉구", notify_command=f"cat > {out}")
+    summary = await run_crawl(settings, pg_url)
+    sent = json.loads(out.read_text())
+    assert sent["run_id"] == summary.run_id and sent["status"] == "succeeded" and sent["stores"] == summary.stores
+    holder = hold_lock(pg_url, settings.db_schema, 30)
+    try:
+        with pytest.raises(RunSkipped):
+            await run_crawl(settings, pg_url)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert json.loads(out.read_text())["status"] == "skipped"

@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from stage5.crawl.master import DistrictTally, Master, MasterReport, Resume
 from stage5.crawl.progress import Progress
 from stage5.logs import log_event
+from stage5.notify import notify
 from stage5.settings import Settings
 from stage5.storage.db import DatabaseUnavailable, connect
 from stage5.storage.progress import claimed_rids, max_uid, open_units, release_leases, unit_rows
@@ -210,6 +211,7 @@ async def run_crawl(settings: Settings, db_url: str, redis_url: str | None = Non
             holder = await crawl_lock_holder(conn, schema)
             run_id = await record_skip(conn, settings.site, settings.districts, trigger, holder)
             log_event(log, "run_skipped", logging.WARNING, run_id=run_id, holder=holder)
+            notify(settings, {"run_id": run_id, "status": "skipped", "lock_holder": holder})
             raise RunSkipped(run_id, holder)
         pending = await unfinished_run(conn)
         if pending and not (resume or fresh):
@@ -268,6 +270,7 @@ async def _crawl(settings: Settings, db_url: str, redis_url: str | None, run_id:
             await finish_run(conn, run_id, "interrupted", {}, [], error=f"{type(exc).__name__}: {exc}")
 
         await _reconnecting(db_url, schema, fail)  # resumable, whatever went wrong
+        notify(settings, {"run_id": run_id, "status": "interrupted", "error": f"{type(exc).__name__}: {exc}"})
         raise
     finally:
         loop = asyncio.get_running_loop()
@@ -283,5 +286,6 @@ async def _crawl(settings: Settings, db_url: str, redis_url: str | None, run_id:
 
     summary: RunSummary = await _reconnecting(db_url, schema, close)
     log_event(log, "run_interrupted" if report.interrupted else "run_finished", **summary.counts())
+    notify(settings, summary.as_dict())
     return summary
 
