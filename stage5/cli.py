@@ -247,96 +247,60 @@ def cmd_perftest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_db(args: argparse.Namespace) -> int:
+def _db_settings(args: argparse.Namespace) -> tuple[Settings, str]:
     from stage5.services import database_url
-    from stage5.storage.db import connect, redact
-    from stage5.storage.schema import migrate
 
     settings = load_settings(database_url=args.database_url, db_schema=args.db_schema)
-    url = database_url(settings)
+    return settings, database_url(settings)
 
-    async def init() -> int:
-        conn = await connect(url, settings.db_schema)
-        try:
-            return await migrate(conn)
-        finally:
-            await conn.close()
 
-    version = asyncio.run(init())
+def cmd_db(args: argparse.Namespace) -> int:
+    from stage5.storage.db import redact
+    from stage5.storage.schema import migrate, on_database
+
+    settings, url = _db_settings(args)
+    version = on_database(url, settings.db_schema, migrate)
     print(f"schema {settings.db_schema} at {redact(url)} is at version {version}")
     return EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from stage5.report import print_runs
-    from stage5.services import database_url
-    from stage5.storage.db import connect
-    from stage5.storage.runs import list_runs
-    from stage5.storage.schema import migrate
+    from stage5.storage.runs import list_runs, show_run
+    from stage5.storage.schema import on_database
 
-    settings = load_settings(database_url=args.database_url, db_schema=args.db_schema)
-
-    async def fetch() -> list[dict[str, Any]]:
-        conn = await connect(database_url(settings), settings.db_schema)
-        try:
-            await migrate(conn)
-            return await list_runs(conn, args.limit)
-        finally:
-            await conn.close()
-
+    settings, url = _db_settings(args)
     if args.show == "show":
         if args.run_id is None:
             print("stage5: runs show needs a run id (see python -m stage5 runs)", file=sys.stderr)
             return EXIT_USAGE
-        return _show_run(settings, args.run_id)
+        run = on_database(url, settings.db_schema, lambda conn: show_run(conn, args.run_id))
+        if run is None:
+            print(f"stage5: no run {args.run_id}", file=sys.stderr)
+            return EXIT_USAGE
+        print(json.dumps(run, ensure_ascii=False, indent=2, default=str))
+        return EXIT_OK
     if args.show == "slots":
         from stage5.schedule.scheduler import SlotStore
 
-        store = SlotStore(database_url(settings), settings.db_schema)
+        from stage5.storage.schema import migrate
+
+        on_database(url, settings.db_schema, migrate)  # so that schedule_slots exists
+        store = SlotStore(url, settings.db_schema)
         for job, slot, status, reason in store.history()[-args.limit :]:
             print(f"{slot:%Y-%m-%d %H:%M} UTC  {job:16} {status:8} {reason or ''}")
+        store.close()
         return EXIT_OK
-    print_runs(asyncio.run(fetch()))
-    return EXIT_OK
-
-
-def _show_run(settings: Settings, run_id: int) -> int:
-    from stage5.services import database_url
-    from stage5.storage.db import connect
-    from stage5.storage.runs import show_run
-
-    async def fetch() -> dict[str, Any] | None:
-        conn = await connect(database_url(settings), settings.db_schema)
-        try:
-            return await show_run(conn, run_id)
-        finally:
-            await conn.close()
-
-    run = asyncio.run(fetch())
-    if run is None:
-        print(f"stage5: no run {run_id}", file=sys.stderr)
-        return EXIT_USAGE
-    print(json.dumps(run, ensure_ascii=False, indent=2, default=str))
+    print_runs(on_database(url, settings.db_schema, lambda conn: list_runs(conn, args.limit)))
     return EXIT_OK
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from stage5.services import database_url
-    from stage5.storage.db import connect
     from stage5.storage.runs import prune
-    from stage5.storage.schema import migrate
+    from stage5.storage.schema import on_database
 
-    settings = load_settings(database_url=args.database_url, db_schema=args.db_schema)
-
-    async def run() -> dict[str, int]:
-        conn = await connect(database_url(settings), settings.db_schema)
-        try:
-            await migrate(conn)
-            return await prune(conn, args.retention_days)
-        finally:
-            await conn.close()
-
-    pruned = asyncio.run(run())
+    settings, url = _db_settings(args)
+    pruned = on_database(url, settings.db_schema, lambda conn: prune(conn, args.retention_days))
     print(f"pruned {pruned['runs']} runs and {pruned['slots']} schedule slots older than {args.retention_days} days")
     return EXIT_OK
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -15,21 +14,9 @@ from stage5.schedule.launcher import ProcessLauncher
 from stage5.schedule.scheduler import Scheduler, SlotStore
 from stage5.services import database_url
 from stage5.settings import ConfigError, Settings
-from stage5.storage.db import connect
-from stage5.storage.schema import migrate
+from stage5.storage.schema import migrate, on_database
 
 TICK_S = 30.0
-
-
-def _migrate(url: str, schema: str) -> None:
-    async def run() -> None:
-        conn = await connect(url, schema)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
 
 
 def serve(settings: Settings, once: bool = False) -> int:
@@ -38,7 +25,7 @@ def serve(settings: Settings, once: bool = False) -> int:
     except JobError as exc:
         raise ConfigError(str(exc)) from None
     url = database_url(settings)
-    _migrate(url, settings.db_schema)
+    on_database(url, settings.db_schema, migrate)
     tz = ZoneInfo(settings.timezone)
     store = SlotStore(url, settings.db_schema)
     name = f"scheduler pid={os.getpid()} host={socket.gethostname()}"

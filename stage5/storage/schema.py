@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import psycopg
 
 from stage5.logs import log_event
+from stage5.storage.db import connect
 
 log = logging.getLogger("stage5.storage")
 
@@ -163,3 +167,20 @@ async def migrate(conn: psycopg.AsyncConnection) -> int:
                 f"database schema is version {current}, newer than this stage5 knows ({LATEST}); upgrade stage5"
             )
     return max(current, LATEST)
+
+
+T = TypeVar("T")
+
+
+def on_database(url: str, schema: str, action: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """For the small commands: connect, bring the schema up to date, run `action`, close."""
+
+    async def run() -> T:
+        conn = await connect(url, schema)
+        try:
+            await migrate(conn)
+            return await action(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
