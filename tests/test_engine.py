@@ -10,7 +10,6 @@ from typing import Any
 
 import psutil
 import psycopg
-import pytest
 from psycopg import sql
 
 from stage5.crawl.run import run_crawl

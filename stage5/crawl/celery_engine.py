@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+from dataclasses import asdict
 from typing import Any
 
 from celery import Celery
@@ -24,7 +25,7 @@ from stage5.crawl.units import (FailedUnit, Result, Unit, result_from_json, resu
                                 unit_kind, unit_payload)
 from stage5.crawl.worker import make_cache
 from stage5.logs import log_event
-from stage5.fetch import Fetcher
+from stage5.fetch import Fetcher, UnitTally
 from stage5.settings import Settings
 
 log = logging.getLogger("stage5.crawl")
@@ -82,7 +83,7 @@ class CeleryMaster(Master):
         self.sent_at: dict[int, float] = {}
         self._lock = threading.Lock()
         self._poller: threading.Thread | None = None
-        self._totals = {"requests": 0, "retries": 0, "bytes": 0, "cache_hits": 0, "cache_misses": 0}
+        self._totals = asdict(UnitTally())  # summed over the results, for the live view
 
     def _broker(self) -> str:
         if not self.redis_url:

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -25,7 +26,7 @@ import psutil
 
 from stage5.crawl.governor import Decision, Governor, effective_budget_mb, measure
 from stage5.crawl.progress import Figures, Progress
-from stage5.crawl.units import (DetailResult, DetailUnit, FailedUnit, Result, SearchResult, SearchUnit, Unit,
+from stage5.crawl.units import (DetailResult, DetailUnit, Result, SearchResult, SearchUnit, Unit,
                                 result_summary, unit_kind)
 from stage5.crawl.worker import worker_main
 from stage5.logs import log_event
@@ -80,6 +81,23 @@ class DistrictTally:
             self.rejected += result.get("rejected", 0)
 
 
+def finished_units(
+    rows: list[tuple[str, str, str, dict[str, Any] | None]],
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(district, kind, result) of the crawl_units rows that are done or failed."""
+    return ((district, kind, result) for district, kind, state, result in rows
+            if state in ("done", "failed") and result is not None)  # fmt: skip
+
+
+def district_tallies(districts: list[str], rows: list[tuple[str, str, str, dict[str, Any] | None]]
+                     ) -> dict[str, DistrictTally]:  # fmt: skip
+    """Per-district counters rebuilt from a run's crawl_units rows."""
+    tallies = {name: DistrictTally() for name in districts}
+    for district, kind, result in finished_units(rows):
+        tallies.setdefault(district, DistrictTally()).add(kind, result)
+    return tallies
+
+
 @dataclass
 class Resume:
     """What the database says of an unfinished run: the master picks it up from here."""
@@ -92,16 +110,14 @@ class Resume:
 
 @dataclass
 class MasterReport:
-    units: int
-    units_failed: int
-    failed_units: list[FailedUnit]
+    """What only this session of the master knows; the run's counts are read from the database."""
+
     districts: dict[str, DistrictTally]
     worker_stats: dict[str, int]
     peak_memory_mb: float
     budget_mb: float
     memory_note: str | None
     governor_actions: dict[str, int]
-    workers_started: int
     workers_max: int
     workers_recycled: int
     workers_died: int
@@ -145,8 +161,6 @@ class Master:
         self.detail_queue: deque[Unit] = deque()
         self.claimed: set[str] = set()
         self.tally: dict[str, DistrictTally] = {}
-        self.failed: list[FailedUnit] = []
-        self.units = self.units_failed = 0
         self.next_uid = self.next_wid = 0
         self.workers_max = self.recycled = self.died = 0
         self.events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
@@ -176,11 +190,7 @@ class Master:
 
     def restore(self, districts: list[str], resume: Resume) -> None:
         """Counters from the finished units, the queue from the open ones, dedupe from the claimed stores."""
-        self.tally = {name: DistrictTally() for name in districts}
-        for district, kind, state, result in resume.rows:
-            if state in ("done", "failed") and result is not None:
-                self.tally[district].add(kind, result)
-                self.failed.extend(FailedUnit(**f) for f in result.get("failed", []))
+        self.tally = district_tallies(districts, resume.rows)
         for unit in resume.open_units:
             self._add_unit(unit)
         for name, tally in self.tally.items():
@@ -318,7 +328,6 @@ class Master:
             self._drain(handle, f"served {handle.units_done} units")
 
     def _finish(self, unit: Unit, summary: dict[str, Any]) -> None:
-        self.failed.extend(FailedUnit(**f) for f in summary["failed"])
         state = "failed" if summary["failed"] else "done"
         self.writer.complete(Completion(unit.uid, state, summary))
         self.tally[unit.district].add(unit_kind(unit), summary)
@@ -329,7 +338,6 @@ class Master:
         self._enqueue(unit)
 
     def _unit_done(self, district: str) -> None:
-        self.units += 1
         tally = self.tally[district]
         tally.pending -= 1
         if tally.pending == 0 and not tally.done:
@@ -405,7 +413,7 @@ class Master:
         if (decision.throttle or error_rate > 0.3) and self.target > 1:
             self.target -= 1
             log_event(log, "scale_down", workers=self.target, **figures)
-            candidates = [w for w in self._active()]
+            candidates = self._active()
             if len(candidates) > self.target:
                 self._drain(min(candidates, key=lambda w: len(w.inflight)), "scale down")
         elif (not decision.throttle and memory + EST_WORKER_MB < self.budget_mb * self.settings.memory_soft_ratio * 0.7
@@ -494,9 +502,9 @@ class Master:
 
     def _report(self) -> MasterReport:
         return MasterReport(
-            units=self.units, units_failed=self.units_failed, failed_units=self.failed, districts=self.tally,
-            worker_stats=self.totals(), peak_memory_mb=round(self.governor.peak_mb, 1), budget_mb=round(self.budget_mb),
-            memory_note=self.governor.explain(), governor_actions=dict(self.governor.actions), workers_started=self.next_wid, workers_max=self.workers_max,
+            districts=self.tally, worker_stats=self.totals(), peak_memory_mb=round(self.governor.peak_mb, 1),
+            budget_mb=round(self.budget_mb), memory_note=self.governor.explain(),
+            governor_actions=dict(self.governor.actions), workers_max=self.workers_max,
             workers_recycled=self.recycled, workers_died=self.died,
             interrupted=bool(self.queued or self.in_flight),
         )  # fmt: skip

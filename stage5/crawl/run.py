@@ -19,8 +19,9 @@ import psutil
 import psycopg
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from stage5.crawl.master import DistrictTally, Master, MasterReport, Resume
+from stage5.crawl.master import Master, MasterReport, Resume, district_tallies, finished_units
 from stage5.crawl.progress import Progress
+from stage5.fetch import UnitTally
 from stage5.logs import log_event
 from stage5.notify import notify
 from stage5.settings import Settings
@@ -114,17 +115,15 @@ def _status(report: MasterReport, failed: list[dict[str, str]], stored: int) -> 
 
 async def summarise(conn: psycopg.AsyncConnection, run_id: int, report: MasterReport, elapsed_s: float) -> RunSummary:
     """The run's figures from the database (every session of a resumed run), the machine's from this one."""
-    tallies: dict[str, DistrictTally] = {d: DistrictTally() for d in report.districts}
-    cost = dict.fromkeys(("requests", "retries", "bytes", "cache_hits", "cache_misses"), 0)
+    rows = await unit_rows(conn, run_id)
+    units = len(rows)
+    tallies = district_tallies(list(report.districts), rows)
+    cost = asdict(UnitTally())  # what each unit's result says it cost, summed
     failed: list[dict[str, str]] = []
-    units = 0
-    for district, kind, state, result in await unit_rows(conn, run_id):
-        units += 1
-        if state in ("done", "failed") and result is not None:
-            tallies.setdefault(district, DistrictTally()).add(kind, result)
-            failed += result.get("failed", [])
-            for key in cost:
-                cost[key] += result.get(key, 0)
+    for _, _, result in finished_units(rows):
+        failed += result.get("failed", [])
+        for key in cost:
+            cost[key] += result.get(key, 0)
     counters = await run_counters(conn, run_id)
     await conn.commit()
     looked = cost["cache_hits"] + cost["cache_misses"]
@@ -264,13 +263,14 @@ async def _crawl(settings: Settings, db_url: str, redis_url: str | None, run_id:
             report = await master.run(districts, state)
     except BaseException as exc:
         log_event(log, "run_failed", logging.ERROR, run_id=run_id, error=repr(exc))
+        error = f"{type(exc).__name__}: {exc}"
 
         async def fail(conn: psycopg.AsyncConnection) -> None:
             await release_leases(conn, run_id)
-            await finish_run(conn, run_id, "interrupted", {}, [], error=f"{type(exc).__name__}: {exc}")
+            await finish_run(conn, run_id, "interrupted", {}, [], error=error)
 
         await _reconnecting(db_url, schema, fail)  # resumable, whatever went wrong
-        notify(settings, {"run_id": run_id, "status": "interrupted", "error": f"{type(exc).__name__}: {exc}"})
+        notify(settings, {"run_id": run_id, "status": "interrupted", "error": error})
         raise
     finally:
         loop = asyncio.get_running_loop()
