@@ -27,30 +27,53 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stage5.replica.process import ReplicaProcess  # noqa: E402
-from stage5.replica.server import Faults  # noqa: E402
-from stage5.replica.truth import score  # noqa: E402
-from stage5.replica.world import build_world  # noqa: E402
-from stage5.report import load_result  # noqa: E402
-from stage5.services import database_url  # noqa: E402
-from stage5.settings import load_settings  # noqa: E402
-from stage5.storage.stores import STORE_COLUMNS  # noqa: E402
+from stage5.replica.process import ReplicaProcess
+from stage5.replica.server import Faults
+from stage5.replica.truth import score
+from stage5.replica.world import build_world
+from stage5.report import load_result
+from stage5.services import database_url
+from stage5.settings import load_settings
+from stage5.storage.stores import STORE_COLUMNS
 
 LOGS = Path("benchmarks/results/chaos-logs")
 
 
 def crawl_cmd(url: str, db: str, schema: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "stage5", "crawl", "--site", url, "--database-url", db, "--db-schema", schema,
-            "--log-dir", str(LOGS), "--request-delay-s", "0", "--host-concurrency", "8", "--workers", "2",
-            "--no-cache", "--json", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "stage5",
+        "crawl",
+        "--site",
+        url,
+        "--database-url",
+        db,
+        "--db-schema",
+        schema,
+        "--log-dir",
+        str(LOGS),
+        "--request-delay-s",
+        "0",
+        "--host-concurrency",
+        "8",
+        "--workers",
+        "2",
+        "--no-cache",
+        "--json",
+        *extra,
+    ]
 
 
 def rows(db: str, schema: str) -> list[tuple[object, ...]]:
     """Every data column but source_url, which names the replica's port (different for the two runs)."""
     columns = [c for c in STORE_COLUMNS if c != "source_url"]
     with psycopg.connect(db) as conn:
-        return conn.execute(sql.SQL("SELECT {} FROM {}.stores ORDER BY 1").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema))).fetchall()  # fmt: skip
+        return conn.execute(
+            sql.SQL("SELECT {} FROM {}.stores ORDER BY 1").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema)
+            )
+        ).fetchall()
 
 
 def workers_of(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
@@ -72,8 +95,16 @@ def main() -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     db = database_url(load_settings())
     chaos_schema, calm_schema = f"chaos_{uuid.uuid4().hex[:8]}", f"calm_{uuid.uuid4().hex[:8]}"
-    faults = Faults(latency_ms=10, latency_jitter_ms=5, p5xx=0.03, p429=0.02, retry_after_s=0, p_truncate=0.01,
-                    p_malformed=0.01, fault_seed=args.rng)  # fmt: skip
+    faults = Faults(
+        latency_ms=10,
+        latency_jitter_ms=5,
+        p5xx=0.03,
+        p429=0.02,
+        retry_after_s=0,
+        p_truncate=0.01,
+        p_malformed=0.01,
+        fault_seed=args.rng,
+    )
     kills = {"worker": 0, "master": 0, "sigterm": 0}
     starts = 0
     started = time.monotonic()
@@ -84,8 +115,11 @@ def main() -> None:
                 if proc is not None and proc.returncode == 0:
                     break  # the crawl finished
                 extra = ("--resume",) if starts else ()
-                proc = subprocess.Popen(crawl_cmd(replica.url, db, chaos_schema, "--retry-attempts", "8", *extra),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                proc = subprocess.Popen(
+                    crawl_cmd(replica.url, db, chaos_schema, "--retry-attempts", "8", *extra),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 starts += 1
             if sum(kills.values()) >= args.kills:
                 proc.wait(timeout=args.max_seconds)
@@ -116,19 +150,24 @@ def main() -> None:
     stored, rejected = asyncio.run(load_result(settings))
     result = score(build_world(args.seed, args.scale), stored, rejected, settings.districts)
     with psycopg.connect(db) as conn:
-        status = conn.execute(sql.SQL("SELECT status, resumed FROM {}.crawl_runs ORDER BY id").format(
-            sql.Identifier(chaos_schema))).fetchall()  # fmt: skip
+        status = conn.execute(
+            sql.SQL("SELECT status, resumed FROM {}.crawl_runs ORDER BY id").format(sql.Identifier(chaos_schema))
+        ).fetchall()
         for schema in (chaos_schema, calm_schema):
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
     differ = sum(1 for a, b in zip(chaos_rows, calm_rows) if a != b) + abs(len(chaos_rows) - len(calm_rows))
-    print(f"\nkills survived     {sum(kills.values())} ({kills['worker']} workers SIGKILL, {kills['master']} master "
-          f"SIGKILL, {kills['sigterm']} master SIGTERM), master starts {starts}")
+    print(
+        f"\nkills survived     {sum(kills.values())} ({kills['worker']} workers SIGKILL, {kills['master']} master "
+        f"SIGKILL, {kills['sigterm']} master SIGTERM), master starts {starts}"
+    )
     print(f"chaos run          {'finished' if finished else 'DID NOT FINISH'} in {chaos_elapsed:.0f}s; runs {status}")
     print(f"undisturbed run    exit {calm.returncode}, {len(calm_rows)} stores")
     print(f"stores table       {len(chaos_rows)} rows; rows differing from the undisturbed run: {differ}")
-    print(f"vs ground truth    {'PERFECT' if result.perfect else 'DIFFERENCES'}: missing {len(result.missing)},"
-          f" extra {len(result.extra)}, wrong district {len(result.wrong_district)},"
-          f" wrong refill flag {len(result.wrong_refill_flag)}")
+    print(
+        f"vs ground truth    {'PERFECT' if result.perfect else 'DIFFERENCES'}: missing {len(result.missing)},"
+        f" extra {len(result.extra)}, wrong district {len(result.wrong_district)},"
+        f" wrong refill flag {len(result.wrong_refill_flag)}"
+    )
     sys.exit(0 if finished and differ == 0 and result.perfect else 1)
 
 

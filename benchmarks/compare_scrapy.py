@@ -28,10 +28,10 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stage5.replica.process import ReplicaProcess  # noqa: E402
-from stage5.replica.world import build_world  # noqa: E402
-from stage5.services import database_url  # noqa: E402
-from stage5.settings import load_settings  # noqa: E402
+from stage5.replica.process import ReplicaProcess
+from stage5.replica.world import build_world
+from stage5.services import database_url
+from stage5.settings import load_settings
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,8 +69,11 @@ def measure(cmd: list[str]) -> dict[str, float]:
 
 def stored(db: str, schema: str, table: str) -> dict[str, tuple[str, bool]]:
     with psycopg.connect(db) as conn:
-        rows = conn.execute(sql.SQL("SELECT diningcode_place_id, district, is_confirmed_refill FROM {}.{}").format(
-            sql.Identifier(schema), sql.Identifier(table))).fetchall()  # fmt: skip
+        rows = conn.execute(
+            sql.SQL("SELECT diningcode_place_id, district, is_confirmed_refill FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+        ).fetchall()
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         conn.commit()
     return {rid: (district, refill) for rid, district, refill in rows}
@@ -91,13 +94,41 @@ def main() -> None:
             for name in ("stage5", "scrapy"):
                 schema = f"cmp_{name}_{uuid.uuid4().hex[:6]}"
                 if name == "stage5":
-                    cmd = [sys.executable, "-m", "stage5", "crawl", "--site", replica.url, "--database-url", db,
-                           "--db-schema", schema, "--no-cache", "--request-delay-s", "0", "--host-concurrency", "16",
-                           "--log-dir", str(HERE / "results" / "logs")]  # fmt: skip
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "stage5",
+                        "crawl",
+                        "--site",
+                        replica.url,
+                        "--database-url",
+                        db,
+                        "--db-schema",
+                        schema,
+                        "--no-cache",
+                        "--request-delay-s",
+                        "0",
+                        "--host-concurrency",
+                        "16",
+                        "--log-dir",
+                        str(HERE / "results" / "logs"),
+                    ]
                     table = "stores"
                 else:
-                    cmd = [sys.executable, str(HERE / "scrapy_baseline.py"), "--site", replica.url, "--database-url",
-                           db, "--schema", schema, "--concurrency", "16", "--delay", "0"]  # fmt: skip
+                    cmd = [
+                        sys.executable,
+                        str(HERE / "scrapy_baseline.py"),
+                        "--site",
+                        replica.url,
+                        "--database-url",
+                        db,
+                        "--schema",
+                        schema,
+                        "--concurrency",
+                        "16",
+                        "--delay",
+                        "0",
+                    ]
                     table = "scrapy_stores"
                 replica.reset()
                 figures = measure(cmd)
@@ -106,29 +137,37 @@ def main() -> None:
                 figures["stores"] = len(result)
                 figures["matches_truth"] = result == truth
                 runs[name].append(figures)
-                print(f"round {round_no} {name:7} wall {figures['wall_s']:6.1f}s cpu {figures['cpu_s']:6.1f}s "
-                      f"peak {figures['peak_mb']:6.0f} MB  {figures['stores']} stores  "
-                      f"{'matches ground truth' if figures['matches_truth'] else 'DIFFERS from ground truth'}",
-                      flush=True)  # fmt: skip
+                print(
+                    f"round {round_no} {name:7} wall {figures['wall_s']:6.1f}s cpu {figures['cpu_s']:6.1f}s "
+                    f"peak {figures['peak_mb']:6.0f} MB  {figures['stores']} stores  "
+                    f"{'matches ground truth' if figures['matches_truth'] else 'DIFFERS from ground truth'}",
+                    flush=True,
+                )
     med: dict[str, dict[str, Any]] = {}
     for name, rs in runs.items():
         wall = statistics.median(r["wall_s"] for r in rs)
         med[name] = {
-            "wall_s": wall, "cpu_s": statistics.median(r["cpu_s"] for r in rs),
+            "wall_s": wall,
+            "cpu_s": statistics.median(r["cpu_s"] for r in rs),
             "peak_mb": statistics.median(r["peak_mb"] for r in rs),
             "pages_per_s": statistics.median(r["requests"] / r["wall_s"] for r in rs),
             "stores_per_s": statistics.median(r["stores"] / r["wall_s"] for r in rs),
             "all_match": all(r["matches_truth"] for r in rs),
-        }  # fmt: skip
+        }
     a, b = med["stage5"], med["scrapy"]
     print(f"\nmedians of {args.rounds} rounds (A B A B), replica scale {args.scale}, {len(truth)} stores expected")
     print(f"{'':10}{'wall s':>9}{'pages/s':>10}{'stores/s':>10}{'CPU s':>9}{'peak MB':>9}  ground truth")
     for name, m in med.items():
-        print(f"{name:10}{m['wall_s']:9.1f}{m['pages_per_s']:10.1f}{m['stores_per_s']:10.1f}{m['cpu_s']:9.1f}"
-              f"{m['peak_mb']:9.0f}  {'all runs match' if m['all_match'] else 'MISMATCH'}")  # fmt: skip
-    print(f"{'ratio':10}{b['wall_s'] / a['wall_s']:8.2f}x{a['pages_per_s'] / b['pages_per_s']:9.2f}x"
-          f"{a['stores_per_s'] / b['stores_per_s']:9.2f}x{b['cpu_s'] / a['cpu_s']:8.2f}x{b['peak_mb'] / a['peak_mb']:8.2f}x"
-          "  (stage5 better when > 1)")  # fmt: skip
+        print(
+            f"{name:10}{m['wall_s']:9.1f}{m['pages_per_s']:10.1f}{m['stores_per_s']:10.1f}{m['cpu_s']:9.1f}"
+            f"{m['peak_mb']:9.0f}  {'all runs match' if m['all_match'] else 'MISMATCH'}"
+        )
+    print(
+        f"{'ratio':10}{b['wall_s'] / a['wall_s']:8.2f}x{a['pages_per_s'] / b['pages_per_s']:9.2f}x"
+        f"{a['stores_per_s'] / b['stores_per_s']:9.2f}x{b['cpu_s'] / a['cpu_s']:8.2f}x"
+        f"{b['peak_mb'] / a['peak_mb']:8.2f}x"
+        "  (stage5 better when > 1)"
+    )
 
 
 if __name__ == "__main__":

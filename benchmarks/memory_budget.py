@@ -22,15 +22,15 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stage5.crawl.run import run_crawl  # noqa: E402
-from stage5.logs import setup_logging  # noqa: E402
-from stage5.replica.process import ReplicaProcess  # noqa: E402
-from stage5.replica.truth import score  # noqa: E402
-from stage5.replica.world import build_world  # noqa: E402
-from stage5.report import load_result  # noqa: E402
-from stage5.services import database_url  # noqa: E402
-from stage5.settings import load_settings  # noqa: E402
-from stage5.site.seoul import DISTRICT_NAMES  # noqa: E402
+from stage5.crawl.run import run_crawl
+from stage5.logs import setup_logging
+from stage5.replica.process import ReplicaProcess
+from stage5.replica.truth import score
+from stage5.replica.world import build_world
+from stage5.report import load_result
+from stage5.services import database_url
+from stage5.settings import load_settings
+from stage5.site.seoul import DISTRICT_NAMES
 
 
 def main() -> None:
@@ -45,9 +45,16 @@ def main() -> None:
     with ReplicaProcess(args.seed, args.scale) as replica:
         for budget in (int(b) for b in args.budgets.split(",")):
             schema = f"bench_{uuid.uuid4().hex[:8]}"
-            settings = load_settings(site=replica.url, db_schema=schema, memory_budget_mb=budget, cache="off",
-                                     request_delay_s=0, host_concurrency=16, workers=args.workers,
-                                     log_dir=Path("benchmarks/results/logs"))  # fmt: skip
+            settings = load_settings(
+                site=replica.url,
+                db_schema=schema,
+                memory_budget_mb=budget,
+                cache="off",
+                request_delay_s=0,
+                host_concurrency=16,
+                workers=args.workers,
+                log_dir=Path("benchmarks/results/logs"),
+            )
             setup_logging(settings.log_dir)
             url = database_url(settings)
             started = time.monotonic()
@@ -57,12 +64,19 @@ def main() -> None:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
             row = {
-                "scale": args.scale, "budget_mb": budget, "effective_budget_mb": summary.memory_budget_mb,
-                "peak_mb": summary.peak_memory_mb, "under_budget": summary.peak_memory_mb <= summary.memory_budget_mb,
-                "elapsed_s": round(elapsed, 1), "stores": summary.stores, "requests": summary.requests,
-                "stores_per_hour": round(summary.stores / elapsed * 3600), "governor": summary.governor_actions,
-                "workers_max": summary.workers_max, "workers_recycled": summary.workers_recycled,
-            }  # fmt: skip
+                "scale": args.scale,
+                "budget_mb": budget,
+                "effective_budget_mb": summary.memory_budget_mb,
+                "peak_mb": summary.peak_memory_mb,
+                "under_budget": summary.peak_memory_mb <= summary.memory_budget_mb,
+                "elapsed_s": round(elapsed, 1),
+                "stores": summary.stores,
+                "requests": summary.requests,
+                "stores_per_hour": round(summary.stores / elapsed * 3600),
+                "governor": summary.governor_actions,
+                "workers_max": summary.workers_max,
+                "workers_recycled": summary.workers_recycled,
+            }
             rows.append(row)
     # Scored after the crawls: the ground truth of a 10x world weighs ~60 MB, not the crawler's memory.
     world = build_world(args.seed, args.scale)
@@ -73,10 +87,12 @@ def main() -> None:
     print("\nscale  budget  peak MB  under  elapsed  stores  stores/h   throttle lower raise recycle  workers  perfect")
     for r in rows:
         g = r["governor"]
-        print(f"{r['scale']:>5}  {r['budget_mb']:>6}  {r['peak_mb']:>7.0f}  {str(r['under_budget']):>5}  "
-              f"{r['elapsed_s']:>6.0f}s  {r['stores']:>6}  {r['stores_per_hour']:>8}   "
-              f"{g['throttle']:>8} {g['lower']:>5} {g['raise']:>5} {g['recycle']:>7}  "
-              f"{r['workers_max']:>7}  {r['score_perfect']}")  # fmt: skip
+        print(
+            f"{r['scale']:>5}  {r['budget_mb']:>6}  {r['peak_mb']:>7.0f}  {str(r['under_budget']):>5}  "
+            f"{r['elapsed_s']:>6.0f}s  {r['stores']:>6}  {r['stores_per_hour']:>8}   "
+            f"{g['throttle']:>8} {g['lower']:>5} {g['raise']:>5} {g['recycle']:>7}  "
+            f"{r['workers_max']:>7}  {r['score_perfect']}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,18 +22,19 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stage5.crawl.run import RunSummary, run_crawl  # noqa: E402
-from stage5.logs import setup_logging  # noqa: E402
-from stage5.replica.process import ReplicaProcess  # noqa: E402
-from stage5.replica.server import Faults  # noqa: E402
-from stage5.services import database_url  # noqa: E402
-from stage5.settings import load_settings  # noqa: E402
+from stage5.crawl.run import RunSummary, run_crawl
+from stage5.logs import setup_logging
+from stage5.replica.process import ReplicaProcess
+from stage5.replica.server import Faults
+from stage5.services import database_url
+from stage5.settings import load_settings
 
 
 def crawl(url: str, db: str, **overrides: object) -> RunSummary:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
-    settings = load_settings(site=url, db_schema=schema, cache="off", log_dir=Path("benchmarks/results/logs"),
-                             **overrides)  # fmt: skip
+    settings = load_settings(
+        site=url, db_schema=schema, cache="off", log_dir=Path("benchmarks/results/logs"), **overrides
+    )
     setup_logging(settings.log_dir)
     try:
         return asyncio.run(run_crawl(settings, db, fresh=True))
@@ -48,13 +49,17 @@ def scaling(scales: list[float], db: str) -> None:
         with ReplicaProcess(5, scale) as replica:
             s = crawl(replica.url, db, request_delay_s=0, host_concurrency=16)
         rows.append((scale, s))
-        print(f"scale {scale:>4}: {s.stores} stores, {s.requests} requests, {s.elapsed_s}s, peak {s.peak_memory_mb} MB",
-              flush=True)  # fmt: skip
+        print(
+            f"scale {scale:>4}: {s.stores} stores, {s.requests} requests, {s.elapsed_s}s, peak {s.peak_memory_mb} MB",
+            flush=True,
+        )
     base_scale, base = rows[0]
     print(f"\n{'scale':>5} {'stores':>7} {'requests':>9} {'wall s':>8} {'s per 1k stores':>16} {'peak MB':>8}")
     for scale, s in rows:
-        print(f"{scale:>5} {s.stores:>7} {s.requests:>9} {s.elapsed_s:>8.1f} {s.elapsed_s / s.stores * 1000:>16.2f}"
-              f" {s.peak_memory_mb:>8.0f}")  # fmt: skip
+        print(
+            f"{scale:>5} {s.stores:>7} {s.requests:>9} {s.elapsed_s:>8.1f} {s.elapsed_s / s.stores * 1000:>16.2f}"
+            f" {s.peak_memory_mb:>8.0f}"
+        )
 
 
 def polite(rate: float, scale: float, db: str) -> None:
@@ -63,8 +68,11 @@ def polite(rate: float, scale: float, db: str) -> None:
         s = crawl(replica.url, db, request_delay_s=1 / rate, host_concurrency=8)
         served = replica.stats()
     ideal = s.requests / rate
-    print(f"rate cap {rate}/s, ~100 ms answers, world {scale}x: {s.requests} requests ({served['faults'].get('rate_cap', 0)}"
-          f" answered 429), wall {s.elapsed_s:.1f}s, ideal {ideal:.1f}s: {s.elapsed_s / ideal - 1:+.1%} over the bound")  # fmt: skip
+    print(
+        f"rate cap {rate}/s, ~100 ms answers, world {scale}x: {s.requests} requests"
+        f" ({served['faults'].get('rate_cap', 0)}"
+        f" answered 429), wall {s.elapsed_s:.1f}s, ideal {ideal:.1f}s: {s.elapsed_s / ideal - 1:+.1%} over the bound"
+    )
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ from scrapy.crawler import CrawlerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stage5.site.diningcode import queries_for  # noqa: E402  (the same keywords as stage5)
-from stage5.site.seoul import DISTRICT_BY_NAME, DISTRICT_NAMES  # noqa: E402
+from stage5.site.diningcode import queries_for
+from stage5.site.seoul import DISTRICT_BY_NAME, DISTRICT_NAMES
 
 REFILL_WORDS = ("무한리필", "무제한", "셀프바", "뷔페", "리필")
 TAG = re.compile(r"<[^>]+>")
@@ -101,9 +101,12 @@ class DiningCodeSpider(scrapy.Spider):
 
     def search(self, query: Any, page: int, seen: set[str]) -> scrapy.FormRequest:
         return scrapy.FormRequest(
-            f"{self.site}/API/isearch/", formdata=query.form(page, self.page_size), callback=self.parse_search,
-            cb_kwargs={"query": query, "page": page, "seen": seen}, dont_filter=True,
-        )  # fmt: skip
+            f"{self.site}/API/isearch/",
+            formdata=query.form(page, self.page_size),
+            callback=self.parse_search,
+            cb_kwargs={"query": query, "page": page, "seen": seen},
+            dont_filter=True,
+        )
 
     def parse_search(self, response: Any, query: Any, page: int, seen: set[str]) -> Any:
         section = response.json()["result_data"]["poi_section"]
@@ -112,11 +115,14 @@ class DiningCodeSpider(scrapy.Spider):
             return
         seen.update(item["v_rid"] for item in new)
         for item in new:
-            if query.district in (district_of(item.get("addr")), district_of(item.get("road_addr"))):
-                if item["v_rid"] not in self.claimed:
-                    self.claimed.add(item["v_rid"])
-                    yield scrapy.Request(f"{self.site}/profile.php?rid={item['v_rid']}", callback=self.parse_detail,
-                                         cb_kwargs={"summary": item})  # fmt: skip
+            here = query.district in (district_of(item.get("addr")), district_of(item.get("road_addr")))
+            if here and item["v_rid"] not in self.claimed:
+                self.claimed.add(item["v_rid"])
+                yield scrapy.Request(
+                    f"{self.site}/profile.php?rid={item['v_rid']}",
+                    callback=self.parse_detail,
+                    cb_kwargs={"summary": item},
+                )
         if page * self.page_size < int(section.get("total_cnt") or 0):
             yield self.search(query, page + 1, seen)
 
@@ -124,15 +130,22 @@ class DiningCodeSpider(scrapy.Spider):
         ld = json.loads(response.css('script[type="application/ld+json"]::text').get() or "{}")
         address = (ld.get("address") or {}).get("streetAddress") or summary.get("addr")
         geo = ld.get("geo") or {}
-        lat, lng = float(geo.get("latitude") or summary.get("lat") or 0), float(geo.get("longitude") or summary.get("lng") or 0)
+        lat, lng = (
+            float(geo.get("latitude") or summary.get("lat") or 0),
+            float(geo.get("longitude") or summary.get("lng") or 0),
+        )
         district = district_of(address)
         if district is None or not (SEOUL_LAT[0] <= lat <= SEOUL_LAT[1] and SEOUL_LNG[0] <= lng <= SEOUL_LNG[1]):
             return  # outside Seoul or unusable: dropped, as such spiders usually do
         menu = []
         for li in response.css("ul.Restaurant_MenuList li"):
             price = PRICE.search(li.css("p.Restaurant_MenuPrice::text").get() or "")
-            menu.append({"name": li.css("span.Restaurant_Menu::text").get(),
-                         "price": int(price.group(1).replace(",", "")) if price else None})  # fmt: skip
+            menu.append(
+                {
+                    "name": li.css("span.Restaurant_Menu::text").get(),
+                    "price": int(price.group(1).replace(",", "")) if price else None,
+                }
+            )
         categories = [TAG.sub("", c).strip() for c in (summary.get("category") or "").split(",") if c.strip()]
         tags = [t.lstrip("#") for t in response.css(".tags a::text").getall()]
         keywords = [k.get("term", "") for k in summary.get("keyword") or []]
@@ -140,10 +153,19 @@ class DiningCodeSpider(scrapy.Spider):
         evidence = [t for t in texts if any(w in t for w in REFILL_WORDS)]
         phone = re.search(r"0\d{1,3}-\d{3,4}-\d{4}", ld.get("telephone") or summary.get("phone") or "")
         yield {
-            "rid": summary["v_rid"], "name": ld.get("name") or summary["nm"], "district": district, "address": address,
-            "lat": lat, "lng": lng, "phone": phone.group(0) if phone else None, "categories": categories,
-            "menu": menu, "refill": bool(evidence), "evidence": evidence, "url": response.url,
-        }  # fmt: skip
+            "rid": summary["v_rid"],
+            "name": ld.get("name") or summary["nm"],
+            "district": district,
+            "address": address,
+            "lat": lat,
+            "lng": lng,
+            "phone": phone.group(0) if phone else None,
+            "categories": categories,
+            "menu": menu,
+            "refill": bool(evidence),
+            "evidence": evidence,
+            "url": response.url,
+        }
 
 
 def main() -> None:
@@ -155,13 +177,26 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--delay", type=float, default=0.0)
     args = parser.parse_args()
-    process = CrawlerProcess(settings={
-        "CONCURRENT_REQUESTS": args.concurrency, "CONCURRENT_REQUESTS_PER_DOMAIN": args.concurrency,
-        "DOWNLOAD_DELAY": args.delay, "DOWNLOAD_DELAY_JITTER": 0, "ROBOTSTXT_OBEY": False,
-        "RETRY_TIMES": 3, "COOKIES_ENABLED": False, "TELNETCONSOLE_ENABLED": False, "LOG_LEVEL": "WARNING",
-        "ITEM_PIPELINES": {PostgresPipeline: 300}, "PG_URL": args.database_url, "PG_SCHEMA": args.schema,
-        "USER_AGENT": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131 Safari/537.36",
-    })  # fmt: skip
+    process = CrawlerProcess(
+        settings={
+            "CONCURRENT_REQUESTS": args.concurrency,
+            "CONCURRENT_REQUESTS_PER_DOMAIN": args.concurrency,
+            "DOWNLOAD_DELAY": args.delay,
+            "DOWNLOAD_DELAY_JITTER": 0,
+            "ROBOTSTXT_OBEY": False,
+            "RETRY_TIMES": 3,
+            "COOKIES_ENABLED": False,
+            "TELNETCONSOLE_ENABLED": False,
+            "LOG_LEVEL": "WARNING",
+            "ITEM_PIPELINES": {PostgresPipeline: 300},
+            "PG_URL": args.database_url,
+            "PG_SCHEMA": args.schema,
+            "USER_AGENT": (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
+                " Chrome/131 Safari/537.36"
+            ),
+        }
+    )
     process.crawl(DiningCodeSpider, site=args.site, districts=args.districts.split(","))
     process.start()
 

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from stage5.logs import log_event
+from stage5.settings import Settings
 
 log = logging.getLogger("stage5.cache")
 PREFIX = "stage5:v1"
@@ -54,7 +55,9 @@ class CacheStats:
 def cache_key(namespace: str, kind: Kind, method: str, url: str, form: dict[str, str] | None = None) -> str:
     """`stage5:v1:<namespace>:<kind>:<sha1 of the request>`; the namespace keeps sites (and replica worlds) apart."""
     parts = urlsplit(url)  # host:port is the namespace's business, so a moved replica keeps its cache
-    material = f"{method} {parts.path}?{parts.query}" + ("&".join(f"{k}={v}" for k, v in sorted(form.items())) if form else "")
+    material = f"{method} {parts.path}?{parts.query}" + (
+        "&".join(f"{k}={v}" for k, v in sorted(form.items())) if form else ""
+    )
     return f"{PREFIX}:{namespace}:{kind.value}:{hashlib.sha1(material.encode()).hexdigest()}"
 
 
@@ -129,3 +132,13 @@ class ResponseCache:
             return
         self._came_back()
         self.stats.bytes_written += len(packed)
+
+
+def make_cache(settings: Settings, redis_url: str | None) -> ResponseCache:
+    """The response cache the settings describe (TTLs per kind, namespace, mode)."""
+    ttls = {
+        Kind.SEARCH: settings.cache_ttl_search_s,
+        Kind.DETAIL: settings.cache_ttl_detail_s,
+        Kind.FAILED: settings.cache_ttl_failed_s,
+    }
+    return ResponseCache(redis_url, settings.cache_namespace_or_site, ttls, Mode(settings.cache))

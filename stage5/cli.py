@@ -1,6 +1,8 @@
-"""`python -m stage5 <command>`: crawl, demo, replica, parse, db init, runs.
+"""`python -m stage5 <command>` (or `stage5 <command>`): crawl, demo, replica, parse, worker, schedule,
+cleanup, perftest, db, runs.
 
-Exit codes: 0 done, 1 failed, 2 bad configuration or input, 3 finished with failed units (partial).
+Exit codes (stage5.errors.ExitCode): 0 done, 1 failed, 2 bad configuration or input, 3 partial,
+4 an unfinished run is in the way, 5 skipped (crawl lock held), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,23 +12,48 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from stage5.errors import ConfigError, ExitCode, Stage5Error
 from stage5.logs import setup_logging
 from stage5.replica.server import Faults
-from stage5.settings import ConfigError, Settings, load_settings
+from stage5.settings import Settings, load_settings
 
 # Settings that the crawl-type commands accept as --flags (the rest: env or .env).
 CRAWL_FLAGS = (
-    "site", "districts", "page_size", "max_pages", "request_delay_s", "host_concurrency",
-    "request_timeout_s", "retry_attempts", "retry_backoff_s", "batch_size", "flush_interval_s", "db_schema",
-    "database_url", "redis_url", "log_dir", "workers", "max_workers", "worker_max_units", "detail_batch",
-    "memory_budget_mb", "cache", "cache_namespace", "overlap", "lock_wait_s", "engine", "celery_tasks_in_flight",
-    "celery_visibility_s", "notify_command", "notify_url",
-)  # fmt: skip
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNFINISHED, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+    "site",
+    "districts",
+    "page_size",
+    "max_pages",
+    "request_delay_s",
+    "host_concurrency",
+    "request_timeout_s",
+    "retry_attempts",
+    "retry_backoff_s",
+    "batch_size",
+    "flush_interval_s",
+    "db_schema",
+    "database_url",
+    "redis_url",
+    "log_dir",
+    "workers",
+    "max_workers",
+    "worker_max_units",
+    "detail_batch",
+    "memory_budget_mb",
+    "cache",
+    "cache_namespace",
+    "overlap",
+    "lock_wait_s",
+    "engine",
+    "celery_tasks_in_flight",
+    "celery_visibility_s",
+    "notify_command",
+    "notify_url",
+)
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
@@ -37,8 +64,13 @@ def _add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...])
 
 def _add_cache_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", dest="cache", action="store_const", const="off", help="same as --cache off")
-    parser.add_argument("--refresh", dest="cache", action="store_const", const="refresh",
-                        help="fetch everything afresh, still writing answers to the cache")  # fmt: skip
+    parser.add_argument(
+        "--refresh",
+        dest="cache",
+        action="store_const",
+        const="refresh",
+        help="fetch everything afresh, still writing answers to the cache",
+    )
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -57,8 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     start = crawl.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue the newest unfinished run")
     start.add_argument("--fresh", action="store_true", help="mark an unfinished run abandoned and start a new one")
-    crawl.add_argument("--trigger", default="manual", choices=("manual", "schedule", "celery"),
-                       help="recorded in the run history (the scheduler passes 'schedule')")  # fmt: skip
+    crawl.add_argument(
+        "--trigger",
+        default="manual",
+        choices=("manual", "schedule", "celery"),
+        help="recorded in the run history (the scheduler passes 'schedule')",
+    )
     crawl.add_argument("--job", help="the scheduled job this run belongs to (set by the scheduler)")
     crawl.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -87,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     schedule = sub.add_parser("schedule", help="run jobs on their cron (default: crawl at 01:00 Asia/Seoul)")
     schedule.add_argument("--once", action="store_true", help="print the next fire times and exit")
-    _add_settings_flags(schedule, ("site", "database_url", "redis_url", "db_schema", "log_dir", "schedule_file", "timezone"))
+    _add_settings_flags(
+        schedule, ("site", "database_url", "redis_url", "db_schema", "log_dir", "schedule_file", "timezone")
+    )
 
     cleanup = sub.add_parser("cleanup", help="prune run history and schedule slots older than a retention")
     cleanup.add_argument("--retention-days", type=int, default=90)
@@ -103,9 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=("init",), help="init: create or migrate the schema")
     _add_settings_flags(db, ("database_url", "db_schema"))
 
-    runs = sub.add_parser("runs", help="list recent crawl runs; 'runs show ID' shows one in full")
-    runs.add_argument("show", nargs="?", choices=("show", "slots"), help="show: one run in full; slots: the schedule's history")
-    runs.add_argument("run_id", nargs="?", type=int)
+    runs = sub.add_parser("runs", help="recent crawl runs: 'runs', 'runs show ID' (or 'runs ID'), 'runs slots'")
+    runs.add_argument("action", nargs="?", default="list", help="list (default), show, slots, or a run id")
+    runs.add_argument("run_id", nargs="?", type=int, help="with show: the run")
     runs.add_argument("--limit", type=int, default=20)
     _add_settings_flags(runs, ("database_url", "db_schema"))
     return parser
@@ -113,29 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = globals()[f"cmd_{args.command}"]
     try:
-        return int(handler(args))
-    except ConfigError as exc:
+        return int(COMMANDS[args.command](args))
+    except Stage5Error as exc:  # every failure stage5 foresees: its message, its exit code, no traceback
         print(f"stage5: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return int(exc.exit_code)
     except KeyboardInterrupt:
         print("stage5: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # one clear message instead of a traceback for the known failures
-        from stage5.crawl.run import RunBusy, RunSkipped, UnfinishedRun
-        from stage5.storage.db import DatabaseUnavailable
-
-        if isinstance(exc, RunSkipped):
-            print(f"stage5: {exc}", file=sys.stderr)
-            return EXIT_SKIPPED
-        if isinstance(exc, (UnfinishedRun, RunBusy)):
-            print(f"stage5: {exc}", file=sys.stderr)
-            return EXIT_UNFINISHED
-        if isinstance(exc, DatabaseUnavailable):
-            print(f"stage5: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        raise
+        return ExitCode.INTERRUPTED
 
 
 def cmd_replica(args: argparse.Namespace) -> int:
@@ -146,27 +169,30 @@ def cmd_replica(args: argparse.Namespace) -> int:
     if args.truth:
         for store in world.stores:
             print(json.dumps(store.truth(), ensure_ascii=False))
-        return EXIT_OK
+        return ExitCode.OK
     faults = Faults(**{f.name: getattr(args, f.name) for f in fields(Faults)})
     asyncio.run(serve(Replica(world, faults), args.host, args.port))
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def _run(settings: Settings, resume: bool = False, fresh: bool = False, trigger: str = "manual",
-         job: str | None = None) -> Any:  # fmt: skip
+def _run(
+    settings: Settings, resume: bool = False, fresh: bool = False, trigger: str = "manual", job: str | None = None
+) -> Any:
     from stage5.crawl.run import run_crawl
     from stage5.services import database_url, redis_url
 
     setup_logging(settings.log_dir)
     redis = None if settings.cache == "off" and settings.engine == "local" else redis_url(settings)
     return asyncio.run(
-        run_crawl(settings, database_url(settings), redis, trigger, show_progress=True, resume=resume, fresh=fresh,
-                  job=job)  # fmt: skip
+        run_crawl(
+            settings, database_url(settings), redis, trigger, show_progress=True, resume=resume, fresh=fresh, job=job
+        )
     )
 
 
 def _exit_code(status: str) -> int:
-    return {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "interrupted": EXIT_INTERRUPTED}.get(status, EXIT_FAILED)
+    codes = {"succeeded": ExitCode.OK, "partial": ExitCode.PARTIAL, "interrupted": ExitCode.INTERRUPTED}
+    return codes.get(status, ExitCode.FAILED)
 
 
 def cmd_crawl(args: argparse.Namespace) -> int:
@@ -189,8 +215,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with ReplicaProcess(seed=args.seed, scale=args.scale) as replica:
         namespace = args.cache_namespace or f"replica-seed{args.seed}-scale{args.scale}"
         settings = _settings(args, site=replica.url, **{**fast, "cache_namespace": namespace})
-        print(f"replica at {replica.url} (seed {args.seed}, scale {args.scale}); crawling "
-              f"{len(settings.districts)} districts ...", flush=True)  # fmt: skip
+        print(
+            f"replica at {replica.url} (seed {args.seed}, scale {args.scale}); crawling "
+            f"{len(settings.districts)} districts ...",
+            flush=True,
+        )
         summary = _run(settings, fresh=True)  # a demo never resumes an old demo
         served = replica.stats()
     print_summary(summary, served)
@@ -208,17 +237,17 @@ def cmd_parse(args: argparse.Namespace) -> int:
             body = Path(args.source).read_bytes()
         except OSError as exc:
             print(f"stage5: cannot read {args.source}: {exc.strerror}", file=sys.stderr)
-            return EXIT_USAGE
+            return ExitCode.USAGE
     kind = args.kind or guess_kind(body, args.source)
     rid = args.rid or (args.source.split("rid=")[-1].split("&")[0] if "rid=" in args.source else "")
     try:
         records = parse_any(body, kind, rid)
     except ParseError as exc:
         print(f"stage5: {args.source} does not parse as {kind}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     for record in records:
         print(json.dumps(asdict(record), ensure_ascii=False))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _download(url: str) -> bytes:
@@ -244,7 +273,7 @@ def cmd_perftest(args: argparse.Namespace) -> int:
     if args.plot:
         plot(result, args.plot)
         print(f"plot: {args.plot}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _db_settings(args: argparse.Namespace) -> tuple[Settings, str]:
@@ -261,38 +290,32 @@ def cmd_db(args: argparse.Namespace) -> int:
     settings, url = _db_settings(args)
     version = on_database(url, settings.db_schema, migrate)
     print(f"schema {settings.db_schema} at {redact(url)} is at version {version}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from stage5.report import print_runs
+    from stage5.report import print_runs, print_slots
     from stage5.storage.runs import list_runs, show_run
     from stage5.storage.schema import on_database
+    from stage5.storage.slots import slot_history
 
+    action, run_id = args.action, args.run_id
+    if action.isdigit():
+        action, run_id = "show", int(action)
+    if action not in ("list", "show", "slots") or (action == "show") != (run_id is not None):
+        raise ConfigError(f"runs {args.action}: use 'runs', 'runs show ID', 'runs ID' or 'runs slots'")
     settings, url = _db_settings(args)
-    if args.show == "show":
-        if args.run_id is None:
-            print("stage5: runs show needs a run id (see python -m stage5 runs)", file=sys.stderr)
-            return EXIT_USAGE
-        run = on_database(url, settings.db_schema, lambda conn: show_run(conn, args.run_id))
+    if action == "show":
+        run = on_database(url, settings.db_schema, lambda conn: show_run(conn, run_id))
         if run is None:
-            print(f"stage5: no run {args.run_id}", file=sys.stderr)
-            return EXIT_USAGE
+            print(f"stage5: no run {run_id} (see python -m stage5 runs)", file=sys.stderr)
+            return ExitCode.USAGE
         print(json.dumps(run, ensure_ascii=False, indent=2, default=str))
-        return EXIT_OK
-    if args.show == "slots":
-        from stage5.schedule.scheduler import SlotStore
-
-        from stage5.storage.schema import migrate
-
-        on_database(url, settings.db_schema, migrate)  # so that schedule_slots exists
-        store = SlotStore(url, settings.db_schema)
-        for job, slot, status, reason in store.history()[-args.limit :]:
-            print(f"{slot:%Y-%m-%d %H:%M} UTC  {job:16} {status:8} {reason or ''}")
-        store.close()
-        return EXIT_OK
-    print_runs(on_database(url, settings.db_schema, lambda conn: list_runs(conn, args.limit)))
-    return EXIT_OK
+    elif action == "slots":
+        print_slots(on_database(url, settings.db_schema, slot_history)[-args.limit :])
+    else:
+        print_runs(on_database(url, settings.db_schema, lambda conn: list_runs(conn, args.limit)))
+    return ExitCode.OK
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -302,7 +325,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     settings, url = _db_settings(args)
     pruned = on_database(url, settings.db_schema, lambda conn: prune(conn, args.retention_days))
     print(f"pruned {pruned['runs']} runs and {pruned['slots']} schedule slots older than {args.retention_days} days")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -311,19 +334,41 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from stage5.crawl.celery_engine import configure
     from stage5.services import redis_url
 
-    settings = load_settings(redis_url=args.redis_url, worker_concurrency=args.worker_concurrency,
-                             celery_visibility_s=args.celery_visibility_s, log_dir=args.log_dir)  # fmt: skip
+    settings = load_settings(
+        redis_url=args.redis_url,
+        worker_concurrency=args.worker_concurrency,
+        celery_visibility_s=args.celery_visibility_s,
+        log_dir=args.log_dir,
+    )
     setup_logging(settings.log_dir, console_level=logging.INFO)
     app = configure(redis_url(settings), settings.celery_visibility_s)
     processes = settings.worker_concurrency or os.cpu_count() or 1
     app.worker_main(["worker", f"--concurrency={processes}", "--loglevel=INFO", "-n", f"stage5-{os.getpid()}@%h"])
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from stage5.schedule.service import serve
 
-    settings = load_settings(**{k: getattr(args, k) for k in ("site", "database_url", "redis_url", "db_schema",
-                                                               "log_dir", "schedule_file", "timezone")})  # fmt: skip
+    settings = load_settings(
+        **{
+            k: getattr(args, k)
+            for k in ("site", "database_url", "redis_url", "db_schema", "log_dir", "schedule_file", "timezone")
+        }
+    )
     setup_logging(settings.log_dir)
     return serve(settings, once=args.once)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "crawl": cmd_crawl,
+    "demo": cmd_demo,
+    "replica": cmd_replica,
+    "parse": cmd_parse,
+    "worker": cmd_worker,
+    "schedule": cmd_schedule,
+    "cleanup": cmd_cleanup,
+    "perftest": cmd_perftest,
+    "db": cmd_db,
+    "runs": cmd_runs,
+}

@@ -14,7 +14,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -24,14 +23,14 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiolimiter import AsyncLimiter
 from fake_useragent import UserAgent
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity import wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from stage5.cache import Kind, ResponseCache
+from stage5.errors import ParseError, Stage5Error
 from stage5.logs import log_event
 from stage5.settings import Settings
 from stage5.site.diningcode import Endpoints
-from stage5.site.parsers import ParseError
+from stage5.tallies import unit_tally
 
 log = logging.getLogger("stage5.fetch")
 T = TypeVar("T")
@@ -49,7 +48,7 @@ class Request:
         return f"{self.url} query={self.form.get('query')!r} page={self.form.get('page')}" if self.form else self.url
 
 
-class Retryable(Exception):
+class Retryable(Stage5Error):
     """A failure worth another try: timeout, dropped connection, 429, 5xx, unreadable body."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
@@ -57,31 +56,12 @@ class Retryable(Exception):
         self.retry_after = retry_after
 
 
-class FetchFailed(Exception):
+class FetchFailed(Stage5Error):
     """A request that failed for good (after retries, or a 4xx). Carries the URL and the reason."""
 
     def __init__(self, request: Request, reason: str, attempts: int) -> None:
         super().__init__(f"{request.label}: {reason} (after {attempts} attempt(s))")
         self.request, self.reason, self.attempts = request, reason, attempts
-
-
-@dataclass
-class UnitTally:
-    """What one unit of work cost; counted through a context variable, so concurrent units in one
-    process keep separate counts and a resumed run can add them up exactly."""
-
-    requests: int = 0
-    retries: int = 0
-    bytes: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
-
-
-current_tally: ContextVar[UnitTally | None] = ContextVar("stage5_unit_tally", default=None)
-
-
-def _tally() -> UnitTally:
-    return current_tally.get() or UnitTally()  # outside a unit: counted nowhere
 
 
 @dataclass
@@ -170,6 +150,9 @@ def user_agent_pool(size: int = UA_POOL_SIZE) -> list[str]:
 
 
 class Fetcher:
+    """One worker's HTTP client: `fetch(request, parse)` returns the parsed answer, from the cache or
+    from the site (politely, with retries), or raises FetchFailed naming the URL and the reason."""
+
     def __init__(self, settings: Settings, cache: ResponseCache | None = None) -> None:
         self.settings = settings
         self.cache = cache
@@ -214,7 +197,7 @@ class Fetcher:
     def _before_sleep(self, request: Request) -> Callable[[RetryCallState], None]:
         def note(state: RetryCallState) -> None:
             self.stats.retries += 1
-            _tally().retries += 1
+            unit_tally().retries += 1
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0
             log_event(log, "retry", url=request.label, attempt=state.attempt_number, reason=exc, wait_s=round(wait, 2))
@@ -230,11 +213,11 @@ class Fetcher:
             if cached is not None:
                 try:
                     result = parse(cached)
-                    _tally().cache_hits += 1
+                    unit_tally().cache_hits += 1
                     return result
                 except ParseError:
                     pass  # an entry this version cannot read: fetch afresh and overwrite it
-            _tally().cache_misses += 1
+            unit_tally().cache_misses += 1
         try:
             body, result = await self._fetch_with_retries(request, parse)
         except FetchFailed as exc:
@@ -275,7 +258,7 @@ class Fetcher:
         headers = self.endpoints.headers(random.choice(self.user_agents))
         async with gate.slot():
             self.stats.requests += 1
-            _tally().requests += 1
+            unit_tally().requests += 1
             try:
                 async with self.session.request(
                     request.method, request.url, data=request.form, headers=headers
@@ -288,10 +271,12 @@ class Fetcher:
                 raise Retryable(reason) from exc
         self.stats.statuses[status] += 1
         self.stats.bytes += len(body)
-        _tally().bytes += len(body)
+        unit_tally().bytes += len(body)
         return self._check_status(request, status, retry_after, gate, body)
 
-    def _check_status(self, request: Request, status: int, retry_after: str | None, gate: HostGate, body: bytes) -> bytes:
+    def _check_status(
+        self, request: Request, status: int, retry_after: str | None, gate: HostGate, body: bytes
+    ) -> bytes:
         if status == 429:
             wait = parse_retry_after(retry_after)
             if wait is not None:

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stage5.errors import ConfigError
+
 CRAWL_LOG = "parallel_crawler.log"
 PERFORMANCE_LOG = "stage5_performance.log"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -17,7 +19,7 @@ _BACKUPS = 5
 
 def _value(value: Any) -> str:
     text = str(value)
-    if text == "" or any(c in text for c in " =\"\n"):
+    if text == "" or any(c in text for c in ' ="\n'):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
 
@@ -43,7 +45,9 @@ def setup_logging(log_dir: Path, console_level: int = logging.WARNING) -> None:
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SystemExit(f"cannot create log folder {log_dir}: {exc}; set STAGE5_LOG_DIR to a writable folder")
+        raise ConfigError(
+            f"cannot create log folder {log_dir}: {exc}; set STAGE5_LOG_DIR to a writable folder"
+        ) from None
     root = logging.getLogger("stage5")
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):

@@ -21,14 +21,16 @@ def notify(settings: Settings, summary: dict[str, Any]) -> None:
     body = json.dumps(summary, ensure_ascii=False, default=str).encode()
     if settings.notify_command:
         try:
-            done = subprocess.run(settings.notify_command, shell=True, input=body, timeout=TIMEOUT_S,
-                                  capture_output=True)  # fmt: skip
+            done = subprocess.run(
+                settings.notify_command, shell=True, input=body, timeout=TIMEOUT_S, capture_output=True
+            )
             log_event(log, "notified", command=settings.notify_command, exit_code=done.returncode)
         except (OSError, subprocess.TimeoutExpired) as exc:
             log_event(log, "notify_failed", logging.WARNING, command=settings.notify_command, error=exc)
     if settings.notify_url:
-        request = urllib.request.Request(settings.notify_url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            settings.notify_url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as answer:
                 log_event(log, "notified", url=settings.notify_url, status=answer.status)

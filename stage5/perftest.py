@@ -24,6 +24,7 @@ from psycopg import sql
 
 from stage5.crawl.progress import Progress
 from stage5.crawl.run import RunSummary, run_crawl
+from stage5.errors import ConfigError
 from stage5.models import MenuItem, StoreRecord
 from stage5.replica.process import ReplicaProcess
 from stage5.replica.server import Faults
@@ -42,16 +43,33 @@ def synthetic_records(n: int, seed: int = 7) -> list[StoreRecord]:
     records = []
     for i in range(n):
         d = DISTRICTS[i % len(DISTRICTS)]
-        records.append(StoreRecord(
-            rid=f"perf{i:08d}", name=f"테스트 고깃집 {i}", district=d.name, address=f"서울특별시 {d.name} 중앙동 {i}",
-            lat=d.lat + rng.uniform(-0.01, 0.01), lng=d.lng + rng.uniform(-0.01, 0.01),
-            source_url=f"https://www.diningcode.com/profile.php?rid=perf{i:08d}", phone=f"02-{rng.randint(200, 999)}-{i % 10000:04d}",
-            categories=("삼겹살", "고기무한리필"), keywords=("무한리필", "가성비"), rating=round(rng.uniform(3, 5), 1),
-            review_count=rng.randint(0, 500), score=rng.randint(40, 95), open_hours="11:30 - 22:00", last_order="21:00",
-            menu=(MenuItem("삼겹살 무한리필", 19900, "19,900원"), MenuItem("목살", 16900, "16,900원")),
-            price_min=16900, price_max=19900, image_urls=(f"https://img/{i}.jpg",), is_refill=True,
-            refill_type="무한리필", refill_items=("삼겹살",), refill_evidence=("menu:삼겹살 무한리필",),
-        ))  # fmt: skip
+        records.append(
+            StoreRecord(
+                rid=f"perf{i:08d}",
+                name=f"테스트 고깃집 {i}",
+                district=d.name,
+                address=f"서울특별시 {d.name} 중앙동 {i}",
+                lat=d.lat + rng.uniform(-0.01, 0.01),
+                lng=d.lng + rng.uniform(-0.01, 0.01),
+                source_url=f"https://www.diningcode.com/profile.php?rid=perf{i:08d}",
+                phone=f"02-{rng.randint(200, 999)}-{i % 10000:04d}",
+                categories=("삼겹살", "고기무한리필"),
+                keywords=("무한리필", "가성비"),
+                rating=round(rng.uniform(3, 5), 1),
+                review_count=rng.randint(0, 500),
+                score=rng.randint(40, 95),
+                open_hours="11:30 - 22:00",
+                last_order="21:00",
+                menu=(MenuItem("삼겹살 무한리필", 19900, "19,900원"), MenuItem("목살", 16900, "16,900원")),
+                price_min=16900,
+                price_max=19900,
+                image_urls=(f"https://img/{i}.jpg",),
+                is_refill=True,
+                refill_type="무한리필",
+                refill_items=("삼겹살",),
+                refill_evidence=("menu:삼겹살 무한리필",),
+            )
+        )
     return records
 
 
@@ -67,8 +85,10 @@ _INSERT = sql.SQL(
     "INSERT INTO stores ({cols}, first_run_id, last_run_id) SELECT {r_cols}, 0, 0"
     " FROM jsonb_populate_record(NULL::stores, %s::jsonb) AS r"
     " ON CONFLICT (diningcode_place_id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()"
-).format(cols=sql.SQL(", ").join(map(sql.Identifier, STORE_COLUMNS)),
-         r_cols=sql.SQL(", ").join(sql.SQL("r.") + sql.Identifier(c) for c in STORE_COLUMNS))  # fmt: skip
+).format(
+    cols=sql.SQL(", ").join(map(sql.Identifier, STORE_COLUMNS)),
+    r_cols=sql.SQL(", ").join(sql.SQL("r.") + sql.Identifier(c) for c in STORE_COLUMNS),
+)
 
 
 async def _db_executemany(url: str, schema: str, records: list[StoreRecord]) -> float:
@@ -105,15 +125,20 @@ async def measure_db(url: str, schema: str, rows: int, slow_rows: int) -> dict[s
     single = await _db_row_per_commit(url, schema, [replace(r, rid="s" + r.rid) for r in records[:slow_rows]])
     await conn.close()
     return {
-        "rows": rows, "copy_upsert_rows_per_s": round(copy_new), "copy_upsert_update_rows_per_s": round(copy_again),
-        "executemany_rows_per_s": round(many), "row_per_commit_rows_per_s": round(single),
-        "row_per_commit_rows_measured": slow_rows, "copy_vs_row_per_commit": round(copy_new / single, 1),
+        "rows": rows,
+        "copy_upsert_rows_per_s": round(copy_new),
+        "copy_upsert_update_rows_per_s": round(copy_again),
+        "executemany_rows_per_s": round(many),
+        "row_per_commit_rows_per_s": round(single),
+        "row_per_commit_rows_measured": slow_rows,
+        "copy_vs_row_per_commit": round(copy_new / single, 1),
         "copy_vs_executemany": round(copy_new / many, 1),
-    }  # fmt: skip
+    }
 
 
-async def _crawl(settings: Settings, url: str, redis_url: str | None, replica: ReplicaProcess,
-                 progress: Progress | None = None) -> tuple[RunSummary, int]:  # fmt: skip
+async def _crawl(
+    settings: Settings, url: str, redis_url: str | None, replica: ReplicaProcess, progress: Progress | None = None
+) -> tuple[RunSummary, int]:
     replica.reset()
     summary = await run_crawl(settings, url, redis_url, fresh=True, progress=progress)
     return summary, int(replica.stats()["requests"])
@@ -127,35 +152,61 @@ async def measure_crawls(base: Settings, url: str, redis_url: str | None, replic
     second, sent_second = await _crawl(cached, url, redis_url, replica)
     one, _ = await _crawl(base.model_copy(update={**fast, "cache": "off", "workers": 1}), url, None, replica)
     progress = Progress(1.0, quiet=True)
-    many, _ = await _crawl(base.model_copy(update={**fast, "cache": "off", "workers": cores}), url, None, replica,
-                           progress)  # fmt: skip
+    many, _ = await _crawl(
+        base.model_copy(update={**fast, "cache": "off", "workers": cores}), url, None, replica, progress
+    )
     return {
-        "cache": {"first_requests": sent_first, "second_requests": sent_second,
-                  "second_hit_rate": second.cache_hit_rate,
-                  "requests_saved": round(1 - sent_second / sent_first, 4) if sent_first else 0.0},
-        "parallel": {"workers": cores, "one_worker_s": one.elapsed_s, "n_workers_s": many.elapsed_s,
-                     "speedup": round(one.elapsed_s / many.elapsed_s, 2) if many.elapsed_s else 0.0},
-        "end_to_end": {"stores": many.stores, "requests": many.requests, "elapsed_s": many.elapsed_s,
-                       "stores_per_hour": round(many.stores / many.elapsed_s * 3600),
-                       "pages_per_s": round(many.requests / many.elapsed_s, 1), "peak_memory_mb": many.peak_memory_mb,
-                       "governor_actions": many.governor_actions,
-                       "requests_per_store": round(many.requests / max(many.stores, 1), 3)},
-        "series": [{"t": round(t, 1), "stores": f.stores, "requests": f.requests, "memory_mb": round(f.memory_mb)}
-                   for t, f in progress.history],
-    }  # fmt: skip
+        "cache": {
+            "first_requests": sent_first,
+            "second_requests": sent_second,
+            "second_hit_rate": second.cache_hit_rate,
+            "requests_saved": round(1 - sent_second / sent_first, 4) if sent_first else 0.0,
+        },
+        "parallel": {
+            "workers": cores,
+            "one_worker_s": one.elapsed_s,
+            "n_workers_s": many.elapsed_s,
+            "speedup": round(one.elapsed_s / many.elapsed_s, 2) if many.elapsed_s else 0.0,
+        },
+        "end_to_end": {
+            "stores": many.stores,
+            "requests": many.requests,
+            "elapsed_s": many.elapsed_s,
+            "stores_per_hour": round(many.stores / many.elapsed_s * 3600),
+            "pages_per_s": round(many.requests / many.elapsed_s, 1),
+            "peak_memory_mb": many.peak_memory_mb,
+            "governor_actions": many.governor_actions,
+            "requests_per_store": round(many.requests / max(many.stores, 1), 3),
+        },
+        "series": [
+            {"t": round(t, 1), "stores": f.stores, "requests": f.requests, "memory_mb": round(f.memory_mb)}
+            for t, f in progress.history
+        ],
+    }
 
 
 async def measure_polite(base: Settings, url: str, seed: int, scale: float) -> dict[str, Any]:
     """One small district at the real-site defaults against a replica answering in ~100 ms."""
     district = "도봉구"
     with ReplicaProcess(seed, scale, Faults(latency_ms=100, latency_jitter_ms=20)) as slow:
-        polite = base.model_copy(update={"site": slow.url, "cache": "off", "districts": [district],
-                                         "request_delay_s": Settings.model_fields["request_delay_s"].default,
-                                         "host_concurrency": Settings.model_fields["host_concurrency"].default})  # fmt: skip
+        polite = base.model_copy(
+            update={
+                "site": slow.url,
+                "cache": "off",
+                "districts": [district],
+                "request_delay_s": Settings.model_fields["request_delay_s"].default,
+                "host_concurrency": Settings.model_fields["host_concurrency"].default,
+            }
+        )
         summary = await run_crawl(polite, url, None, fresh=True)
-    return {"district": district, "stores": summary.stores, "requests": summary.requests,
-            "elapsed_s": summary.elapsed_s, "request_delay_s": polite.request_delay_s,
-            "stores_per_hour": round(summary.stores / summary.elapsed_s * 3600)}  # fmt: skip
+    return {
+        "district": district,
+        "stores": summary.stores,
+        "requests": summary.requests,
+        "elapsed_s": summary.elapsed_s,
+        "request_delay_s": polite.request_delay_s,
+        "stores_per_hour": round(summary.stores / summary.elapsed_s * 3600),
+    }
 
 
 def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
@@ -164,17 +215,38 @@ def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     polite = result.get("polite") or {}
     polite_rate = polite.get("stores_per_hour", result.get("polite_estimate_stores_per_hour", 0))
     return [
-        ("DB load", f">= {t['db_rows_per_s']:,} rows/s", f"{db['copy_upsert_rows_per_s']:,} rows/s", db["copy_upsert_rows_per_s"] >= t["db_rows_per_s"]),
-        ("cache hit rate", f">= {t['cache_hit_rate']:.0%}", f"{cache['second_hit_rate']:.1%}", cache["second_hit_rate"] >= t["cache_hit_rate"]),
-        ("memory", f"<= {t['memory_mb']:,} MB", f"{e2e['peak_memory_mb']:.0f} MB", e2e["peak_memory_mb"] <= t["memory_mb"]),
-        ("polite speed", f">= {t['stores_per_hour']} stores/hour", f"{polite_rate:,} stores/hour" + ("" if polite else " (estimated)"), polite_rate >= t["stores_per_hour"]),
-    ]  # fmt: skip
+        (
+            "DB load",
+            f">= {t['db_rows_per_s']:,} rows/s",
+            f"{db['copy_upsert_rows_per_s']:,} rows/s",
+            db["copy_upsert_rows_per_s"] >= t["db_rows_per_s"],
+        ),
+        (
+            "cache hit rate",
+            f">= {t['cache_hit_rate']:.0%}",
+            f"{cache['second_hit_rate']:.1%}",
+            cache["second_hit_rate"] >= t["cache_hit_rate"],
+        ),
+        (
+            "memory",
+            f"<= {t['memory_mb']:,} MB",
+            f"{e2e['peak_memory_mb']:.0f} MB",
+            e2e["peak_memory_mb"] <= t["memory_mb"],
+        ),
+        (
+            "polite speed",
+            f">= {t['stores_per_hour']} stores/hour",
+            f"{polite_rate:,} stores/hour" + ("" if polite else " (estimated)"),
+            polite_rate >= t["stores_per_hour"],
+        ),
+    ]
 
 
 def render(result: dict[str, Any]) -> str:
     db, c = result["db"], result["crawl"]
     lines = [
-        f"stage5 perftest ({'quick' if result['quick'] else 'full'}; replica scale {result['scale']}, {result['cores']} cores)",
+        f"stage5 perftest ({'quick' if result['quick'] else 'full'};"
+        f" replica scale {result['scale']}, {result['cores']} cores)",
         "",
         f"DB load, {db['rows']:,} rows        rows/s",
         f"  COPY + upsert (new)        {db['copy_upsert_rows_per_s']:>9,}",
@@ -193,8 +265,10 @@ def render(result: dict[str, Any]) -> str:
     ]
     if result.get("polite"):
         p = result["polite"]
-        lines.append(f"polite: {p['district']} at {p['request_delay_s']} s/request, 100 ms answers: {p['stores']} stores"
-                     f" in {p['elapsed_s']}s = {p['stores_per_hour']:,} stores/hour")  # fmt: skip
+        lines.append(
+            f"polite: {p['district']} at {p['request_delay_s']} s/request, 100 ms answers: {p['stores']} stores"
+            f" in {p['elapsed_s']}s = {p['stores_per_hour']:,} stores/hour"
+        )
     lines += ["", f"{'target (seed)':16} {'wanted':22} {'measured':28} verdict"]
     for name, wanted, measured, ok in verdicts(result):
         lines.append(f"{name:16} {wanted:22} {measured:28} {'PASS' if ok else 'MISS'}")
@@ -208,7 +282,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SystemExit("--plot needs matplotlib: .venv/bin/pip install -r benchmarks/requirements.txt") from None
+        raise ConfigError("--plot needs matplotlib: .venv/bin/pip install -r benchmarks/requirements.txt") from None
     series = result["crawl"]["series"]
     t = [p["t"] for p in series]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)

@@ -11,6 +11,7 @@ from stage5.replica.world import build_world
 from stage5.services import database_url
 from stage5.settings import Settings
 from stage5.storage.db import connect
+from stage5.storage.stores import rejected_rids, stored_stores
 
 
 def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> None:
@@ -36,7 +37,9 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
     if summary.memory_note:
         lines.append(f"  memory note    {summary.memory_note}")
     if served is not None:
-        lines.append(f"  site served    {served['requests']} requests ({served['detail_unique']} distinct detail pages)")
+        lines.append(
+            f"  site served    {served['requests']} requests ({served['detail_unique']} distinct detail pages)"
+        )
     if summary.failed_units:
         lines.append(f"  failed units   {len(summary.failed_units)}:")
         lines += [f"    {u['kind']:7} {u['district']} {u['url']} — {u['reason']}" for u in summary.failed_units[:20]]
@@ -51,12 +54,7 @@ async def load_result(settings: Settings, run_id: int | None = None) -> tuple[di
     """(stored rid -> (district, refill), rejected rids [of one run]) from the database."""
     conn = await connect(database_url(settings), settings.db_schema)
     try:
-        cur = await conn.execute("SELECT diningcode_place_id, district, is_confirmed_refill FROM stores")
-        stored = {rid: (district, refill) for rid, district, refill in await cur.fetchall()}
-        query = "SELECT diningcode_place_id FROM rejected_stores"
-        cur = await conn.execute(query + (" WHERE run_id = %s" if run_id else ""), (run_id,) if run_id else ())
-        rejected = {rid for (rid,) in await cur.fetchall()}
-        return stored, rejected
+        return await stored_stores(conn), await rejected_rids(conn, run_id)
     finally:
         await conn.close()
 
@@ -78,16 +76,25 @@ def print_score(settings: Settings, seed: int, scale: float) -> Score:
 
 
 def print_runs(runs: list[dict[str, Any]]) -> None:
-    print(f"{'id':>5}  {'status':11} {'trigger':8} {'started (UTC)':19}  {'elapsed':>8}  {'units':>9}  {'stores':>7}"
-          f"  {'resumed':>7}  site")  # fmt: skip
+    print(
+        f"{'id':>5}  {'status':11} {'trigger':8} {'started (UTC)':19}  {'elapsed':>8}  {'units':>9}  {'stores':>7}"
+        f"  {'resumed':>7}  site"
+    )
     for run in runs:
         started = run["started_at"].strftime("%Y-%m-%d %H:%M:%S")
         elapsed = (run["finished_at"] - run["started_at"]).total_seconds() if run["finished_at"] else None
         stores = run["counts"].get("stores", "")
         shown = f"{elapsed:.0f}s" if elapsed is not None else "-"
         units = f"{run['units_done']}/{run['units']}"
-        print(f"{run['id']:>5}  {run['status']:11} {run['trigger']:8} {started:19}  {shown:>8}  {units:>9}  {stores:>7}"
-              f"  {run['resumed']:>7}  {run['site']}")  # fmt: skip
+        print(
+            f"{run['id']:>5}  {run['status']:11} {run['trigger']:8} {started:19}  {shown:>8}  {units:>9}  {stores:>7}"
+            f"  {run['resumed']:>7}  {run['site']}"
+        )
     resumable = [r["id"] for r in runs if r["status"] in ("running", "interrupted")]
     if resumable:
         print(f"\nrun {resumable[0]} can be resumed: python -m stage5 crawl --resume")
+
+
+def print_slots(slots: list[tuple[str, Any, str, str | None]]) -> None:
+    for job, slot, status, reason in slots:
+        print(f"{slot:%Y-%m-%d %H:%M} UTC  {job:16} {status:8} {reason or ''}")

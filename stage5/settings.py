@@ -7,20 +7,17 @@ Every tunable of stage5 lives here with its documented default. Code below the C
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from stage5.errors import ConfigError
 from stage5.site.seoul import DISTRICT_NAMES
 
 REAL_SITE = "https://www.diningcode.com"
-
-
-class ConfigError(Exception):
-    """A setting has a value stage5 cannot use; the message names the setting and the fix."""
 
 
 class Settings(BaseSettings):
@@ -96,7 +93,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(0, ge=0, description="Processes per 'stage5 worker'; 0 means the cores.")
 
     # --- scheduling ------------------------------------------------------------------------
-    schedule_file: Path | None = Field(None, description="TOML file of scheduled jobs; unset: nightly crawl + weekly cleanup.")
+    schedule_file: Path | None = Field(
+        None, description="TOML file of scheduled jobs; unset: nightly crawl + weekly cleanup."
+    )
     timezone: str = Field("Asia/Seoul", description="Timezone of cron expressions (timestamps are stored in UTC).")
 
     notify_command: str | None = Field(
@@ -142,7 +141,8 @@ class Settings(BaseSettings):
     def _ratios_ordered(self) -> Settings:
         if self.memory_soft_ratio >= self.memory_hard_ratio:
             raise ValueError(
-                f"memory_soft_ratio ({self.memory_soft_ratio}) must be below memory_hard_ratio ({self.memory_hard_ratio})"
+                f"memory_soft_ratio ({self.memory_soft_ratio}) must be below"
+                f" memory_hard_ratio ({self.memory_hard_ratio})"
             )
         return self
 
@@ -161,7 +161,6 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"site must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
-
 
     @property
     def cache_namespace_or_site(self) -> str:

@@ -47,9 +47,9 @@ def normalize_phone(raw: str | None) -> str | None:
 
 def _fix_coordinates(lat: float | None, lng: float | None) -> tuple[float | None, float | None]:
     """Some sources swap lat and lng; Seoul's ranges do not overlap, so a swap is unambiguous."""
-    if lat is not None and lng is not None:
-        if SEOUL_LNG[0] <= lat <= SEOUL_LNG[1] and SEOUL_LAT[0] <= lng <= SEOUL_LAT[1]:
-            return lng, lat
+    swapped = lat is not None and lng is not None
+    if swapped and SEOUL_LNG[0] <= lat <= SEOUL_LNG[1] and SEOUL_LAT[0] <= lng <= SEOUL_LAT[1]:  # type: ignore[operator]
+        return lng, lat
     return lat, lng
 
 
@@ -90,9 +90,7 @@ def _in_range(value: float | int | None, low: float, high: float) -> float | int
     return value if value is not None and low <= value <= high else None
 
 
-def build_record(
-    summary: StoreSummary, detail: StoreDetail, district: str, source_url: str
-) -> StoreRecord | Rejection:
+def build_record(summary: StoreSummary, detail: StoreDetail, district: str, source_url: str) -> StoreRecord | Rejection:
     """Merge what the search and the detail page say; the detail page wins where both speak."""
 
     def reject(reason: str) -> Rejection:

@@ -21,6 +21,9 @@ from stage5.replica.process import ReplicaProcess
 from stage5.replica.world import World, build_world
 from stage5.services import embedded_postgres, listening
 from stage5.settings import Settings, load_settings
+from stage5.storage.db import connect
+from stage5.storage.schema import migrate
+from stage5.storage.slots import SlotStore
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEST_DB = "stage5_test"
@@ -62,9 +65,15 @@ def schema(pg_url: str) -> Iterator[str]:
 def make_settings(pg_url: str, schema: str, tmp_path: Any) -> Any:
     def make(**overrides: Any) -> Settings:
         base: dict[str, Any] = dict(
-            database_url=pg_url, db_schema=schema, log_dir=tmp_path / "logs", request_delay_s=0,
-            host_concurrency=16, retry_backoff_s=0.05, retry_backoff_max_s=0.5, flush_interval_s=0.5,
-        )  # fmt: skip
+            database_url=pg_url,
+            db_schema=schema,
+            log_dir=tmp_path / "logs",
+            request_delay_s=0,
+            host_concurrency=16,
+            retry_backoff_s=0.05,
+            retry_backoff_max_s=0.5,
+            flush_interval_s=0.5,
+        )
         base.update(overrides)
         return load_settings(**base)
 
@@ -95,8 +104,10 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     if server is None:
         pytest.fail("redis-server is needed for this test (apt-get install redis-server)")
     port = _free_port()
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     for _ in range(50):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -106,3 +117,19 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     yield f"redis://127.0.0.1:{port}/0", proc
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture
+def slot_store(pg_url: str, schema: str) -> Iterator[SlotStore]:
+    """`schedule_slots` in this test's schema (migrated)."""
+    import asyncio
+
+    async def init() -> None:
+        conn = await connect(pg_url, schema)
+        await migrate(conn)
+        await conn.close()
+
+    asyncio.run(init())
+    store = SlotStore(pg_url, schema)
+    yield store
+    store.close()

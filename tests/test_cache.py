@@ -46,7 +46,9 @@ async def test_key_ignores_host_but_not_query(namespace: str) -> None:
     a = cache.key(Kind.DETAIL, "GET", "http://127.0.0.1:1111/profile.php?rid=abc")
     assert a == cache.key(Kind.DETAIL, "GET", "http://127.0.0.1:2222/profile.php?rid=abc")
     assert a != cache.key(Kind.DETAIL, "GET", "http://127.0.0.1:1111/profile.php?rid=abd")
-    assert a != ResponseCache(REDIS_URL, namespace + "x", TTLS).key(Kind.DETAIL, "GET", "http://127.0.0.1:1111/profile.php?rid=abc")
+    assert a != ResponseCache(REDIS_URL, namespace + "x", TTLS).key(
+        Kind.DETAIL, "GET", "http://127.0.0.1:1111/profile.php?rid=abc"
+    )
     await cache.close()
 
 
@@ -76,8 +78,9 @@ async def test_redis_down_means_uncached_with_one_warning(caplog: pytest.LogCapt
     await cache.close()
 
 
-async def test_cache_comes_back_with_redis(private_redis: tuple[str, object], monkeypatch: pytest.MonkeyPatch,
-                                           caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+async def test_cache_comes_back_with_redis(
+    private_redis: tuple[str, object], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     import shutil
     import subprocess
 
@@ -93,8 +96,20 @@ async def test_cache_comes_back_with_redis(private_redis: tuple[str, object], mo
     proc.wait()  # type: ignore[attr-defined]
     assert await cache.get(key) is None and cache.stats.errors >= 1
     port = url.rsplit(":", 1)[1].split("/")[0]
-    again = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", port, "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)  # fmt: skip
+    again = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         for _ in range(50):
             await cache.put(key, Kind.DETAIL, b"v2")

@@ -29,11 +29,23 @@ def start_worker(redis_url: str, logs: Path) -> subprocess.Popen[bytes]:
     logs.mkdir(parents=True)
     # Output to a file, not a pipe: a pipe nobody reads fills up and blocks the worker mid-task.
     return subprocess.Popen(
-        [sys.executable, "-m", "stage5", "worker", "--worker-concurrency", "2", "--celery-visibility-s", "5",
-         "--log-dir", str(logs)],
-        env={**os.environ, "REDIS_URL": redis_url}, stdout=subprocess.DEVNULL, stderr=(logs / "stderr").open("wb"),
+        [
+            sys.executable,
+            "-m",
+            "stage5",
+            "worker",
+            "--worker-concurrency",
+            "2",
+            "--celery-visibility-s",
+            "5",
+            "--log-dir",
+            str(logs),
+        ],
+        env={**os.environ, "REDIS_URL": redis_url},
+        stdout=subprocess.DEVNULL,
+        stderr=(logs / "stderr").open("wb"),
         start_new_session=True,  # its own process group: a test can kill the worker with its children
-    )  # fmt: skip
+    )
 
 
 def wait_ready(worker: subprocess.Popen[bytes], logs: Path, timeout: float = 60) -> None:
@@ -60,8 +72,11 @@ def two_workers(private_redis: tuple[str, Any], tmp_path: Path) -> Iterator[tupl
 def rows(pg_url: str, schema: str) -> list[tuple[Any, ...]]:
     columns = [c for c in STORE_COLUMNS if c != "source_url"]
     with psycopg.connect(pg_url) as conn:
-        return conn.execute(sql.SQL("SELECT {} FROM {}.stores ORDER BY 1").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema))).fetchall()  # fmt: skip
+        return conn.execute(
+            sql.SQL("SELECT {} FROM {}.stores ORDER BY 1").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema)
+            )
+        ).fetchall()
 
 
 async def test_celery_engine_equals_local_and_survives_a_worker_kill(
@@ -71,10 +86,12 @@ async def test_celery_engine_equals_local_and_survives_a_worker_kill(
     local_schema = f"t_{uuid.uuid4().hex[:12]}"
     try:
         with ReplicaProcess(SEED, SCALE, Faults(latency_ms=30)) as replica:
-            local = await run_crawl(make_settings(site=replica.url, districts=DISTRICTS, db_schema=local_schema),
-                                    pg_url)  # fmt: skip
-            settings = make_settings(site=replica.url, districts=DISTRICTS, engine="celery", cache="off",
-                                     celery_visibility_s=5)  # fmt: skip
+            local = await run_crawl(
+                make_settings(site=replica.url, districts=DISTRICTS, db_schema=local_schema), pg_url
+            )
+            settings = make_settings(
+                site=replica.url, districts=DISTRICTS, engine="celery", cache="off", celery_visibility_s=5
+            )
             import asyncio
 
             crawl = asyncio.create_task(run_crawl(settings, pg_url, redis_url))

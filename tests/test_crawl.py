@@ -33,7 +33,12 @@ async def test_full_crawl_matches_ground_truth(make_settings: Any, replica: Repl
     settings = make_settings(site=replica.url)
     summary, result = await _crawl_and_score(settings, small_world)
     assert summary.status == "succeeded" and summary.failed_units == []
-    assert result.perfect, (result.missing[:5], result.extra[:5], result.wrong_district[:5], result.wrong_refill_flag[:5])
+    assert result.perfect, (
+        result.missing[:5],
+        result.extra[:5],
+        result.wrong_district[:5],
+        result.wrong_refill_flag[:5],
+    )
     assert result.expected_refill > 200 and result.stored == result.expected
     assert summary.out_of_area > 0  # neighbours' border stores and other cities were seen and left out
     # A second crawl updates in place: no new row, nothing changed.
@@ -52,7 +57,9 @@ async def test_each_store_detail_fetched_once(make_settings: Any, small_world: W
 
 
 async def test_crawl_with_faults_still_complete(make_settings: Any, small_world: World) -> None:
-    faults = Faults(p5xx=0.05, p429=0.05, retry_after_s=0, p_truncate=0.03, p_malformed=0.03, latency_ms=2, fault_seed=9)
+    faults = Faults(
+        p5xx=0.05, p429=0.05, retry_after_s=0, p_truncate=0.03, p_malformed=0.03, latency_ms=2, fault_seed=9
+    )
     with ReplicaProcess(SEED, SCALE, faults) as faulty:
         settings = make_settings(site=faulty.url, retry_attempts=8, districts="강남구,마포구,중구,도봉구")
         summary, result = await _crawl_and_score(settings, small_world)
@@ -71,8 +78,9 @@ async def test_failed_units_are_listed_and_the_run_goes_on(make_settings: Any, s
         assert result.stored > 0 and not result.extra  # what was stored is right, even if incomplete
         # The next run starts with the districts whose units failed, and fills the gaps.
         failed_districts = {u["district"] for u in summary.failed_units}
-        again = await run_crawl(make_settings(site=faulty.url, retry_attempts=10, districts="도봉구,강남구,마포구"),
-                                settings.database_url)  # fmt: skip
+        again = await run_crawl(
+            make_settings(site=faulty.url, retry_attempts=10, districts="도봉구,강남구,마포구"), settings.database_url
+        )
     conn = await psycopg.AsyncConnection.connect(settings.database_url)
     cur = await conn.execute(f"SELECT districts FROM {settings.db_schema}.crawl_runs WHERE id = %s", (again.run_id,))
     (order,) = await cur.fetchone()  # type: ignore[misc]
@@ -89,33 +97,68 @@ async def test_districts_that_failed_last_time_go_first(make_settings: Any) -> N
     settings = make_settings()
     conn = await connect(settings.database_url, settings.db_schema)
     await migrate(conn)
-    await conn.execute("INSERT INTO stores (diningcode_place_id, name, district, address, position_lat, position_lng,"
-                       " is_confirmed_refill, source_url, content_hash) SELECT 'r' || i, 'x', '강남구', 'a', 37.5, 127,"
-                       " true, 'u', 'h' FROM generate_series(1, 5) i")  # fmt: skip
+    await conn.execute(
+        "INSERT INTO stores (diningcode_place_id, name, district, address, position_lat, position_lng,"
+        " is_confirmed_refill, source_url, content_hash) SELECT 'r' || i, 'x', '강남구', 'a', 37.5, 127,"
+        " true, 'u', 'h' FROM generate_series(1, 5) i"
+    )
     await conn.execute("INSERT INTO crawl_runs (id, status, site, districts) VALUES (1, 'partial', 's', '{}')")
-    await conn.execute("INSERT INTO crawl_units (run_id, uid, kind, district, payload, state)"
-                       " VALUES (1, 1, 'search', '도봉구', '{}', 'failed'), (1, 2, 'search', '마포구', '{}', 'done')")
+    await conn.execute(
+        "INSERT INTO crawl_units (run_id, uid, kind, district, payload, state)"
+        " VALUES (1, 1, 'search', '도봉구', '{}', 'failed'), (1, 2, 'search', '마포구', '{}', 'done')"
+    )
     await conn.commit()
     assert await _order(conn, ["마포구", "강남구", "도봉구"]) == ["도봉구", "강남구", "마포구"]  # failed, then largest
     await conn.close()
 
 
-def test_dead_database_is_a_clear_error(capsys: pytest.CaptureFixture[str], replica: ReplicaProcess, tmp_path: Path) -> None:
-    code = main(["crawl", "--site", replica.url, "--districts", "중구", "--log-dir", str(tmp_path),
-                 "--database-url", "postgresql://postgres@127.0.0.1:9/nowhere"])  # fmt: skip
+def test_dead_database_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], replica: ReplicaProcess, tmp_path: Path
+) -> None:
+    code = main(
+        [
+            "crawl",
+            "--site",
+            replica.url,
+            "--districts",
+            "중구",
+            "--log-dir",
+            str(tmp_path),
+            "--database-url",
+            "postgresql://postgres@127.0.0.1:9/nowhere",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:9/nowhere" in err and "start" in err.lower()
 
 
-def test_cli_crawl_json_and_parse(replica: ReplicaProcess, pg_url: str, schema: str, tmp_path: Path,
-                                  small_world: World) -> None:  # fmt: skip
+def test_cli_crawl_json_and_parse(
+    replica: ReplicaProcess, pg_url: str, schema: str, tmp_path: Path, small_world: World
+) -> None:
     run = [sys.executable, "-m", "stage5"]
     out = subprocess.run(
-        run + ["crawl", "--site", replica.url, "--districts", "도봉구", "--request-delay-s", "0", "--json",
-               "--database-url", pg_url, "--db-schema", schema, "--log-dir", str(tmp_path / "logs")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        run
+        + [
+            "crawl",
+            "--site",
+            replica.url,
+            "--districts",
+            "도봉구",
+            "--request-delay-s",
+            "0",
+            "--json",
+            "--database-url",
+            pg_url,
+            "--db-schema",
+            schema,
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     expected = [s for s in small_world.stores if s.district == "도봉구" and s.expect == "store"]

@@ -36,7 +36,9 @@ async def _rows(settings: Any) -> list[tuple[Any, ...]]:
     return rows
 
 
-async def test_many_workers_give_the_same_table_as_one(make_settings: Any, replica: ReplicaProcess, pg_url: str) -> None:
+async def test_many_workers_give_the_same_table_as_one(
+    make_settings: Any, replica: ReplicaProcess, pg_url: str
+) -> None:
     other = f"t_{uuid.uuid4().hex[:12]}"
     one = make_settings(site=replica.url, workers=1)
     many = make_settings(site=replica.url, workers=3, db_schema=other, detail_batch=5)
@@ -52,8 +54,9 @@ async def test_many_workers_give_the_same_table_as_one(make_settings: Any, repli
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(other)))
 
 
-async def test_second_crawl_within_ttl_is_served_from_cache(make_settings: Any, small_world: World,
-                                                            private_redis: tuple[str, Any]) -> None:  # fmt: skip
+async def test_second_crawl_within_ttl_is_served_from_cache(
+    make_settings: Any, small_world: World, private_redis: tuple[str, Any]
+) -> None:
     redis_url, _ = private_redis
     with ReplicaProcess(SEED, SCALE) as fresh:
         settings = make_settings(site=fresh.url, cache_namespace=f"t-{uuid.uuid4().hex[:8]}")
@@ -67,12 +70,14 @@ async def test_second_crawl_within_ttl_is_served_from_cache(make_settings: Any, 
     assert second.cache_hit_rate >= 0.95 and second.stores == first.stores and second.new == 0
 
 
-async def test_redis_stopping_mid_run_does_not_fail_the_crawl(make_settings: Any, small_world: World,
-                                                               private_redis: tuple[str, Any]) -> None:  # fmt: skip
+async def test_redis_stopping_mid_run_does_not_fail_the_crawl(
+    make_settings: Any, small_world: World, private_redis: tuple[str, Any]
+) -> None:
     redis_url, redis_proc = private_redis
     with ReplicaProcess(SEED, SCALE, Faults(latency_ms=25)) as slow:
-        settings = make_settings(site=slow.url, districts=SOME, host_concurrency=2,
-                                 cache_namespace=f"t-{uuid.uuid4().hex[:8]}")  # fmt: skip
+        settings = make_settings(
+            site=slow.url, districts=SOME, host_concurrency=2, cache_namespace=f"t-{uuid.uuid4().hex[:8]}"
+        )
         crawl = asyncio.create_task(run_crawl(settings, settings.database_url, redis_url))
         while slow.stats()["requests"] < 40:  # about a fifth of the crawl
             await asyncio.sleep(0.1)
@@ -86,8 +91,9 @@ async def test_redis_stopping_mid_run_does_not_fail_the_crawl(make_settings: Any
     assert summary.cache_errors > 0  # and noticed it going
 
 
-async def test_workers_are_recycled_after_their_units(make_settings: Any, replica: ReplicaProcess,
-                                                      small_world: World) -> None:  # fmt: skip
+async def test_workers_are_recycled_after_their_units(
+    make_settings: Any, replica: ReplicaProcess, small_world: World
+) -> None:
     settings = make_settings(site=replica.url, workers=2, worker_max_units=5, districts=SOME)
     summary = await run_crawl(settings, settings.database_url)
     stored, rejected = await load_result(settings)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tenacity import RetryCallState
 
-from stage5.fetch import FetchFailed, Fetcher, Request, Retryable, parse_retry_after
+from stage5.fetch import Fetcher, FetchFailed, Request, Retryable, parse_retry_after
 from stage5.replica.process import ReplicaProcess
 from stage5.replica.server import Faults
 from stage5.replica.world import World
@@ -98,7 +98,9 @@ def test_retry_after_wins_over_backoff(make_settings: Any) -> None:
     assert fetcher._wait(state) == 60.0  # capped by retry_after_max_s
 
 
-@pytest.mark.parametrize("value, low, high", [("3", 3, 3), ("Wed, 21 Oct 2099 07:28:00 GMT", 1e8, 1e10), ("soon", None, None)])
+@pytest.mark.parametrize(
+    "value, low, high", [("3", 3, 3), ("Wed, 21 Oct 2099 07:28:00 GMT", 1e8, 1e10), ("soon", None, None)]
+)
 def test_parse_retry_after(value: str, low: float | None, high: float | None) -> None:
     seconds = parse_retry_after(value)
     if low is None:
@@ -107,7 +109,9 @@ def test_parse_retry_after(value: str, low: float | None, high: float | None) ->
         assert seconds is not None and low <= seconds <= high
 
 
-async def test_politeness_delay_spaces_requests(make_settings: Any, replica: ReplicaProcess, small_world: World) -> None:
+async def test_politeness_delay_spaces_requests(
+    make_settings: Any, replica: ReplicaProcess, small_world: World
+) -> None:
     settings = make_settings(site=replica.url, request_delay_s=0.1, host_concurrency=4)
     started = time.monotonic()
     await _fetch_all(settings, replica.url, _details(small_world, 11))

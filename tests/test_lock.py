@@ -13,39 +13,26 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import hold_lock
 from psycopg import sql
 
-from stage5.crawl.run import RunSkipped, run_crawl
+from stage5.crawl.run import run_crawl
+from stage5.errors import RunSkipped
 from stage5.replica.process import ReplicaProcess
 from stage5.storage.db import connect
 from stage5.storage.lock import crawl_lock_holder, try_crawl_lock
 
-HOLD = """
-import asyncio, sys, time
-from stage5.storage.db import connect
-from stage5.storage.lock import try_crawl_lock
-async def main():
-    conn = await connect(sys.argv[1], sys.argv[2], role="holder")
-    print("locked" if await try_crawl_lock(conn, sys.argv[2]) else "busy", flush=True)
-    await asyncio.sleep(float(sys.argv[3]))
-asyncio.run(main())
-"""
-
-
-def hold_lock(pg_url: str, schema: str, seconds: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, pg_url, schema, str(seconds)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-    return proc
-
 
 def runs(pg_url: str, schema: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(pg_url) as conn:
-        return conn.execute(sql.SQL("SELECT status, trigger, counts FROM {}.crawl_runs ORDER BY id").format(
-            sql.Identifier(schema))).fetchall()  # fmt: skip
+        return conn.execute(
+            sql.SQL("SELECT status, trigger, counts FROM {}.crawl_runs ORDER BY id").format(sql.Identifier(schema))
+        ).fetchall()
 
 
-async def test_second_run_skips_and_records_the_holder(make_settings: Any, pg_url: str, schema: str,
-                                                       replica: ReplicaProcess) -> None:  # fmt: skip
+async def test_second_run_skips_and_records_the_holder(
+    make_settings: Any, pg_url: str, schema: str, replica: ReplicaProcess
+) -> None:
     holder = hold_lock(pg_url, schema, 30)
     try:
         with pytest.raises(RunSkipped, match="stage5 holder pid="):
@@ -57,24 +44,28 @@ async def test_second_run_skips_and_records_the_holder(make_settings: Any, pg_ur
     assert (status, trigger) == ("skipped", "schedule") and "holder" in counts["lock_holder"]["application"]
 
 
-async def test_waiting_run_starts_when_the_lock_frees(make_settings: Any, pg_url: str, schema: str,
-                                                      replica: ReplicaProcess) -> None:  # fmt: skip
+async def test_waiting_run_starts_when_the_lock_frees(
+    make_settings: Any, pg_url: str, schema: str, replica: ReplicaProcess
+) -> None:
     holder = hold_lock(pg_url, schema, 2.0)  # exits, and so releases, after two seconds
     started = time.monotonic()
-    summary = await run_crawl(make_settings(site=replica.url, districts="도봉구", overlap="wait", lock_wait_s=30),
-                              pg_url)  # fmt: skip
+    summary = await run_crawl(
+        make_settings(site=replica.url, districts="도봉구", overlap="wait", lock_wait_s=30), pg_url
+    )
     holder.wait()
     assert summary.status == "succeeded" and time.monotonic() - started >= 1.5
 
 
-async def test_wait_gives_up_after_its_timeout(make_settings: Any, pg_url: str, schema: str,
-                                               replica: ReplicaProcess) -> None:  # fmt: skip
+async def test_wait_gives_up_after_its_timeout(
+    make_settings: Any, pg_url: str, schema: str, replica: ReplicaProcess
+) -> None:
     holder = hold_lock(pg_url, schema, 30)
     try:
         started = time.monotonic()
         with pytest.raises(RunSkipped):
-            await run_crawl(make_settings(site=replica.url, districts="도봉구", overlap="wait", lock_wait_s=1.5),
-                            pg_url)  # fmt: skip
+            await run_crawl(
+                make_settings(site=replica.url, districts="도봉구", overlap="wait", lock_wait_s=1.5), pg_url
+            )
         assert 1.4 <= time.monotonic() - started < 10
     finally:
         holder.kill()
@@ -97,8 +88,9 @@ async def test_dead_holders_lock_expires(pg_url: str, schema: str) -> None:
     await conn.close()
 
 
-async def test_other_schemas_are_not_blocked(make_settings: Any, pg_url: str, schema: str,
-                                             replica: ReplicaProcess) -> None:  # fmt: skip
+async def test_other_schemas_are_not_blocked(
+    make_settings: Any, pg_url: str, schema: str, replica: ReplicaProcess
+) -> None:
     holder = hold_lock(pg_url, "some_other_dataset", 30)
     try:
         summary = await run_crawl(make_settings(site=replica.url, districts="도봉구"), pg_url)
@@ -111,28 +103,29 @@ async def test_other_schemas_are_not_blocked(make_settings: Any, pg_url: str, sc
 def test_cli_exit_code_for_a_skip(pg_url: str, schema: str, replica: ReplicaProcess, tmp_path: Any) -> None:
     holder = hold_lock(pg_url, schema, 30)
     try:
-        out = subprocess.run([sys.executable, "-m", "stage5", "crawl", "--site", replica.url, "--districts", "도봉구",
-                              "--database-url", pg_url, "--db-schema", schema, "--log-dir", str(tmp_path)],
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stage5",
+                "crawl",
+                "--site",
+                replica.url,
+                "--districts",
+                "도봉구",
+                "--database-url",
+                pg_url,
+                "--db-schema",
+                schema,
+                "--log-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         holder.kill()
         holder.wait()
     assert out.returncode == 5 and "crawl lock is held by stage5 holder" in out.stderr
     assert json.dumps(runs(pg_url, schema)[0][0]) == '"skipped"'
-
-
-async def test_notify_command_gets_the_summary(make_settings: Any, pg_url: str, replica: ReplicaProcess,
-                                               tmp_path: Any) -> None:  # fmt: skip
-    out = tmp_path / "summary.json"
-    settings = make_settings(site=replica.url, districts="도봉구", notify_command=f"cat > {out}")
-    summary = await run_crawl(settings, pg_url)
-    sent = json.loads(out.read_text())
-    assert sent["run_id"] == summary.run_id and sent["status"] == "succeeded" and sent["stores"] == summary.stores
-    holder = hold_lock(pg_url, settings.db_schema, 30)
-    try:
-        with pytest.raises(RunSkipped):
-            await run_crawl(settings, pg_url)
-    finally:
-        holder.kill()
-        holder.wait()
-    assert json.loads(out.read_text())["status"] == "skipped"

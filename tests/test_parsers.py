@@ -39,7 +39,11 @@ def test_detail_sample_from_the_real_markup() -> None:
     assert detail.last_order == "21:00"
     assert detail.break_time == "15:00-17:00"
     assert detail.holiday == "매주 일요일 휴무"
-    assert [(m.name, m.price) for m in detail.menu] == [("삼겹살 무한리필", 19900), ("소고기 무한리필", 29900), ("음료", None)]
+    assert [(m.name, m.price) for m in detail.menu] == [
+        ("삼겹살 무한리필", 19900),
+        ("소고기 무한리필", 29900),
+        ("음료", None),
+    ]
     assert detail.tags == ("무한리필", "가성비")
     assert detail.categories == ("삼겹살",)  # from the title "… - 강남역 삼겹살, 무한리필 맛집"
     assert detail.images == ("https://d12zq4w4guyljn.cloudfront.net/sample.jpg",)
@@ -73,8 +77,10 @@ def test_every_replica_store_parses_back(small_world: World) -> None:
         assert detail.name == store.name and detail.address == store.address
         assert [(m.name, m.price) for m in detail.menu] == list(store.menu)
         assert (detail.open_hours, detail.break_time, detail.holiday) == (
-            store.open_hours, store.break_time, store.holiday,
-        )  # fmt: skip
+            store.open_hours,
+            store.break_time,
+            store.holiday,
+        )
 
 
 def test_list_page_from_list_data_and_from_cards(small_world: World) -> None:

@@ -30,9 +30,31 @@ DISTRICTS = "강남구,마포구,송파구,관악구,중구,도봉구"
 
 
 def _crawl_cmd(replica: ReplicaProcess, pg_url: str, schema: str, logs: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "stage5", "crawl", "--site", replica.url, "--districts", DISTRICTS,
-            "--database-url", pg_url, "--db-schema", schema, "--log-dir", str(logs), "--request-delay-s", "0",
-            "--host-concurrency", "4", "--workers", "2", "--no-cache", "--json", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "stage5",
+        "crawl",
+        "--site",
+        replica.url,
+        "--districts",
+        DISTRICTS,
+        "--database-url",
+        pg_url,
+        "--db-schema",
+        schema,
+        "--log-dir",
+        str(logs),
+        "--request-delay-s",
+        "0",
+        "--host-concurrency",
+        "4",
+        "--workers",
+        "2",
+        "--no-cache",
+        "--json",
+        *extra,
+    ]
 
 
 def _wait_for_done_details(pg_url: str, schema: str, timeout: float = 60) -> None:
@@ -76,12 +98,16 @@ def _assert_complete(settings: Any, world: World, replica: ReplicaProcess, done_
 
 
 @pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill-master"])
-def test_stop_then_resume(kill: signal.Signals, make_settings: Any, pg_url: str, schema: str, tmp_path: Path,
-                          small_world: World) -> None:  # fmt: skip
+def test_stop_then_resume(
+    kill: signal.Signals, make_settings: Any, pg_url: str, schema: str, tmp_path: Path, small_world: World
+) -> None:
     with ReplicaProcess(SEED, SCALE, Faults(latency_ms=50)) as replica:
-        first = subprocess.Popen(_crawl_cmd(replica, pg_url, schema, tmp_path, "--flush-interval-s", "0.3"),
-                                 stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
+        first = subprocess.Popen(
+            _crawl_cmd(replica, pg_url, schema, tmp_path, "--flush-interval-s", "0.3"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _wait_for_done_details(pg_url, schema)
         workers = psutil.Process(first.pid).children()
         stopped_at = time.monotonic()
@@ -98,33 +124,38 @@ def test_stop_then_resume(kill: signal.Signals, make_settings: Any, pg_url: str,
         done_before = _done_detail_rids(pg_url, schema)
         assert done_before, "some detail units should have been done before the stop"
 
-        refused = subprocess.run(_crawl_cmd(replica, pg_url, schema, tmp_path), capture_output=True, text=True,
-                                 timeout=60)  # fmt: skip
+        refused = subprocess.run(
+            _crawl_cmd(replica, pg_url, schema, tmp_path), capture_output=True, text=True, timeout=60
+        )
         assert refused.returncode == 4 and "--resume" in refused.stderr and "--fresh" in refused.stderr
 
-        resumed = subprocess.run(_crawl_cmd(replica, pg_url, schema, tmp_path, "--resume"), capture_output=True,
-                                 text=True, timeout=180)  # fmt: skip
+        resumed = subprocess.run(
+            _crawl_cmd(replica, pg_url, schema, tmp_path, "--resume"), capture_output=True, text=True, timeout=180
+        )
         assert resumed.returncode == 0, resumed.stderr[-2000:]
-        (run_id, status, times), = _run_status(pg_url, schema)
+        ((run_id, status, times),) = _run_status(pg_url, schema)
         assert status == "succeeded" and times == 1
         settings = make_settings(site=replica.url, districts=DISTRICTS)
         _assert_complete(settings, small_world, replica, done_before)
 
 
-async def test_postgres_restart_mid_load(make_settings: Any, pg_url: str, small_world: World,
-                                         caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+async def test_postgres_restart_mid_load(
+    make_settings: Any, pg_url: str, small_world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     """The writer's connection dies with the server; its batch is retried whole on a new one."""
     caplog.set_level(logging.WARNING, logger="stage5")
     with ReplicaProcess(SEED, SCALE, Faults(latency_ms=40)) as replica:
-        settings = make_settings(site=replica.url, districts=DISTRICTS, host_concurrency=4, batch_size=20,
-                                 flush_interval_s=0.2)  # fmt: skip
+        settings = make_settings(
+            site=replica.url, districts=DISTRICTS, host_concurrency=4, batch_size=20, flush_interval_s=0.2
+        )
         crawl = asyncio.create_task(run_crawl(settings, pg_url))
         while replica.stats()["requests"] < 80:
             await asyncio.sleep(0.05)
         version = os.listdir("/etc/postgresql")[0]
         assert not crawl.done(), "the restart should land mid-crawl"
         restart = await asyncio.create_subprocess_exec(
-            "pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart")
+            "pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"
+        )
         assert await restart.wait() == 0  # and PostgreSQL is left running
         summary = await crawl
     assert summary.status == "succeeded"

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from stage5.schedule.jobs import Job, JobError, load_jobs
-from stage5.schedule.scheduler import Scheduler, SlotStore
-from stage5.storage.db import connect
-from stage5.storage.schema import migrate
+from stage5.schedule.scheduler import Scheduler
+from stage5.storage.slots import SlotStore
 
 SEOUL = ZoneInfo("Asia/Seoul")
 
@@ -66,18 +64,8 @@ class FakeLauncher:
 
 
 @pytest.fixture
-def store(pg_url: str, schema: str) -> Any:
-    import asyncio
-
-    async def init() -> None:
-        conn = await connect(pg_url, schema)
-        await migrate(conn)
-        await conn.close()
-
-    asyncio.run(init())
-    s = SlotStore(pg_url, schema)
-    yield s
-    s.close()
+def store(slot_store: SlotStore) -> SlotStore:
+    return slot_store
 
 
 def run_hours(scheduler: Scheduler, clock: FakeClock, hours: int) -> None:
@@ -219,39 +207,14 @@ def test_real_launcher_runs_a_scheduled_crawl(store: SlotStore, pg_url: str, sch
         clock.advance(minutes=2)  # 01:01: the 00:00 slot (inside the grace window) is older than 01:00
         assert [d.status for d in scheduler.tick()] == ["missed", "started"]
         clock.advance(hours=1)
-        assert [(d.status, d.reason) for d in scheduler.tick()] == [("skipped", "this job's previous run is still going")]
+        assert [(d.status, d.reason) for d in scheduler.tick()] == [
+            ("skipped", "this job's previous run is still going")
+        ]
         proc = launcher.procs["mapo"][0]
         assert proc.wait(timeout=120) == 0
         assert "mapo" in launcher.finished()
     with psycopg.connect(pg_url) as conn:
-        rows = conn.execute(sql.SQL("SELECT status, trigger, job FROM {}.crawl_runs").format(sql.Identifier(schema))).fetchall()
+        rows = conn.execute(
+            sql.SQL("SELECT status, trigger, job FROM {}.crawl_runs").format(sql.Identifier(schema))
+        ).fetchall()
     assert rows == [("succeeded", "schedule", "mapo")]
-
-
-def test_cleanup_prunes_old_history_and_runs_show(store: SlotStore, pg_url: str, schema: str) -> None:
-    import json
-    import subprocess
-    import sys
-
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-        conn.execute("INSERT INTO crawl_runs (id, status, site, districts, started_at) VALUES"
-                     " (1, 'succeeded', 's', '{}', now() - interval '100 days'),"
-                     " (2, 'interrupted', 's', '{}', now() - interval '100 days'),"
-                     " (3, 'succeeded', 's', '{}', now() - interval '1 day')")  # fmt: skip
-    store.claim("crawl-all", datetime.now(UTC) - timedelta(days=120), "s")
-    store.claim("crawl-all", datetime.now(UTC) - timedelta(days=2), "s")
-    base = [sys.executable, "-m", "stage5"]
-    db = ["--database-url", pg_url, "--db-schema", schema]
-    out = subprocess.run([*base, "cleanup", "--retention-days", "90", *db], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and "pruned 1 runs and 1 schedule slots" in out.stdout
-    with psycopg.connect(pg_url) as conn:
-        left = conn.execute(sql.SQL("SELECT id FROM {}.crawl_runs ORDER BY id").format(sql.Identifier(schema))).fetchall()
-    assert left == [(2,), (3,)]  # an interrupted run stays resumable, whatever its age
-    shown = subprocess.run([*base, "runs", "show", "3", *db], capture_output=True, text=True, timeout=60)
-    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == 3
-    missing = subprocess.run([*base, "runs", "show", "99", *db], capture_output=True, text=True, timeout=60)
-    assert missing.returncode == 2 and "no run 99" in missing.stderr

@@ -8,8 +8,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from stage5.errors import DatabaseUnavailable
 from stage5.models import MenuItem, Rejection, StoreRecord
-from stage5.storage.db import DatabaseUnavailable, connect
+from stage5.storage.db import connect
 from stage5.storage.runs import start_run
 from stage5.storage.schema import LATEST, migrate
 from stage5.storage.stores import StoreWriter
@@ -17,11 +18,22 @@ from stage5.storage.stores import StoreWriter
 
 def record(i: int, **kw: Any) -> StoreRecord:
     base: dict[str, Any] = dict(
-        rid=f"rid{i:09d}", name=f"가게 {i}", district="마포구", address=f"서울특별시 마포구 서교동 {i}",
-        lat=37.55, lng=126.92, source_url=f"http://127.0.0.1/profile.php?rid=rid{i:09d}",
-        categories=("삼겹살",), menu=(MenuItem("삼겹살 무한리필", 19900),), price_min=19900, price_max=19900,
-        is_refill=True, refill_type="무한리필", refill_items=("삼겹살",), refill_evidence=("menu:삼겹살 무한리필",),
-    )  # fmt: skip
+        rid=f"rid{i:09d}",
+        name=f"가게 {i}",
+        district="마포구",
+        address=f"서울특별시 마포구 서교동 {i}",
+        lat=37.55,
+        lng=126.92,
+        source_url=f"http://127.0.0.1/profile.php?rid=rid{i:09d}",
+        categories=("삼겹살",),
+        menu=(MenuItem("삼겹살 무한리필", 19900),),
+        price_min=19900,
+        price_max=19900,
+        is_refill=True,
+        refill_type="무한리필",
+        refill_items=("삼겹살",),
+        refill_evidence=("menu:삼겹살 무한리필",),
+    )
     base.update(kw)
     return StoreRecord(**base)
 
@@ -33,8 +45,14 @@ async def _setup(pg_url: str, schema: str) -> tuple[psycopg.AsyncConnection, int
     return conn, run_id
 
 
-async def _write(pg_url: str, schema: str, run_id: int, records: list[StoreRecord],
-                 rejections: list[Rejection] = (), batch: int = 100) -> StoreWriter:  # type: ignore[assignment]  # fmt: skip
+async def _write(
+    pg_url: str,
+    schema: str,
+    run_id: int,
+    records: list[StoreRecord],
+    rejections: list[Rejection] = (),
+    batch: int = 100,
+) -> StoreWriter:  # type: ignore[assignment]
     async with StoreWriter(lambda: connect(pg_url, schema), run_id, batch, 60) as writer:
         for r in records:
             await writer.add(r)
@@ -56,7 +74,8 @@ async def test_upsert_is_idempotent_and_counts(pg_url: str, schema: str) -> None
     cur = await conn.execute("SELECT count(*), count(DISTINCT diningcode_place_id) FROM stores")
     assert await cur.fetchone() == (250, 250)
     cur = await conn.execute(
-        "SELECT name, menu_items, price, refill_items, created_at < updated_at FROM stores WHERE diningcode_place_id = 'rid000000010'"
+        "SELECT name, menu_items, price, refill_items, created_at < updated_at FROM stores"
+        " WHERE diningcode_place_id = 'rid000000010'"
     )
     name, menu, price, items, touched = await cur.fetchone()  # type: ignore[misc]
     assert name == "가게 10 본점" and touched
@@ -76,7 +95,9 @@ async def test_same_store_twice_in_a_batch_is_one_row(pg_url: str, schema: str) 
 
 async def test_rejections_are_stored_with_reason(pg_url: str, schema: str) -> None:
     conn, run_id = await _setup(pg_url, schema)
-    rejection = Rejection("bad000000001", "coordinates outside Seoul: 0.0,0.0", "http://x/profile.php?rid=bad", "강남구", {"name": "x"})
+    rejection = Rejection(
+        "bad000000001", "coordinates outside Seoul: 0.0,0.0", "http://x/profile.php?rid=bad", "강남구", {"name": "x"}
+    )
     writer = await _write(pg_url, schema, run_id, [record(1)], [rejection, rejection])
     assert writer.counts.rejected == 1
     cur = await conn.execute("SELECT diningcode_place_id, reason, source_url, district, run_id FROM rejected_stores")

@@ -12,7 +12,9 @@ URL = "http://127.0.0.1:1/profile.php?rid=abc"
 
 
 def summary(**kw: object) -> StoreSummary:
-    base: dict[str, object] = dict(rid="abc", name="강남 고깃집", address="서울특별시 강남구 역삼동 1-2", lat=37.5, lng=127.03)
+    base: dict[str, object] = dict(
+        rid="abc", name="강남 고깃집", address="서울특별시 강남구 역삼동 1-2", lat=37.5, lng=127.03
+    )
     base.update(kw)
     return StoreSummary(**base)  # type: ignore[arg-type]
 
@@ -61,8 +63,9 @@ def test_record_merges_detail_over_summary() -> None:
     out = build_record(
         summary(phone="02 555 1234", user_score=3.0),
         detail(name="강남 고깃집 본점", rating=4.5, menu=(MenuItem("삼겹살", 15900), MenuItem("목살", 17900))),
-        "강남구", URL,
-    )  # fmt: skip
+        "강남구",
+        URL,
+    )
     assert isinstance(out, StoreRecord)
     assert out.name == "강남 고깃집 본점" and out.rating == 4.5 and out.phone == "02-555-1234"
     assert (out.price_min, out.price_max) == (15900, 17900)
@@ -100,7 +103,9 @@ def test_refill_classification_keeps_evidence() -> None:
     assert evidence == ("tag:셀프바", "menu:삼겹살 무한리필")
 
 
-@pytest.mark.parametrize("word, kind", [("무제한", "무한리필"), ("셀프바", "셀프바"), ("뷔페", "뷔페"), ("리필", "무한리필")])
+@pytest.mark.parametrize(
+    "word, kind", [("무제한", "무한리필"), ("셀프바", "셀프바"), ("뷔페", "뷔페"), ("리필", "무한리필")]
+)
 def test_each_refill_word_counts(word: str, kind: str) -> None:
     is_refill, refill_type, _, evidence = classify_refill(summary(name=f"마포 한식 {word}"), detail())
     assert is_refill and refill_type == kind and evidence == (f"name:마포 한식 {word}",)

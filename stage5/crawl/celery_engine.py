@@ -15,18 +15,29 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from typing import Any
 
 from celery import Celery
 
+from stage5.cache import make_cache
 from stage5.crawl.master import Master, WorkerHandle
-from stage5.crawl.units import (FailedUnit, Result, Unit, result_from_json, result_to_json, run_unit, unit_from_payload,
-                                unit_kind, unit_payload)
-from stage5.crawl.worker import make_cache
+from stage5.crawl.pipeline import run_unit
+from stage5.errors import ServiceMissing
+from stage5.fetch import Fetcher
 from stage5.logs import log_event
-from stage5.fetch import Fetcher, UnitTally
 from stage5.settings import Settings
+from stage5.tallies import WorkerStats
+from stage5.units import (
+    FailedUnit,
+    Result,
+    Unit,
+    result_from_json,
+    result_to_json,
+    unit_from_payload,
+    unit_kind,
+    unit_payload,
+)
 
 log = logging.getLogger("stage5.crawl")
 KEY_PREFIX = "stage5:celery:"
@@ -38,22 +49,38 @@ def configure(redis_url: str, visibility_s: int) -> Celery:
         broker_url=redis_url,
         result_backend=redis_url,
         broker_transport_options={
-            "global_keyprefix": KEY_PREFIX, "visibility_timeout": visibility_s,
+            "global_keyprefix": KEY_PREFIX,
+            "visibility_timeout": visibility_s,
             # Sweep for tasks of dead workers about as often as the timeout allows (kombu's default
             # cadence is ~100 s whatever the timeout).
-            "unacked_restore_interval": max(1, min(10, visibility_s // 2)), "unacked_restore_throttle": 1,
+            "unacked_restore_interval": max(1, min(10, visibility_s // 2)),
+            "unacked_restore_throttle": 1,
         },
         result_backend_transport_options={"global_keyprefix": KEY_PREFIX},
-        task_serializer="json", result_serializer="json", accept_content=["json"],
-        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
-        result_expires=24 * 3600, worker_hijack_root_logger=False, broker_connection_retry_on_startup=True,
-    )  # fmt: skip
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        result_expires=24 * 3600,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+    )
     return app
 
 
 @app.task(name="stage5.unit", acks_late=True, reject_on_worker_lost=True)
-def unit_task(kind: str, uid: int, district: str, payload: dict[str, Any], settings_json: dict[str, Any],
-              redis_url: str | None, delay: float, concurrency: int) -> dict[str, Any]:  # fmt: skip
+def unit_task(
+    kind: str,
+    uid: int,
+    district: str,
+    payload: dict[str, Any],
+    settings_json: dict[str, Any],
+    redis_url: str | None,
+    delay: float,
+    concurrency: int,
+) -> dict[str, Any]:
     """Run one unit in this worker process; the master writes what it returns. JSON in, JSON out."""
     unit = unit_from_payload(uid, kind, district, payload)
     settings = Settings(**settings_json)
@@ -83,11 +110,11 @@ class CeleryMaster(Master):
         self.sent_at: dict[int, float] = {}
         self._lock = threading.Lock()
         self._poller: threading.Thread | None = None
-        self._totals = asdict(UnitTally())  # summed over the results, for the live view
+        self._totals = WorkerStats()  # summed over the results, for the live view
 
     def _broker(self) -> str:
         if not self.redis_url:
-            raise RuntimeError("--engine celery needs Redis (REDIS_URL) for its broker")
+            raise ServiceMissing("--engine celery needs Redis for its broker: set REDIS_URL (or STAGE5_ENGINE=local)")
         return self.redis_url
 
     # Local-process machinery is not used: the workers are Celery's.
@@ -116,8 +143,16 @@ class CeleryMaster(Master):
 
     def _send_task(self, unit: Unit) -> None:
         delay, concurrency = self._limits()
-        args = (unit_kind(unit), unit.uid, unit.district, unit_payload(unit),
-                self.settings.model_dump(mode="json"), self.redis_url, delay, concurrency)  # fmt: skip
+        args = (
+            unit_kind(unit),
+            unit.uid,
+            unit.district,
+            unit_payload(unit),
+            self.settings.model_dump(mode="json"),
+            self.redis_url,
+            delay,
+            concurrency,
+        )
         result = unit_task.apply_async(args)
         with self._lock:
             self.tasks[unit.uid] = result
@@ -153,13 +188,13 @@ class CeleryMaster(Master):
     def _event(self, uid: int, async_result: Any) -> tuple[Any, ...]:
         if async_result.successful():
             result = result_from_json(async_result.result)
-            for key in self._totals:
-                self._totals[key] += getattr(result.tally, key)
-            return ("result", 0, result, dict(self._totals))
+            self._totals.add(result.tally)
+            return ("result", 0, result, replace(self._totals))
         unit = self.remote.inflight.get(uid)
-        failure = FailedUnit("unit", unit.district if unit else "", f"celery task for unit {uid}",
-                             repr(async_result.result))  # fmt: skip
-        return ("failed", 0, uid, failure, dict(self._totals))
+        failure = FailedUnit(
+            "unit", unit.district if unit else "", f"celery task for unit {uid}", repr(async_result.result)
+        )
+        return ("failed", 0, uid, failure, replace(self._totals))
 
     async def _stop_all(self) -> None:
         self.finishing = True

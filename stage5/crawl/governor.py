@@ -68,7 +68,7 @@ def _tree_mb(pid: int, children: bool) -> float:
 
 
 @dataclass(frozen=True)
-class Decision:
+class MemoryDecision:
     throttle: bool  # start no new unit
     concurrency: int  # requests in flight per worker from now on
     recycle: int | None = None  # worker to drain and replace
@@ -90,7 +90,7 @@ class Governor:
     def __post_init__(self) -> None:
         self.concurrency = self.concurrency or self.max_concurrency
 
-    def decide(self, sizes: dict[int | str, float], recycling: set[int]) -> Decision:
+    def decide(self, sizes: dict[int | str, float], recycling: set[int]) -> MemoryDecision:
         """One step: memory of each process in, what to do out. Every change is logged with its figures."""
         total = sum(sizes.values())
         self.peak_mb = max(self.peak_mb, total)
@@ -119,17 +119,21 @@ class Governor:
             if total < soft * 0.85 and self.concurrency < self.max_concurrency:
                 self.concurrency = min(self.max_concurrency, self.concurrency * 2)
                 self._act("raise", f"{figures}, concurrency now {self.concurrency}")
-        return Decision(self.throttled, self.concurrency, recycle, figures)
+        return MemoryDecision(self.throttled, self.concurrency, recycle, figures)
 
     def explain(self) -> str | None:
         """Why the peak went over the budget, when it did."""
         if self.peak_mb <= self.budget_mb:
             return None
         if self.floor_mb >= self.budget_mb * self.soft_ratio:
-            return (f"peak {self.peak_mb:.0f} MB over the {self.budget_mb:.0f} MB budget: the master and one worker"
-                    f" alone need {self.floor_mb:.0f} MB, above the soft line; the crawl ran throttled, one unit at a time")  # fmt: skip
-        return (f"peak {self.peak_mb:.0f} MB over the {self.budget_mb:.0f} MB budget between two samples"
-                " (memory is sampled once a second); the governor acted on the next sample")  # fmt: skip
+            return (
+                f"peak {self.peak_mb:.0f} MB over the {self.budget_mb:.0f} MB budget: the master and one worker"
+                f" alone need {self.floor_mb:.0f} MB, above the soft line; the crawl ran throttled, one unit at a time"
+            )
+        return (
+            f"peak {self.peak_mb:.0f} MB over the {self.budget_mb:.0f} MB budget between two samples"
+            " (memory is sampled once a second); the governor acted on the next sample"
+        )
 
     def _act(self, action: str, figures: str) -> None:
         self.actions[action] += 1

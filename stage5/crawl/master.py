@@ -17,24 +17,23 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 import psutil
 
-from stage5.crawl.governor import Decision, Governor, effective_budget_mb, measure
+from stage5.crawl.governor import Governor, MemoryDecision, effective_budget_mb, measure
 from stage5.crawl.progress import Figures, Progress
-from stage5.crawl.units import (DetailResult, DetailUnit, Result, SearchResult, SearchUnit, Unit,
-                                result_summary, unit_kind)
 from stage5.crawl.worker import worker_main
 from stage5.logs import log_event
 from stage5.settings import Settings
 from stage5.site.diningcode import queries_for
 from stage5.site.seoul import DISTRICT_BY_NAME
-from stage5.storage.progress import Completion
 from stage5.storage.stores import StoreWriter
+from stage5.storage.unit_queue import Completion
+from stage5.tallies import DistrictTally, UnitRow, WorkerStats, district_tallies
+from stage5.units import DetailResult, DetailUnit, Result, SearchResult, SearchUnit, Unit, result_summary, unit_kind
 
 log = logging.getLogger("stage5.crawl")
 _ctx = mp.get_context("spawn")  # a clean interpreter: no inherited event loop, threads or sockets
@@ -56,55 +55,12 @@ class WorkerHandle:
 
 
 @dataclass
-class DistrictTally:
-    pending: int = 0
-    pages: int = 0
-    found: int = 0
-    stored: int = 0
-    refill: int = 0
-    rejected: int = 0
-    out_of_area: set[str] = field(default_factory=set)
-    failed: int = 0
-    started: float = field(default_factory=time.monotonic)
-    done: bool = False
-
-    def add(self, kind: str, result: dict[str, Any]) -> None:
-        """Count one finished unit from its crawl_units.result (live, or read back on resume)."""
-        self.failed += len(result.get("failed", []))
-        if kind == "search":
-            self.pages += result.get("pages", 0)
-            self.found += result.get("found", 0)
-            self.out_of_area.update(result.get("out_of_area", []))
-        else:
-            self.stored += result.get("stored", 0)
-            self.refill += result.get("refill", 0)
-            self.rejected += result.get("rejected", 0)
-
-
-def finished_units(
-    rows: list[tuple[str, str, str, dict[str, Any] | None]],
-) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(district, kind, result) of the crawl_units rows that are done or failed."""
-    return ((district, kind, result) for district, kind, state, result in rows
-            if state in ("done", "failed") and result is not None)  # fmt: skip
-
-
-def district_tallies(districts: list[str], rows: list[tuple[str, str, str, dict[str, Any] | None]]
-                     ) -> dict[str, DistrictTally]:  # fmt: skip
-    """Per-district counters rebuilt from a run's crawl_units rows."""
-    tallies = {name: DistrictTally() for name in districts}
-    for district, kind, result in finished_units(rows):
-        tallies.setdefault(district, DistrictTally()).add(kind, result)
-    return tallies
-
-
-@dataclass
 class Resume:
     """What the database says of an unfinished run: the master picks it up from here."""
 
     open_units: list[Unit]
     claimed: set[str]
-    rows: list[tuple[str, str, str, dict[str, Any] | None]]  # every unit: (district, kind, state, result)
+    rows: list[UnitRow]  # every unit of the run
     max_uid: int
 
 
@@ -113,7 +69,7 @@ class MasterReport:
     """What only this session of the master knows; the run's counts are read from the database."""
 
     districts: dict[str, DistrictTally]
-    worker_stats: dict[str, int]
+    worker_stats: WorkerStats
     peak_memory_mb: float
     budget_mb: float
     memory_note: str | None
@@ -145,18 +101,31 @@ def initial_workers(settings: Settings, budget_mb: float) -> tuple[int, int]:
 
 
 class Master:
-    def __init__(self, settings: Settings, writer: StoreWriter, redis_url: str | None,
-                 progress: Progress | None = None) -> None:  # fmt: skip
+    """Plans a run's units, runs them on worker processes and writes their results.
+
+    `run(districts, resume)` is the whole life of one master session: plan (or restore a resumed
+    run's queue), then loop — govern memory, scale workers, dispatch units, take results — until the
+    queue is empty or a stop was requested. Subclassed by the Celery engine, which replaces only
+    where units run.
+    """
+
+    def __init__(
+        self, settings: Settings, writer: StoreWriter, redis_url: str | None, progress: Progress | None = None
+    ) -> None:
         self.settings, self.writer, self.redis_url = settings, writer, redis_url
         self.progress = progress
         self.budget_mb, budget_source = effective_budget_mb(settings.memory_budget_mb)
         if budget_source != "budget":
             log_event(log, "budget_lowered", logging.WARNING, budget_mb=round(self.budget_mb), cause=budget_source)
         self.target, self.ceiling = initial_workers(settings, self.budget_mb)
-        self.governor = Governor(self.budget_mb, settings.memory_soft_ratio, settings.memory_hard_ratio,
-                                 max_concurrency=settings.host_concurrency)  # fmt: skip
+        self.governor = Governor(
+            self.budget_mb,
+            settings.memory_soft_ratio,
+            settings.memory_hard_ratio,
+            max_concurrency=settings.host_concurrency,
+        )
         self.workers: dict[int, WorkerHandle] = {}
-        self.stats: dict[int, dict[str, int]] = {}
+        self.stats: dict[int, WorkerStats] = {}
         self.search_queue: deque[Unit] = deque()
         self.detail_queue: deque[Unit] = deque()
         self.claimed: set[str] = set()
@@ -193,12 +162,17 @@ class Master:
         self.tally = district_tallies(districts, resume.rows)
         for unit in resume.open_units:
             self._add_unit(unit)
-        for name, tally in self.tally.items():
+        for tally in self.tally.values():
             tally.done = tally.pending == 0
         self.claimed = set(resume.claimed)
         self.next_uid = resume.max_uid
-        log_event(log, "run_resumed", open_units=len(resume.open_units), claimed=len(self.claimed),
-                  districts_done=sum(t.done for t in self.tally.values()))  # fmt: skip
+        log_event(
+            log,
+            "run_resumed",
+            open_units=len(resume.open_units),
+            claimed=len(self.claimed),
+            districts_done=sum(t.done for t in self.tally.values()),
+        )
 
     def request_stop(self) -> None:
         """First Ctrl-C or SIGTERM: take no more work; what is in flight may finish within the grace."""
@@ -240,9 +214,11 @@ class Master:
         ours, theirs = _ctx.Pipe()
         delay, concurrency = self._limits()
         process = _ctx.Process(
-            target=worker_main, name=f"stage5-worker-{wid}", daemon=True,
+            target=worker_main,
+            name=f"stage5-worker-{wid}",
+            daemon=True,
             args=(wid, self.settings, self.redis_url, theirs, self.log_queue, delay, concurrency),
-        )  # fmt: skip
+        )
         process.start()
         theirs.close()
         handle = WorkerHandle(wid, process, ours, pid=process.pid or 0)
@@ -289,8 +265,14 @@ class Master:
         handle.process.join(timeout=5)
         if handle.inflight:  # it died holding units: they go back to the front of the queue
             self.died += 1
-            log_event(log, "worker_died", logging.WARNING, worker=wid, exitcode=handle.process.exitcode,
-                      units_returned=len(handle.inflight))  # fmt: skip
+            log_event(
+                log,
+                "worker_died",
+                logging.WARNING,
+                worker=wid,
+                exitcode=handle.process.exitcode,
+                units_returned=len(handle.inflight),
+            )
             for unit in handle.inflight.values():
                 self._enqueue(unit, front=True)
             handle.inflight.clear()
@@ -300,7 +282,7 @@ class Master:
         self._send_limits()
 
     # --- results ------------------------------------------------------------------------------
-    async def _on_result(self, wid: int, result: Result, stats: dict[str, int]) -> None:
+    async def _on_result(self, wid: int, result: Result, stats: WorkerStats) -> None:
         handle = self.workers[wid]
         unit = handle.inflight.pop(result.uid, None)
         self.stats[wid] = stats
@@ -313,8 +295,9 @@ class Master:
             self.claimed.update(s.rid for s in fresh)
             summary["found"] = len(fresh)  # stores this run had not claimed yet
             size = self.settings.detail_batch
-            children = [DetailUnit(self._uid(), result.district, tuple(fresh[i : i + size]))
-                        for i in range(0, len(fresh), size)]  # fmt: skip
+            children = [
+                DetailUnit(self._uid(), result.district, tuple(fresh[i : i + size])) for i in range(0, len(fresh), size)
+            ]
             for child in children:
                 self._add_unit(child)
             self.writer.add_units(children)  # committed with this unit's completion
@@ -343,11 +326,18 @@ class Master:
         if tally.pending == 0 and not tally.done:
             tally.done = True
             log_event(
-                log, "district_finished", district=district, pages=tally.pages, stores=tally.found,
-                stored=tally.stored, refill=tally.refill, rejected=tally.rejected,
-                out_of_area=len(tally.out_of_area), failed=tally.failed,
+                log,
+                "district_finished",
+                district=district,
+                pages=tally.pages,
+                stores=tally.found,
+                stored=tally.stored,
+                refill=tally.refill,
+                rejected=tally.rejected,
+                out_of_area=len(tally.out_of_area),
+                failed=tally.failed,
                 elapsed_s=round(time.monotonic() - tally.started, 2),
-            )  # fmt: skip
+            )
 
     async def _on_event(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
@@ -387,7 +377,7 @@ class Master:
             if not handle.gone and not handle.process.is_alive():
                 self._worker_gone(handle.wid)
 
-    def _govern(self) -> Decision:
+    def _govern(self) -> MemoryDecision:
         self._sizes = measure(os.getpid(), {w.wid: w.pid for w in self.workers.values() if not w.gone and w.pid})
         before = self.governor.concurrency
         decision = self.governor.decide(self._sizes, {w.wid for w in self.workers.values() if w.draining})
@@ -397,7 +387,7 @@ class Master:
             self._send_limits()
         return decision
 
-    def _scale(self, decision: Decision) -> None:
+    def _scale(self, decision: MemoryDecision) -> None:
         """Every few seconds: one worker more while memory, CPU and errors allow and work waits; fewer
         when memory is tight or the site pushes back."""
         now = time.monotonic()
@@ -405,7 +395,7 @@ class Master:
             return
         self._last_scale = now
         totals = self.totals()
-        error_rate = totals["retries"] / totals["requests"] if totals["requests"] else 0.0
+        error_rate = totals.retries / totals.requests if totals.requests else 0.0
         memory = sum(self._sizes.values())
         cpu = psutil.cpu_percent(interval=None)
         figures = dict(memory_mb=round(memory), cpu_pct=cpu, error_rate=round(error_rate, 3), queued=self.queued)
@@ -416,8 +406,14 @@ class Master:
             candidates = self._active()
             if len(candidates) > self.target:
                 self._drain(min(candidates, key=lambda w: len(w.inflight)), "scale down")
-        elif (not decision.throttle and memory + EST_WORKER_MB < self.budget_mb * self.settings.memory_soft_ratio * 0.7
-              and cpu < 85 and error_rate < 0.1 and self.queued > 2 * active and self.target < self.ceiling):  # fmt: skip
+        elif (
+            not decision.throttle
+            and memory + EST_WORKER_MB < self.budget_mb * self.settings.memory_soft_ratio * 0.7
+            and cpu < 85
+            and error_rate < 0.1
+            and self.queued > 2 * active
+            and self.target < self.ceiling
+        ):
             self.target += 1
             log_event(log, "scale_up", workers=self.target, **figures)
 
@@ -427,22 +423,30 @@ class Master:
         while len(self._active()) < self.target:
             self._start_worker()
 
-    def totals(self) -> dict[str, int]:
-        keys = ("requests", "retries", "failures", "bytes", "cache_hits", "cache_misses", "cache_bytes_read",
-                "cache_bytes_written", "cache_errors")  # fmt: skip
-        return {k: sum(s.get(k, 0) for s in self.stats.values()) for k in keys}
+    def totals(self) -> WorkerStats:
+        return WorkerStats.total(self.stats.values())
 
     def figures(self) -> Figures:
         t = self.totals()
         counts = self.writer.counts
         return Figures(
-            districts_done=sum(1 for d in self.tally.values() if d.done), districts=len(self.tally),
-            stores=sum(d.stored for d in self.tally.values()), pages=sum(d.pages for d in self.tally.values()),
-            requests=t["requests"], bytes=t["bytes"], cache_hits=t["cache_hits"], cache_misses=t["cache_misses"],
-            db_rows=counts.new + counts.updated + counts.unchanged, memory_mb=sum(self._sizes.values()),
-            budget_mb=self.budget_mb, per_process_mb={str(k): v for k, v in self._sizes.items()},
-            workers=len(self._active()), concurrency=self._limits()[1], queued=self.queued, in_flight=self.in_flight,
-        )  # fmt: skip
+            districts_done=sum(1 for d in self.tally.values() if d.done),
+            districts=len(self.tally),
+            stores=sum(d.stored for d in self.tally.values()),
+            pages=sum(d.pages for d in self.tally.values()),
+            requests=t.requests,
+            bytes=t.bytes,
+            cache_hits=t.cache_hits,
+            cache_misses=t.cache_misses,
+            db_rows=counts.new + counts.updated + counts.unchanged,
+            memory_mb=sum(self._sizes.values()),
+            budget_mb=self.budget_mb,
+            per_process_mb={str(k): v for k, v in self._sizes.items()},
+            workers=len(self._active()),
+            concurrency=self._limits()[1],
+            queued=self.queued,
+            in_flight=self.in_flight,
+        )
 
     async def run(self, districts: list[str], resume: Resume | None = None) -> MasterReport:
         self.listener.start()
@@ -462,7 +466,7 @@ class Master:
 
     async def _loop(self) -> None:
         last_tick = 0.0
-        decision = Decision(False, self.governor.concurrency)
+        decision = MemoryDecision(False, self.governor.concurrency)
         while (self.queued or self.in_flight) and not self.stop_requested:
             now = time.monotonic()
             if now - last_tick >= 1.0:
@@ -502,9 +506,14 @@ class Master:
 
     def _report(self) -> MasterReport:
         return MasterReport(
-            districts=self.tally, worker_stats=self.totals(), peak_memory_mb=round(self.governor.peak_mb, 1),
-            budget_mb=round(self.budget_mb), memory_note=self.governor.explain(),
-            governor_actions=dict(self.governor.actions), workers_max=self.workers_max,
-            workers_recycled=self.recycled, workers_died=self.died,
+            districts=self.tally,
+            worker_stats=self.totals(),
+            peak_memory_mb=round(self.governor.peak_mb, 1),
+            budget_mb=round(self.budget_mb),
+            memory_note=self.governor.explain(),
+            governor_actions=dict(self.governor.actions),
+            workers_max=self.workers_max,
+            workers_recycled=self.recycled,
+            workers_died=self.died,
             interrupted=bool(self.queued or self.in_flight),
-        )  # fmt: skip
+        )

@@ -52,7 +52,11 @@ class Progress:
         if prev is None:
             span = max(now - self.started, 1e-6)
             return f.requests / span, f.db_rows / span, f.stores / span * 3600
-        return (f.requests - prev.requests) / span, (f.db_rows - prev.db_rows) / span, f.stores / max(now - self.started, 1e-6) * 3600
+        return (
+            (f.requests - prev.requests) / span,
+            (f.db_rows - prev.db_rows) / span,
+            f.stores / max(now - self.started, 1e-6) * 3600,
+        )
 
     def update(self, f: Figures, force: bool = False) -> None:
         now = time.monotonic()
@@ -61,13 +65,26 @@ class Progress:
         hit_rate = f.cache_hits / looked if looked else 0.0
         if force or now - self._last_log >= self.interval_s:
             pages_s, rows_s, per_hour = self._rates(f, now)
-            perf_log.info(format_event(
-                "perf", stores=f.stores, stores_per_hour=round(per_hour), pages_per_s=round(pages_s, 1),
-                requests=f.requests, bytes=f.bytes, cache_hit_rate=round(hit_rate, 3), db_rows=f.db_rows,
-                db_rows_per_s=round(rows_s, 1), memory_mb=round(f.memory_mb), budget_mb=round(f.budget_mb),
-                per_process_mb=",".join(f"{k}:{v:.0f}" for k, v in f.per_process_mb.items()),
-                workers=f.workers, concurrency=f.concurrency, queued=f.queued, in_flight=f.in_flight,
-            ))  # fmt: skip
+            perf_log.info(
+                format_event(
+                    "perf",
+                    stores=f.stores,
+                    stores_per_hour=round(per_hour),
+                    pages_per_s=round(pages_s, 1),
+                    requests=f.requests,
+                    bytes=f.bytes,
+                    cache_hit_rate=round(hit_rate, 3),
+                    db_rows=f.db_rows,
+                    db_rows_per_s=round(rows_s, 1),
+                    memory_mb=round(f.memory_mb),
+                    budget_mb=round(f.budget_mb),
+                    per_process_mb=",".join(f"{k}:{v:.0f}" for k, v in f.per_process_mb.items()),
+                    workers=f.workers,
+                    concurrency=f.concurrency,
+                    queued=f.queued,
+                    in_flight=f.in_flight,
+                )
+            )
             self._last_log, self._last_figures, self._last_at = now, f, now
         line = (
             f"districts {f.districts_done}/{f.districts} | stores {f.stores} | "

@@ -17,35 +17,33 @@ from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from typing import Any
 
-from stage5.cache import Kind, Mode, ResponseCache
-from stage5.crawl.units import FailedUnit, Unit, run_unit
+from stage5.cache import make_cache
+from stage5.crawl.pipeline import run_unit
 from stage5.fetch import Fetcher
 from stage5.logs import log_event
 from stage5.settings import Settings
+from stage5.tallies import WorkerStats
+from stage5.units import FailedUnit, Unit
 
 log = logging.getLogger("stage5.worker")
 
 
-def make_cache(settings: Settings, redis_url: str | None) -> ResponseCache:
-    ttls = {Kind.SEARCH: settings.cache_ttl_search_s, Kind.DETAIL: settings.cache_ttl_detail_s,
-            Kind.FAILED: settings.cache_ttl_failed_s}  # fmt: skip
-    return ResponseCache(redis_url, settings.cache_namespace_or_site, ttls, Mode(settings.cache))
-
-
-def snapshot(fetcher: Fetcher) -> dict[str, int]:
+def snapshot(fetcher: Fetcher) -> WorkerStats:
     """Cumulative counters of this worker, sent with every result."""
-    cache = fetcher.cache.stats if fetcher.cache else None
-    return {
-        "requests": fetcher.stats.requests,
-        "retries": fetcher.stats.retries,
-        "failures": fetcher.stats.failures,
-        "bytes": fetcher.stats.bytes,
-        **{f"cache_{k}": v for k, v in (asdict(cache) if cache else {}).items()},
-    }
+    cache = {f"cache_{k}": v for k, v in asdict(fetcher.cache.stats).items()} if fetcher.cache else {}
+    s = fetcher.stats
+    return WorkerStats(requests=s.requests, retries=s.retries, failures=s.failures, bytes=s.bytes, **cache)
 
 
-def worker_main(wid: int, settings: Settings, redis_url: str | None, conn: Connection, log_queue: Queue[Any],
-                delay: float, concurrency: int) -> None:  # fmt: skip
+def worker_main(
+    wid: int,
+    settings: Settings,
+    redis_url: str | None,
+    conn: Connection,
+    log_queue: Queue[Any],
+    delay: float,
+    concurrency: int,
+) -> None:
     """Entry point of the process (spawned by the master)."""
     root = logging.getLogger("stage5")
     root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
@@ -56,8 +54,9 @@ def worker_main(wid: int, settings: Settings, redis_url: str | None, conn: Conne
         pass  # the master decides what happens to our units
 
 
-async def _serve(wid: int, settings: Settings, redis_url: str | None, conn: Connection, delay: float,
-                 concurrency: int) -> None:  # fmt: skip
+async def _serve(
+    wid: int, settings: Settings, redis_url: str | None, conn: Connection, delay: float, concurrency: int
+) -> None:
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
 

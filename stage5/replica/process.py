@@ -10,6 +10,7 @@ from dataclasses import asdict, fields
 from types import TracebackType
 from typing import Any
 
+from stage5.errors import Stage5Error
 from stage5.replica.server import Faults
 
 
@@ -37,7 +38,7 @@ class ReplicaProcess:
         line = self.proc.stdout.readline()
         if not line.startswith("replica listening on "):
             self.stop()
-            raise RuntimeError(f"replica did not start (said {line!r}); run: {' '.join(self.command())}")
+            raise Stage5Error(f"replica did not start (said {line!r}); run: {' '.join(self.command())}")
         self.url = line.split()[3]
         return self
 

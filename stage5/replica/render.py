@@ -86,7 +86,7 @@ def list_page(query: str, stores: list[Store], total: int) -> bytes:
     escaped = data.replace("\\", "\\\\").replace("'", "\\'").replace("</", "<\\/")
     cards = "".join(_card(i + 1, s) for i, s in enumerate(stores))
     return (
-        "<!DOCTYPE html><html lang=\"ko\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html lang="ko"><head><meta charset="utf-8">'
         f"<title>{escape(query)} 맛집 | 다이닝코드</title></head><body>"
         f"<script>localStorage.setItem('listData', '{escaped}');</script>"
         f'<div id="root"><div class="SearchResult">{cards}</div></div></body></html>'

@@ -200,7 +200,13 @@ class Replica:
             delay = max(0.0, self.rng.gauss(f.latency_ms, f.latency_jitter_ms)) / 1000
             await asyncio.sleep(delay)
         roll = self.rng.random()
-        for kind, p in (("429", f.p429), ("5xx", f.p5xx), ("hang", f.p_hang), ("truncate", f.p_truncate), ("malformed", f.p_malformed)):  # fmt: skip
+        for kind, p in (
+            ("429", f.p429),
+            ("5xx", f.p5xx),
+            ("hang", f.p_hang),
+            ("truncate", f.p_truncate),
+            ("malformed", f.p_malformed),
+        ):
             if roll < p:
                 self.stats.faults[kind] += 1
                 return await self._inject(kind, request, handler)

@@ -20,19 +20,44 @@ BASE_REFILL_STORES = 2500
 
 # Relative density of all-you-can-eat places per district (dense nightlife districts first).
 DENSITY: dict[str, float] = {
-    "강남구": 3.0, "마포구": 2.5, "송파구": 2.0, "서초구": 1.6, "영등포구": 1.6, "관악구": 1.5,
-    "광진구": 1.5, "강서구": 1.4, "중구": 1.3, "종로구": 1.3, "용산구": 1.1, "구로구": 1.1,
-    "노원구": 1.1, "동대문구": 1.0, "성동구": 1.0, "강동구": 1.0, "서대문구": 1.0, "동작구": 1.0,
-    "성북구": 0.9, "은평구": 0.9, "양천구": 0.9, "중랑구": 0.8, "금천구": 0.7, "강북구": 0.7,
+    "강남구": 3.0,
+    "마포구": 2.5,
+    "송파구": 2.0,
+    "서초구": 1.6,
+    "영등포구": 1.6,
+    "관악구": 1.5,
+    "광진구": 1.5,
+    "강서구": 1.4,
+    "중구": 1.3,
+    "종로구": 1.3,
+    "용산구": 1.1,
+    "구로구": 1.1,
+    "노원구": 1.1,
+    "동대문구": 1.0,
+    "성동구": 1.0,
+    "강동구": 1.0,
+    "서대문구": 1.0,
+    "동작구": 1.0,
+    "성북구": 0.9,
+    "은평구": 0.9,
+    "양천구": 0.9,
+    "중랑구": 0.8,
+    "금천구": 0.7,
+    "강북구": 0.7,
     "도봉구": 0.6,
-}  # fmt: skip
+}
 
 DONGS = ("중앙동", "신동", "본동", "1동", "2동", "3동")
 ROADS = ("로", "대로", "길")
 
 # (food type, categories, refill menu items, brand names). Refill evidence comes from these words.
 REFILL_KINDS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
-    ("고기", ("삼겹살", "돼지고기구이", "고기무한리필"), ("삼겹살", "목살", "항정살"), ("돼지상회", "고기굽는집", "명륜진사갈비", "육미당", "화로상회")),
+    (
+        "고기",
+        ("삼겹살", "돼지고기구이", "고기무한리필"),
+        ("삼겹살", "목살", "항정살"),
+        ("돼지상회", "고기굽는집", "명륜진사갈비", "육미당", "화로상회"),
+    ),
     ("고기", ("소고기", "갈비"), ("우삼겹", "차돌박이", "양념갈비"), ("소도둑", "한우마당", "갈비명가")),
     ("해산물", ("조개구이", "해산물"), ("조개구이", "새우구이", "대게"), ("조개폭격", "바다회관", "해물창고")),
     ("일식", ("샤브샤브", "초밥"), ("샤브샤브", "초밥", "월남쌈"), ("샤브향", "스시로", "채선당")),
@@ -40,15 +65,19 @@ REFILL_KINDS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]
     ("양식", ("피자", "파스타", "브런치"), ("피자", "파스타", "샐러드"), ("피자몰", "애슐리", "빕스")),
     ("한식", ("한식", "백반"), ("한식", "반찬", "비빔밥"), ("자연별곡", "한식명가", "풀잎채")),
     ("디저트", ("디저트", "카페"), ("케이크", "빙수", "와플"), ("설빙", "디저트39", "케이크팩토리")),
-)  # fmt: skip
+)
 PLAIN_KINDS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
     ("고기", ("삼겹살", "돼지고기구이"), ("삼겹살 1인분", "된장찌개"), ("원조집", "고깃집", "연탄구이")),
     ("한식", ("한식", "백반"), ("김치찌개", "제육볶음"), ("김밥나라", "엄마손", "한솥")),
     ("일식", ("라멘", "돈까스"), ("돈코츠라멘", "등심돈까스"), ("멘야", "카츠야", "라멘집")),
     ("양식", ("파스타", "스테이크"), ("까르보나라", "채끝스테이크"), ("트라토리아", "비스트로", "그릴")),
-)  # fmt: skip
+)
 REFILL_MARKS = ("무한리필", "무제한", "셀프바", "뷔페", "리필")
-OUTSIDE = (("경기도 성남시 분당구", 37.3827, 127.1189), ("부산광역시 해운대구", 35.1631, 129.1635), ("인천광역시 부평구", 37.5070, 126.7219))  # fmt: skip
+OUTSIDE = (
+    ("경기도 성남시 분당구", 37.3827, 127.1189),
+    ("부산광역시 해운대구", 35.1631, 129.1635),
+    ("인천광역시 부평구", 37.5070, 126.7219),
+)
 
 
 @dataclass
@@ -89,9 +118,13 @@ class Store:
 
     def truth(self) -> dict[str, object]:
         return {
-            "rid": self.rid, "district": self.district, "refill": self.is_refill,
-            "in_seoul": self.district is not None, "expect": self.expect, "name": self.name,
-        }  # fmt: skip
+            "rid": self.rid,
+            "district": self.district,
+            "refill": self.is_refill,
+            "in_seoul": self.district is not None,
+            "expect": self.expect,
+            "name": self.name,
+        }
 
 
 @dataclass
@@ -198,15 +231,29 @@ class _Builder:
             area = region.split()[-1][:-1]
         menu, tags, name = self.menu_and_words(refill, kind, items, brand, area)
         store = Store(
-            rid=self.rid(), name=name, district=district.name if district else None,
-            address=address, road_address=road, lat=round(lat, 7), lng=round(lng, 7), kind=kind,
-            categories=categories, menu=menu, tags=tags, score=rng.randint(30, 98),
-            user_score=round(rng.uniform(2.8, 5.0), 1), review_cnt=rng.randint(0, 900),
-            is_refill=refill, phone=self.phone(), hotspot=spot,
+            rid=self.rid(),
+            name=name,
+            district=district.name if district else None,
+            address=address,
+            road_address=road,
+            lat=round(lat, 7),
+            lng=round(lng, 7),
+            kind=kind,
+            categories=categories,
+            menu=menu,
+            tags=tags,
+            score=rng.randint(30, 98),
+            user_score=round(rng.uniform(2.8, 5.0), 1),
+            review_cnt=rng.randint(0, 900),
+            is_refill=refill,
+            phone=self.phone(),
+            hotspot=spot,
             branch=f"{area}점" if rng.random() < 0.6 else None,
-            images=tuple(f"https://d12zq4w4guyljn.cloudfront.net/{rng.getrandbits(40):x}.jpg" for _ in range(rng.randint(0, 3))),
+            images=tuple(
+                f"https://d12zq4w4guyljn.cloudfront.net/{rng.getrandbits(40):x}.jpg" for _ in range(rng.randint(0, 3))
+            ),
             strings_for_numbers=rng.random() < 0.3,
-        )  # fmt: skip
+        )
         self.hours(store)
         return store
 

@@ -1,19 +1,19 @@
 """Scheduled jobs: what runs when, read from a small TOML file or the defaults.
 
-    [[job]]
-    name = "crawl-all"
-    cron = "0 1 * * *"          # 01:00 in the scheduler's timezone (Asia/Seoul by default)
-    kind = "crawl"
-    overlap = "skip"            # or "wait" (up to wait_timeout_s)
-    min_gap_s = 0               # also skip when the last run of this job ended less than this ago
-    grace_s = 3600              # after downtime, the latest missed slot still runs within this window
-    timeout_s = 108000          # a run still going after this is stopped (resumable)
+[[job]]
+name = "crawl-all"
+cron = "0 1 * * *"          # 01:00 in the scheduler's timezone (Asia/Seoul by default)
+kind = "crawl"
+overlap = "skip"            # or "wait" (up to wait_timeout_s)
+min_gap_s = 0               # also skip when the last run of this job ended less than this ago
+grace_s = 3600              # after downtime, the latest missed slot still runs within this window
+timeout_s = 108000          # a run still going after this is stopped (resumable)
 
-    [[job]]
-    name = "cleanup-weekly"
-    cron = "0 4 * * 0"
-    kind = "cleanup"
-    retention_days = 90
+[[job]]
+name = "cleanup-weekly"
+cron = "0 4 * * 0"
+kind = "cleanup"
+retention_days = 90
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from typing import Any
 
 from croniter import croniter
 
-
-class JobError(ValueError):
-    """A job definition stage5 cannot use; the message names the job and the field."""
+from stage5.errors import JobError
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,9 @@ def _job(raw: dict[str, Any]) -> Job:
     name = raw.get("name", "?")
     unknown = set(raw) - known
     if unknown:
-        raise JobError(f"job {name!r}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        raise JobError(
+            f"job {name!r}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )
     if "districts" in raw:
         raw = {**raw, "districts": tuple(raw["districts"])}
     job = Job(**raw)

@@ -26,13 +26,34 @@ class ProcessLauncher:
         self.procs: dict[str, tuple[subprocess.Popen[bytes], datetime, int]] = {}  # job -> (process, started, tries)
 
     def command(self, job: Job) -> list[str]:
-        common = ["--database-url", self.db_url, "--db-schema", self.settings.db_schema,
-                  "--log-dir", str(self.settings.log_dir)]  # fmt: skip
+        common = [
+            "--database-url",
+            self.db_url,
+            "--db-schema",
+            self.settings.db_schema,
+            "--log-dir",
+            str(self.settings.log_dir),
+        ]
         if job.kind == "cleanup":
             return [sys.executable, "-m", "stage5", "cleanup", "--retention-days", str(job.retention_days), *common]
-        cmd = [sys.executable, "-m", "stage5", "crawl", "--resume", "--trigger", "schedule", "--job", job.name,
-               "--site", self.settings.site, "--overlap", job.overlap, "--lock-wait-s", str(job.wait_timeout_s),
-               *common]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "stage5",
+            "crawl",
+            "--resume",
+            "--trigger",
+            "schedule",
+            "--job",
+            job.name,
+            "--site",
+            self.settings.site,
+            "--overlap",
+            job.overlap,
+            "--lock-wait-s",
+            str(job.wait_timeout_s),
+            *common,
+        ]
         if job.districts:
             cmd += ["--districts", ",".join(job.districts)]
         return cmd

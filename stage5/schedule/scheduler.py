@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 
-import psycopg
-
 from stage5.logs import log_event
 from stage5.schedule.jobs import Job
+from stage5.storage.slots import SlotStore
 
 log = logging.getLogger("stage5.schedule")
 
@@ -42,70 +41,45 @@ class Launcher(Protocol):
 
 
 @dataclass
-class Decision:
+class SlotDecision:
     job: str
     slot: datetime
     status: str  # started | skipped | missed | taken (claimed by another scheduler)
     reason: str = ""
 
 
-class SlotStore:
-    """`schedule_slots`, the schedule's history: every slot and what became of it."""
-
-    def __init__(self, url: str, schema: str) -> None:
-        self.conn = psycopg.connect(url, autocommit=True)
-        self.conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(schema)))
-
-    def claim(self, job: str, slot: datetime, scheduler: str) -> bool:
-        cur = self.conn.execute(
-            "INSERT INTO schedule_slots (job, slot_at, status, scheduler) VALUES (%s, %s, 'claimed', %s)"
-            " ON CONFLICT DO NOTHING RETURNING 1",
-            (job, slot, scheduler),
-        )
-        return cur.fetchone() is not None
-
-    def decide(self, job: str, slot: datetime, status: str, reason: str = "", pid: int | None = None) -> None:
-        self.conn.execute(
-            "UPDATE schedule_slots SET status = %s, reason = %s, run_pid = %s, decided_at = now()"
-            " WHERE job = %s AND slot_at = %s",
-            (status, reason or None, pid, job, slot),
-        )
-
-    def last_slot(self, job: str) -> datetime | None:
-        row = self.conn.execute("SELECT max(slot_at) FROM schedule_slots WHERE job = %s", (job,)).fetchone()
-        return row[0] if row else None
-
-    def history(self, job: str | None = None) -> list[tuple[str, datetime, str, str | None]]:
-        return self.conn.execute(
-            "SELECT job, slot_at, status, reason FROM schedule_slots WHERE %s::text IS NULL OR job = %s"
-            " ORDER BY slot_at, job",
-            (job, job),
-        ).fetchall()
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 class Scheduler:
-    def __init__(self, jobs: Sequence[Job], tz: tzinfo, store: SlotStore, launcher: Launcher,
-                 clock: Callable[[], datetime], name: str) -> None:  # fmt: skip
+    """Decides, at each `tick()`, which jobs' slots fire, are skipped or were missed (rules above),
+    records every decision in `schedule_slots` and starts runs through its Launcher."""
+
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        tz: tzinfo,
+        store: SlotStore,
+        launcher: Launcher,
+        clock: Callable[[], datetime],
+        name: str,
+    ) -> None:
         self.jobs, self.tz, self.store, self.launcher, self.clock, self.name = jobs, tz, store, launcher, clock, name
         now = clock()
         # Start where we left off, but never further back than the grace window.
         self.cursor = {
-            j.name: max(now - timedelta(seconds=j.grace_s), store.last_slot(j.name) or now - timedelta(seconds=j.grace_s))
+            j.name: max(
+                now - timedelta(seconds=j.grace_s), store.last_slot(j.name) or now - timedelta(seconds=j.grace_s)
+            )
             for j in jobs
-        }  # fmt: skip
+        }
         self.last_end: dict[str, datetime] = {}
 
     def next_fires(self, n: int = 3) -> dict[str, list[datetime]]:
         now = self.clock()
         return {j.name: j.next_fires(now, self.tz, n) for j in self.jobs}
 
-    def tick(self) -> list[Decision]:
+    def tick(self) -> list[SlotDecision]:
         now = self.clock()
         self.last_end.update(self.launcher.finished())
-        decisions: list[Decision] = []
+        decisions: list[SlotDecision] = []
         for job in self.jobs:
             self._enforce_timeout(job, now)
             due = job.fires_after(self.cursor[job.name], self.tz, now)
@@ -127,19 +101,21 @@ class Scheduler:
             log_event(log, "run_timeout", logging.WARNING, job=job.name, running_s=(now - since).total_seconds())
             self.launcher.stop(job)
 
-    def _record(self, job: Job, slot: datetime, status: str, reason: str) -> Decision:
+    def _record(self, job: Job, slot: datetime, status: str, reason: str) -> SlotDecision:
         if not self.store.claim(job.name, slot, self.name):
-            return Decision(job.name, slot, "taken", "claimed by another scheduler")
+            return SlotDecision(job.name, slot, "taken", "claimed by another scheduler")
         self.store.decide(job.name, slot, status, reason)
         log_event(log, f"slot_{status}", logging.WARNING, job=job.name, slot=slot.isoformat(), reason=reason)
-        return Decision(job.name, slot, status, reason)
+        return SlotDecision(job.name, slot, status, reason)
 
-    def _fire(self, job: Job, slot: datetime, now: datetime) -> Decision:
+    def _fire(self, job: Job, slot: datetime, now: datetime) -> SlotDecision:
         if not self.store.claim(job.name, slot, self.name):
-            return Decision(job.name, slot, "taken", "claimed by another scheduler")
+            return SlotDecision(job.name, slot, "taken", "claimed by another scheduler")
         ended = self.last_end.get(job.name)
         if job.min_gap_s and ended and now - ended < timedelta(seconds=job.min_gap_s):
-            return self._decided(job, slot, "skipped", f"last run ended {ended.isoformat()}, min_gap_s={job.min_gap_s:.0f}")
+            return self._decided(
+                job, slot, "skipped", f"last run ended {ended.isoformat()}, min_gap_s={job.min_gap_s:.0f}"
+            )
         if self.launcher.running_since(job) is not None:
             return self._decided(job, slot, "skipped", "this job's previous run is still going")
         holder = self.launcher.lock_holder() if job.kind == "crawl" else None
@@ -148,8 +124,8 @@ class Scheduler:
         pid = self.launcher.start(job, slot)
         return self._decided(job, slot, "started", "waiting for the crawl lock" if holder else "", pid)
 
-    def _decided(self, job: Job, slot: datetime, status: str, reason: str, pid: int | None = None) -> Decision:
+    def _decided(self, job: Job, slot: datetime, status: str, reason: str, pid: int | None = None) -> SlotDecision:
         self.store.decide(job.name, slot, status, reason, pid)
         level = logging.INFO if status == "started" else logging.WARNING
         log_event(log, f"slot_{status}", level, job=job.name, slot=slot.isoformat(), reason=reason or None, pid=pid)
-        return Decision(job.name, slot, status, reason)
+        return SlotDecision(job.name, slot, status, reason)

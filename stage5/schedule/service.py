@@ -9,21 +9,19 @@ import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from stage5.schedule.jobs import JobError, load_jobs
+from stage5.schedule.jobs import load_jobs
 from stage5.schedule.launcher import ProcessLauncher
-from stage5.schedule.scheduler import Scheduler, SlotStore
+from stage5.schedule.scheduler import Scheduler
 from stage5.services import database_url
-from stage5.settings import ConfigError, Settings
+from stage5.settings import Settings
 from stage5.storage.schema import migrate, on_database
+from stage5.storage.slots import SlotStore
 
 TICK_S = 30.0
 
 
 def serve(settings: Settings, once: bool = False) -> int:
-    try:
-        jobs = load_jobs(settings.schedule_file)
-    except JobError as exc:
-        raise ConfigError(str(exc)) from None
+    jobs = load_jobs(settings.schedule_file)
     url = database_url(settings)
     on_database(url, settings.db_schema, migrate)
     tz = ZoneInfo(settings.timezone)

@@ -16,12 +16,8 @@ import lxml.html
 from bs4 import UnicodeDammit
 from lxml import etree
 
+from stage5.errors import ParseError
 from stage5.models import MenuItem, SearchPage, StoreDetail, StoreSummary
-
-
-class ParseError(ValueError):
-    """A response that does not have the shape stage5 expects."""
-
 
 PHONE_RE = re.compile(r"0\d{1,3}-\d{3,4}-\d{4}")
 _TAG_RE = re.compile(r"<[^>]+>")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-
-class DatabaseUnavailable(Exception):
-    """PostgreSQL could not be reached; the message names the URL (password hidden) and the fix."""
+from stage5.errors import DatabaseUnavailable
 
 
 def redact(url: str) -> str:
@@ -42,3 +42,20 @@ async def connect(url: str, schema: str = "public", role: str = "") -> psycopg.A
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         await conn.commit()
     return conn
+
+
+def db_retrying(attempts: int = 6, on_retry: Callable[[BaseException | None], None] | None = None) -> AsyncRetrying:
+    """The one retry policy for database work: while PostgreSQL restarts or a connection drops,
+    back off exponentially (0.5 s doubling, at most 10 s) and try again; other errors go up at once."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry is not None:
+            on_retry(state.outcome.exception() if state.outcome else None)
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        retry=retry_if_exception_type((psycopg.OperationalError, DatabaseUnavailable)),
+        reraise=True,
+        before_sleep=before_sleep,
+    )

@@ -8,8 +8,14 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 
-async def start_run(conn: psycopg.AsyncConnection, site: str, districts: list[str], params: dict[str, Any],
-                    trigger: str = "manual", job: str | None = None) -> int:  # fmt: skip
+async def start_run(
+    conn: psycopg.AsyncConnection,
+    site: str,
+    districts: list[str],
+    params: dict[str, Any],
+    trigger: str = "manual",
+    job: str | None = None,
+) -> int:
     cur = await conn.execute(
         "INSERT INTO crawl_runs (status, trigger, site, districts, params, job)"
         " VALUES ('running', %s, %s, %s, %s, %s) RETURNING id",
@@ -21,8 +27,9 @@ async def start_run(conn: psycopg.AsyncConnection, site: str, districts: list[st
     return int(row[0])
 
 
-async def record_skip(conn: psycopg.AsyncConnection, site: str, districts: list[str], trigger: str,
-                      holder: dict[str, Any] | None) -> int:  # fmt: skip
+async def record_skip(
+    conn: psycopg.AsyncConnection, site: str, districts: list[str], trigger: str, holder: dict[str, Any] | None
+) -> int:
     """A run that did not start because another held the crawl lock: a row all the same, with who."""
     cur = await conn.execute(
         "INSERT INTO crawl_runs (status, trigger, site, districts, finished_at, error, counts)"
@@ -35,8 +42,14 @@ async def record_skip(conn: psycopg.AsyncConnection, site: str, districts: list[
     return int(row[0])
 
 
-async def finish_run(conn: psycopg.AsyncConnection, run_id: int, status: str, counts: dict[str, Any],
-                     failed_units: list[dict[str, Any]], error: str | None = None) -> None:  # fmt: skip
+async def finish_run(
+    conn: psycopg.AsyncConnection,
+    run_id: int,
+    status: str,
+    counts: dict[str, Any],
+    failed_units: list[dict[str, Any]],
+    error: str | None = None,
+) -> None:
     await conn.execute(
         "UPDATE crawl_runs SET finished_at = now(), status = %s, counts = %s, failed_units = %s, error = %s"
         " WHERE id = %s",

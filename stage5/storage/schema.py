@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import psycopg
 
+from stage5.errors import SchemaTooNew
 from stage5.logs import log_event
 from stage5.storage.db import connect
 
@@ -163,7 +164,7 @@ async def migrate(conn: psycopg.AsyncConnection) -> int:
                 )
                 log_event(log, "schema_migrated", version=version, description=description)
         if current > LATEST:
-            raise RuntimeError(
+            raise SchemaTooNew(
                 f"database schema is version {current}, newer than this stage5 knows ({LATEST}); upgrade stage5"
             )
     return max(current, LATEST)

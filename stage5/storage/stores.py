@@ -16,25 +16,49 @@ from types import TracebackType
 
 import psycopg
 from psycopg.types.json import Jsonb
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from stage5.errors import DatabaseUnavailable
 from stage5.logs import log_event
 from stage5.models import Rejection, StoreRecord
-from stage5.crawl.units import Unit
-from stage5.storage.db import DatabaseUnavailable
-from stage5.storage.progress import Completion, complete_units, insert_units, lease_units
+from stage5.storage.db import db_retrying
+from stage5.storage.unit_queue import Completion, complete_units, insert_units, lease_units
+from stage5.units import Unit
 
 log = logging.getLogger("stage5.storage")
 
 # Data columns, in COPY order. Bookkeeping columns (run ids, timestamps) are set by the upsert.
 STORE_COLUMNS: tuple[str, ...] = (
-    "diningcode_place_id", "name", "branch", "district", "address", "road_address",
-    "position_lat", "position_lng", "phone_number", "raw_categories_diningcode", "keywords",
-    "diningcode_rating", "review_count", "diningcode_score", "open_hours", "break_time",
-    "last_order", "holiday", "menu_items", "price", "price_min", "price_max", "image_urls",
-    "main_image", "is_confirmed_refill", "refill_type", "refill_items", "refill_evidence",
-    "source_url", "content_hash",
-)  # fmt: skip
+    "diningcode_place_id",
+    "name",
+    "branch",
+    "district",
+    "address",
+    "road_address",
+    "position_lat",
+    "position_lng",
+    "phone_number",
+    "raw_categories_diningcode",
+    "keywords",
+    "diningcode_rating",
+    "review_count",
+    "diningcode_score",
+    "open_hours",
+    "break_time",
+    "last_order",
+    "holiday",
+    "menu_items",
+    "price",
+    "price_min",
+    "price_max",
+    "image_urls",
+    "main_image",
+    "is_confirmed_refill",
+    "refill_type",
+    "refill_items",
+    "refill_evidence",
+    "source_url",
+    "content_hash",
+)
 _UPDATED = [c for c in STORE_COLUMNS if c != "diningcode_place_id"]
 
 # Staged as one jsonb document per row: a single json.dumps per store in Python (C speed), and
@@ -73,14 +97,35 @@ def store_doc(record: StoreRecord) -> str:
     source_url, so an unchanged store keeps its updated_at."""
     menu = [{"name": m.name, "price": m.price, "price_text": m.price_text} for m in record.menu]
     values = (
-        record.rid, record.name, record.branch, record.district, record.address, record.road_address,
-        record.lat, record.lng, record.phone, record.categories, record.keywords,
-        record.rating, record.review_count, record.score, record.open_hours, record.break_time,
-        record.last_order, record.holiday, menu, _price_text(record.price_min, record.price_max),
-        record.price_min, record.price_max, record.image_urls,
-        record.image_urls[0] if record.image_urls else None, record.is_refill, record.refill_type,
-        record.refill_items, record.refill_evidence,
-    )  # fmt: skip
+        record.rid,
+        record.name,
+        record.branch,
+        record.district,
+        record.address,
+        record.road_address,
+        record.lat,
+        record.lng,
+        record.phone,
+        record.categories,
+        record.keywords,
+        record.rating,
+        record.review_count,
+        record.score,
+        record.open_hours,
+        record.break_time,
+        record.last_order,
+        record.holiday,
+        menu,
+        _price_text(record.price_min, record.price_max),
+        record.price_min,
+        record.price_max,
+        record.image_urls,
+        record.image_urls[0] if record.image_urls else None,
+        record.is_refill,
+        record.refill_type,
+        record.refill_items,
+        record.refill_evidence,
+    )
     doc = json.dumps(dict(zip(_DATA_COLUMNS, values)), ensure_ascii=False)
     fingerprint = hashlib.sha1(doc.encode()).hexdigest()
     return f'{doc[:-1]}, "source_url": {json.dumps(record.source_url)}, "content_hash": "{fingerprint}"}}'
@@ -109,8 +154,7 @@ class StoreWriter:
     (`flush_interval`). One flush is one transaction: new units, leases, rows, completed units and
     the run's counters commit together."""
 
-    def __init__(self, connect: Connect, run_id: int, batch_size: int, flush_interval: float,
-                 owner: str = "") -> None:  # fmt: skip
+    def __init__(self, connect: Connect, run_id: int, batch_size: int, flush_interval: float, owner: str = "") -> None:
         self.connect, self.run_id, self.owner = connect, run_id, owner
         self.batch_size, self.flush_interval = batch_size, flush_interval
         self.records: dict[str, StoreRecord] = {}
@@ -176,14 +220,7 @@ class StoreWriter:
                 return
             records, rejections = list(self.records.values()), list(self.rejections.values())
             units, leases, completions = list(self.new_units), list(self.leases), list(self.completions)
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(5),
-                wait=wait_exponential(multiplier=0.5, max=10),
-                retry=retry_if_exception_type((psycopg.OperationalError, DatabaseUnavailable)),
-                reraise=True,
-                before_sleep=lambda state: self._on_retry(state.outcome.exception() if state.outcome else None),
-            )
-            async for attempt in retrying:
+            async for attempt in db_retrying(attempts=5, on_retry=self._on_retry):
                 with attempt:
                     await self._write(records, rejections, units, leases, completions)
             for r in records:
@@ -199,8 +236,14 @@ class StoreWriter:
         log_event(log, "db_batch_retry", logging.WARNING, reason=exc)
         self.conn = None  # reconnect: the old connection may be dead
 
-    async def _write(self, records: list[StoreRecord], rejections: list[Rejection], units: list[Unit],
-                     leases: list[int], completions: list[Completion]) -> None:  # fmt: skip
+    async def _write(
+        self,
+        records: list[StoreRecord],
+        rejections: list[Rejection],
+        units: list[Unit],
+        leases: list[int],
+        completions: list[Completion],
+    ) -> None:
         if self.conn is None or self.conn.closed:
             self.conn = await self.connect()
         conn = self.conn
@@ -221,7 +264,10 @@ class StoreWriter:
                 async with conn.cursor() as cur:
                     await cur.executemany(
                         REJECT_SQL,
-                        [(self.run_id, j.rid, j.district, j.reason, j.source_url, Jsonb(j.payload)) for j in rejections],
+                        [
+                            (self.run_id, j.rid, j.district, j.reason, j.source_url, Jsonb(j.payload))
+                            for j in rejections
+                        ],
                     )
             new = sum(1 for inserted, _ in results if inserted)
             updated = sum(1 for inserted, changed in results if changed and not inserted)
@@ -239,3 +285,22 @@ class StoreWriter:
         self.counts.rejected += len(rejections)
         self.counts.batches += 1
         log_event(log, "db_batch", rows=len(records), new=new, updated=updated, rejected=len(rejections))
+
+
+async def stored_stores(conn: psycopg.AsyncConnection) -> dict[str, tuple[str, bool]]:
+    """rid -> (district, is_confirmed_refill) of every stored store (for scoring against a truth)."""
+    cur = await conn.execute("SELECT diningcode_place_id, district, is_confirmed_refill FROM stores")
+    return {rid: (district, refill) for rid, district, refill in await cur.fetchall()}
+
+
+async def rejected_rids(conn: psycopg.AsyncConnection, run_id: int | None = None) -> set[str]:
+    """The store ids rejected (by one run, or by any)."""
+    query = "SELECT diningcode_place_id FROM rejected_stores"
+    cur = await conn.execute(query + (" WHERE run_id = %s" if run_id else ""), (run_id,) if run_id else ())
+    return {rid for (rid,) in await cur.fetchall()}
+
+
+async def district_sizes(conn: psycopg.AsyncConnection) -> dict[str, int]:
+    """Stored stores per district."""
+    cur = await conn.execute("SELECT district, count(*) FROM stores GROUP BY district")
+    return dict(await cur.fetchall())

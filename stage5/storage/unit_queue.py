@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from stage5.crawl.units import Unit, unit_from_payload, unit_kind, unit_payload
+from stage5.tallies import UnitRow
+from stage5.units import Unit, unit_from_payload, unit_kind, unit_payload
 
 LEASE_S = 600  # a leased unit whose master is gone returns to the queue
 
@@ -81,7 +82,7 @@ async def claimed_rids(conn: psycopg.AsyncConnection, run_id: int) -> set[str]:
     return {rid for (rid,) in await cur.fetchall()}
 
 
-async def unit_rows(conn: psycopg.AsyncConnection, run_id: int) -> list[tuple[str, str, str, dict[str, Any] | None]]:
+async def unit_rows(conn: psycopg.AsyncConnection, run_id: int) -> list[UnitRow]:
     """(district, kind, state, result) of every unit: the run's counters are sums over these."""
     cur = await conn.execute("SELECT district, kind, state, result FROM crawl_units WHERE run_id = %s", (run_id,))
     return list(await cur.fetchall())
@@ -93,3 +94,10 @@ async def max_uid(conn: psycopg.AsyncConnection, run_id: int) -> int:
     return int(row[0]) if row else 0
 
 
+async def last_failed_districts(conn: psycopg.AsyncConnection) -> set[str]:
+    """Districts with a failed unit in the newest finished run."""
+    cur = await conn.execute(
+        "SELECT DISTINCT u.district FROM crawl_units u WHERE u.state = 'failed' AND u.run_id ="
+        " (SELECT max(id) FROM crawl_runs WHERE status IN ('succeeded', 'partial', 'failed'))"
+    )
+    return {d for (d,) in await cur.fetchall()}

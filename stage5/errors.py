@@ -1,0 +1,86 @@
+"""Every error stage5 raises on purpose, under one base that carries its exit code.
+
+`cli.main` catches `Stage5Error` once and prints its message: a user sees what failed, where, and
+what to do, never a traceback, for every failure listed here.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # the run failed, or a service (PostgreSQL, Redis) could not be used
+    USAGE = 2  # bad configuration or input
+    PARTIAL = 3  # finished, but some units failed or the data looked suspect
+    UNFINISHED = 4  # an unfinished run is in the way, or another process is its master
+    SKIPPED = 5  # another run held the crawl lock
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM (128 + SIGINT, as shells report it)
+
+
+class Stage5Error(Exception):
+    """Base of stage5's errors: the message is for the user; `exit_code` is what the CLI returns."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+class ConfigError(Stage5Error):
+    """A setting or an input has a value stage5 cannot use; the message names it and the fix."""
+
+    exit_code = ExitCode.USAGE
+
+
+class JobError(ConfigError):
+    """A scheduled job definition stage5 cannot use; the message names the job and the field."""
+
+
+class ParseError(Stage5Error, ValueError):
+    """A response that does not have the shape stage5 expects (what was missing is in the message)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class DatabaseUnavailable(Stage5Error):
+    """PostgreSQL could not be reached; the message names the URL (password hidden) and the fix."""
+
+
+class SchemaTooNew(Stage5Error):
+    """The database was migrated by a newer stage5 than this one."""
+
+
+class ServiceMissing(Stage5Error):
+    """A service the chosen mode needs is not configured (e.g. Redis for the Celery engine)."""
+
+
+class RunBusy(Stage5Error):
+    """Another process is the master of that run right now."""
+
+    exit_code = ExitCode.UNFINISHED
+
+
+class UnfinishedRun(Stage5Error):
+    """A run was left unfinished; the user chooses: resume it or start afresh."""
+
+    exit_code = ExitCode.UNFINISHED
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.run = run
+        super().__init__(
+            f"run {run['id']} is unfinished ({run['status']}, started {run['started_at']:%Y-%m-%d %H:%M} UTC,"
+            f" {run['units_done']}/{run['units']} units done).\n"
+            "  Resume it:         python -m stage5 crawl --resume\n"
+            f"  Or start afresh:   python -m stage5 crawl --fresh   (run {run['id']} is then marked abandoned)"
+        )
+
+
+class RunSkipped(Stage5Error):
+    """Another run holds the crawl lock; this one was skipped and recorded as such."""
+
+    exit_code = ExitCode.SKIPPED
+
+    def __init__(self, run_id: int, holder: dict[str, Any] | None) -> None:
+        self.run_id, self.holder = run_id, holder
+        who = f"{holder['application']} (backend {holder['pid']}, since {holder['since']})" if holder else "another run"
+        super().__init__(f"skipped (run {run_id} recorded as skipped): the crawl lock is held by {who}")

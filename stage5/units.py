@@ -1,0 +1,133 @@
+"""Units of work and their results: a search keyword paged to its end, or a batch of detail pages.
+
+Plain picklable data with JSON codecs, so they travel between the master and worker processes,
+through Celery task messages, and into the `crawl_units` table. How a unit is done is
+`stage5.crawl.pipeline`; where units are stored is `stage5.storage.unit_queue`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from stage5.models import MenuItem, Rejection, StoreRecord, StoreSummary
+from stage5.site.diningcode import SearchQuery
+from stage5.tallies import UnitTally
+
+
+@dataclass(frozen=True)
+class FailedUnit:
+    kind: str  # "search" | "detail" | "district" | "worker"
+    district: str
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SearchUnit:
+    uid: int
+    query: SearchQuery
+
+    @property
+    def district(self) -> str:
+        return self.query.district
+
+
+@dataclass(frozen=True)
+class DetailUnit:
+    uid: int
+    district: str
+    stores: tuple[StoreSummary, ...]
+
+
+Unit = SearchUnit | DetailUnit
+
+
+@dataclass
+class SearchResult:
+    uid: int
+    district: str
+    tally: UnitTally = field(default_factory=UnitTally)
+    found: list[StoreSummary] = field(default_factory=list)  # unique, with an address in the district
+    out_of_area: list[str] = field(default_factory=list)  # rids listed here but elsewhere
+    pages: int = 0
+    failed: list[FailedUnit] = field(default_factory=list)
+
+
+@dataclass
+class DetailResult:
+    uid: int
+    district: str
+    tally: UnitTally = field(default_factory=UnitTally)
+    records: list[StoreRecord] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    failed: list[FailedUnit] = field(default_factory=list)
+
+
+Result = SearchResult | DetailResult
+
+
+# --- units as JSON, for the crawl_units table ----------------------------------------------------
+
+
+def unit_payload(unit: Unit) -> dict[str, Any]:
+    if isinstance(unit, SearchUnit):
+        return {"query": asdict(unit.query)}
+    return {"stores": [asdict(s) for s in unit.stores]}
+
+
+def unit_kind(unit: Unit) -> str:
+    return "search" if isinstance(unit, SearchUnit) else "detail"
+
+
+def _summary(data: dict[str, Any]) -> StoreSummary:
+    return StoreSummary(**_tuples(data))
+
+
+def unit_from_payload(uid: int, kind: str, district: str, payload: dict[str, Any]) -> Unit:
+    if kind == "search":
+        q = payload["query"]
+        return SearchUnit(uid, SearchQuery(q["district"], q["keyword"], q["lat"], q["lng"], tuple(q["rect"])))
+    return DetailUnit(uid, district, tuple(_summary(s) for s in payload["stores"]))
+
+
+def _tuples(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def _record(data: dict[str, Any]) -> StoreRecord:
+    data = _tuples(data)
+    return StoreRecord(**{**data, "menu": tuple(MenuItem(**m) for m in data["menu"])})
+
+
+def result_to_json(result: Result) -> dict[str, Any]:
+    """A result as plain JSON (Celery carries results as JSON, never pickle)."""
+    return {"kind": "search" if isinstance(result, SearchResult) else "detail", **asdict(result)}
+
+
+def result_from_json(data: dict[str, Any]) -> Result:
+    common = {
+        "uid": data["uid"],
+        "district": data["district"],
+        "tally": UnitTally(**data["tally"]),
+        "failed": [FailedUnit(**f) for f in data["failed"]],
+    }
+    if data["kind"] == "search":
+        return SearchResult(
+            **common, found=[_summary(s) for s in data["found"]], out_of_area=data["out_of_area"], pages=data["pages"]
+        )
+    return DetailResult(
+        **common, records=[_record(r) for r in data["records"]], rejections=[Rejection(**r) for r in data["rejections"]]
+    )
+
+
+def result_summary(result: Result) -> dict[str, Any]:
+    """What a finished unit leaves in crawl_units.result: enough to rebuild the run's counters."""
+    data: dict[str, Any] = {**asdict(result.tally), "failed": [asdict(f) for f in result.failed]}
+    if isinstance(result, SearchResult):
+        data.update(pages=result.pages, found=len(result.found), out_of_area=result.out_of_area)
+    else:
+        data.update(
+            stored=len(result.records), refill=sum(r.is_refill for r in result.records), rejected=len(result.rejections)
+        )
+    return data

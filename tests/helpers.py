@@ -1,0 +1,25 @@
+"""Helpers shared by several test modules (pytest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HOLD = """
+import asyncio, sys, time
+from stage5.storage.db import connect
+from stage5.storage.lock import try_crawl_lock
+async def main():
+    conn = await connect(sys.argv[1], sys.argv[2], role="holder")
+    print("locked" if await try_crawl_lock(conn, sys.argv[2]) else "busy", flush=True)
+    await asyncio.sleep(float(sys.argv[3]))
+asyncio.run(main())
+"""
+
+
+def hold_lock(pg_url: str, schema: str, seconds: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, pg_url, schema, str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
