@@ -80,7 +80,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stage5", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m stage5", description=__doc__.split("\n\n")[0].replace("\n", " "))
     sub = parser.add_subparsers(dest="command", required=True)
 
     crawl = sub.add_parser("crawl", help="crawl districts of the site into PostgreSQL")

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from stage5.models import Rejection, StoreDetail, StoreRecord, StoreSummary
 from stage5.site.seoul import SEOUL_LAT, SEOUL_LNG, district_of_address, in_seoul
+
+T = TypeVar("T")
 
 # The most specific word found anywhere names the refill type (무한리필 before a bare 리필).
 REFILL_WORDS: tuple[tuple[str, str], ...] = (
@@ -90,48 +93,51 @@ def _in_range(value: float | int | None, low: float, high: float) -> float | int
     return value if value is not None and low <= value <= high else None
 
 
-def build_record(summary: StoreSummary, detail: StoreDetail, district: str, source_url: str) -> StoreRecord | Rejection:
-    """Merge what the search and the detail page say; the detail page wins where both speak."""
+class Invalid(Exception):
+    """Why a store cannot be kept (becomes a Rejection with this reason)."""
 
-    def reject(reason: str) -> Rejection:
-        return Rejection(summary.rid, reason, source_url, district, {"name": summary.name, "address": address})
 
-    address = detail.address or summary.address
+def _first(*values: T | None) -> T | None:
+    """The first value that is not None: the detail page's, else the search's."""
+    return next((v for v in values if v is not None), None)
+
+
+def _place(summary: StoreSummary, detail: StoreDetail) -> tuple[str, str, str]:
+    """(name, address, district) or Invalid: a store needs a name and a Seoul address."""
     name = detail.name or summary.name
+    address = detail.address or summary.address
     if not name:
-        return reject("missing name")
+        raise Invalid("missing name")
     if not address:
-        return reject("missing address")
-    actual = district_of_address(address)
-    if actual is None:
-        return reject(f"address outside Seoul: {address}")
-    lat, lng = _fix_coordinates(
-        detail.lat if detail.lat is not None else summary.lat,
-        detail.lng if detail.lng is not None else summary.lng,
-    )
+        raise Invalid("missing address")
+    district = district_of_address(address)
+    if district is None:
+        raise Invalid(f"address outside Seoul: {address}")
+    return name, address, district
+
+
+def _position(summary: StoreSummary, detail: StoreDetail) -> tuple[float, float]:
+    """(lat, lng) inside Seoul, or Invalid."""
+    lat, lng = _fix_coordinates(_first(detail.lat, summary.lat), _first(detail.lng, summary.lng))
     if lat is None or lng is None:
-        return reject("missing coordinates")
+        raise Invalid("missing coordinates")
     if not in_seoul(lat, lng):
-        return reject(f"coordinates outside Seoul: {lat},{lng}")
-    is_refill, refill_type, refill_items, evidence = classify_refill(summary, detail)
+        raise Invalid(f"coordinates outside Seoul: {lat},{lng}")
+    return round(lat, 7), round(lng, 7)
+
+
+def _descriptive(summary: StoreSummary, detail: StoreDetail) -> dict[str, Any]:
+    """The fields that need no check to be kept: merged, deduped, ranges enforced."""
     prices = [m.price for m in detail.menu if m.price]
-    images = tuple(dict.fromkeys(i for i in (*detail.images, summary.image, *summary.images) if i))
-    return StoreRecord(
-        rid=summary.rid,
-        name=name,
-        district=actual,
-        address=address,
-        lat=round(lat, 7),
-        lng=round(lng, 7),
-        source_url=source_url,
+    return dict(
         branch=detail.branch or summary.branch,
         road_address=detail.road_address or summary.road_address,
         phone=normalize_phone(detail.phone or summary.phone),
         categories=tuple(dict.fromkeys((*summary.categories, *detail.categories))),
         keywords=tuple(dict.fromkeys((*summary.keywords, *detail.tags))),
-        rating=_in_range(detail.rating if detail.rating is not None else summary.user_score, 0, 5),
-        review_count=detail.rating_count if detail.rating_count is not None else summary.review_count,
-        score=_in_range(detail.score if detail.score is not None else summary.score, 0, 100),
+        rating=_in_range(_first(detail.rating, summary.user_score), 0, 5),
+        review_count=_first(detail.rating_count, summary.review_count),
+        score=_in_range(_first(detail.score, summary.score), 0, 100),
         open_hours=detail.open_hours,
         break_time=detail.break_time,
         last_order=detail.last_order,
@@ -139,9 +145,30 @@ def build_record(summary: StoreSummary, detail: StoreDetail, district: str, sour
         menu=detail.menu,
         price_min=min(prices) if prices else None,
         price_max=max(prices) if prices else None,
-        image_urls=images,
+        image_urls=tuple(dict.fromkeys(i for i in (*detail.images, summary.image, *summary.images) if i)),
+    )
+
+
+def build_record(summary: StoreSummary, detail: StoreDetail, district: str, source_url: str) -> StoreRecord | Rejection:
+    """Merge what the search and the detail page say; the detail page wins where both speak."""
+    try:
+        name, address, actual = _place(summary, detail)
+        lat, lng = _position(summary, detail)
+    except Invalid as exc:
+        payload = {"name": summary.name, "address": detail.address or summary.address}
+        return Rejection(summary.rid, str(exc), source_url, district, payload)
+    is_refill, refill_type, refill_items, evidence = classify_refill(summary, detail)
+    return StoreRecord(
+        rid=summary.rid,
+        name=name,
+        district=actual,
+        address=address,
+        lat=lat,
+        lng=lng,
+        source_url=source_url,
         is_refill=is_refill,
         refill_type=refill_type,
         refill_items=refill_items,
         refill_evidence=evidence,
+        **_descriptive(summary, detail),
     )

@@ -126,7 +126,7 @@ async def test_a_killed_worker_is_replaced_and_its_units_return(make_settings: A
 async def test_small_budget_throttles_and_still_completes(make_settings: Any, small_world: World) -> None:
     """A budget below what master + workers need: the governor throttles, lowers and recycles, and the
     crawl still ends with the full result. (Latency keeps the crawl long enough for several samples.)"""
-    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=20)) as slow:
+    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=80)) as slow:
         settings = make_settings(site=slow.url, workers=2, memory_budget_mb=150, districts="강남구,마포구,송파구")
         summary = await run_crawl(settings, settings.database_url)
     stored, rejected = await load_result(settings)

@@ -235,6 +235,57 @@ def _title_parts(title: str | None) -> tuple[str | None, tuple[str, ...]]:
     return name.strip() or None, tuple(first[1:2])
 
 
+def _ld_dict(ld: dict[str, Any], key: str) -> dict[str, Any]:
+    value = ld.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _rating(doc: lxml.html.HtmlElement, ld: dict[str, Any]) -> dict[str, Any]:
+    """rating, rating_count and score: JSON-LD's aggregateRating, else the page's score texts."""
+    rating = _ld_dict(ld, "aggregateRating")
+    text = _RATING_TEXT_RE.search(_class_text(doc, "score-text") or "")
+    score = _SCORE_TEXT_RE.search(_class_text(doc, "total_score") or "")
+    return {
+        "rating": _float(rating.get("ratingValue")) or (_float(text.group(1)) if text else None),
+        "rating_count": _int(rating.get("reviewCount")) or (_int(text.group(2)) if text else None),
+        "score": _int(score.group(1)) if score else None,
+    }
+
+
+def _location(doc: lxml.html.HtmlElement, ld: dict[str, Any]) -> dict[str, Any]:
+    """address, road_address, lat, lng and phone: JSON-LD first, then the markup."""
+    address = ld.get("address")
+    street = address.get("streetAddress") if isinstance(address, dict) else address
+    geo = _ld_dict(ld, "geo")
+    phone = PHONE_RE.search(_text(ld.get("telephone")) or _class_text(doc, "tel") or "")
+    return {
+        "address": _text(street) or _class_text(doc, "addr"),
+        "road_address": _class_text(doc, "road"),
+        "lat": _float(geo.get("latitude")),
+        "lng": _float(geo.get("longitude")),
+        "phone": phone.group(0) if phone else None,
+    }
+
+
+def _labels(doc: lxml.html.HtmlElement, title_categories: tuple[str, ...]) -> dict[str, Any]:
+    """categories (from the title, else the last breadcrumb) and tags."""
+    crumbs = [_text(a.text_content()) for a in doc.xpath("//a[starts-with(@href, '/list.dc?query=')]")]
+    tags = (_text(x) for x in doc.xpath("//*[contains(@class,'tags')]//a//text()"))
+    return {
+        "categories": title_categories or tuple(c for c in crumbs[-1:] if c),
+        "tags": tuple(t.lstrip("#") for t in tags if t),
+    }
+
+
+def _media(ld: dict[str, Any]) -> dict[str, Any]:
+    images = ld.get("image") or []
+    reviews = ld.get("review") or []
+    return {
+        "images": tuple(images if isinstance(images, list) else [images]),
+        "reviews": tuple(t for t in (_text(r.get("description")) for r in reviews if isinstance(r, dict)) if t),
+    }
+
+
 def parse_detail(body: bytes, rid: str) -> StoreDetail:
     """`GET /profile.php?rid=` HTML -> StoreDetail. JSON-LD first, markup classes as fallback."""
     doc = _document(body)
@@ -244,36 +295,16 @@ def parse_detail(body: bytes, rid: str) -> StoreDetail:
     name = _text(ld.get("name")) or title_name
     if not name:
         raise ParseError("detail page has no store name (no JSON-LD FoodEstablishment, no title)")
-    rating = ld.get("aggregateRating") or {}
-    rating_text = _class_text(doc, "score-text") or ""
-    rating_match = _RATING_TEXT_RE.search(rating_text)
-    score_match = _SCORE_TEXT_RE.search(_class_text(doc, "total_score") or "")
-    address = ld.get("address")
-    geo = ld.get("geo") or {}
-    phone_match = PHONE_RE.search(_text(ld.get("telephone")) or _class_text(doc, "tel") or "")
-    images = ld.get("image") or []
-    crumbs = [_text(a.text_content()) for a in doc.xpath("//a[starts-with(@href, '/list.dc?query=')]")]
     return StoreDetail(
         rid=rid,
         name=name,
         title=title,
         branch=_class_text(doc, "branch"),
-        address=_text(address.get("streetAddress") if isinstance(address, dict) else address)
-        or _class_text(doc, "addr"),
-        road_address=_class_text(doc, "road"),
-        lat=_float(geo.get("latitude")),
-        lng=_float(geo.get("longitude")),
-        phone=phone_match.group(0) if phone_match else None,
-        rating=_float(rating.get("ratingValue")) or (_float(rating_match.group(1)) if rating_match else None),
-        rating_count=_int(rating.get("reviewCount")) or (_int(rating_match.group(2)) if rating_match else None),
-        score=_int(score_match.group(1)) if score_match else None,
-        categories=title_categories or tuple(c for c in crumbs[-1:] if c),
-        tags=tuple(
-            t.lstrip("#") for t in (_text(x) for x in doc.xpath("//*[contains(@class,'tags')]//a//text()")) if t
-        ),
         menu=_menu(doc),
-        images=tuple(images if isinstance(images, list) else [images]),
-        reviews=tuple(t for t in (_text(r.get("description")) for r in ld.get("review") or []) if t),
+        **_location(doc, ld),
+        **_rating(doc, ld),
+        **_labels(doc, title_categories),
+        **_media(ld),
         **_hours(doc),
     )
 
