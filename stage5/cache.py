@@ -29,7 +29,6 @@ MAX_CONNECTIONS = 32
 class Kind(str, Enum):
     SEARCH = "search"
     DETAIL = "detail"
-    FAILED = "failed"
 
 
 class Mode(str, Enum):
@@ -45,6 +44,7 @@ class CacheStats:
     bytes_read: int = 0
     bytes_written: int = 0
     errors: int = 0
+    corrupt: int = 0  # entries that did not decode or parse: deleted and fetched afresh
 
     @property
     def hit_rate(self) -> float:
@@ -52,13 +52,16 @@ class CacheStats:
         return self.hits / looked if looked else 0.0
 
 
-def cache_key(namespace: str, kind: Kind, method: str, url: str, form: dict[str, str] | None = None) -> str:
-    """`stage5:v1:<namespace>:<kind>:<sha1 of the request>`; the namespace keeps sites (and replica worlds) apart."""
+def cache_key(
+    namespace: str, kind: Kind, method: str, url: str, form: dict[str, str] | None = None, scope: str = ""
+) -> str:
+    """`stage5:v1:<namespace>:<kind>[:<scope>]:<sha1 of the request>`; the namespace keeps sites (and
+    replica worlds) apart, the scope (a district for searches) lets one district's answers be purged."""
     parts = urlsplit(url)  # host:port is the namespace's business, so a moved replica keeps its cache
-    material = f"{method} {parts.path}?{parts.query}" + (
-        "&".join(f"{k}={v}" for k, v in sorted(form.items())) if form else ""
-    )
-    return f"{PREFIX}:{namespace}:{kind.value}:{hashlib.sha1(material.encode()).hexdigest()}"
+    query = "&".join(f"{k}={v}" for k, v in sorted(form.items())) if form else ""
+    material = f"{method} {parts.path}?{parts.query}{query}"
+    prefix = f"{PREFIX}:{namespace}:{kind.value}" + (f":{scope}" if scope else "")
+    return f"{prefix}:{hashlib.sha1(material.encode()).hexdigest()}"
 
 
 class ResponseCache:
@@ -84,8 +87,8 @@ class ResponseCache:
     def reading(self) -> bool:
         return self.mode == Mode.ON and self.client is not None
 
-    def key(self, kind: Kind, method: str, url: str, form: dict[str, str] | None = None) -> str:
-        return cache_key(self.namespace, kind, method, url, form)
+    def key(self, kind: Kind, method: str, url: str, form: dict[str, str] | None = None, scope: str = "") -> str:
+        return cache_key(self.namespace, kind, method, url, form, scope)
 
     def _usable(self) -> bool:
         if self.client is None:
@@ -116,17 +119,52 @@ class ResponseCache:
         if raw is None:
             self.stats.misses += 1
             return None
+        try:
+            body = zlib.decompress(raw)
+        except zlib.error:  # a damaged entry (or someone else's key): gone, and fetched afresh
+            await self.discard(key)
+            self.stats.misses += 1
+            return None
         self.stats.hits += 1
         self.stats.bytes_read += len(raw)
-        return zlib.decompress(raw)
+        return body
 
-    async def put(self, key: str, kind: Kind, body: bytes) -> None:
+    async def discard(self, key: str) -> None:
+        """Delete an entry that could not be read, so it is not met again for the rest of its TTL."""
+        self.stats.corrupt += 1
+        log_event(log, "cache_entry_discarded", logging.WARNING, key=key)
+        await self._delete(key)
+
+    async def purge(self, kind: Kind, scope: str) -> int:
+        """Delete every entry of one kind and scope (a suspect district's search answers)."""
+        if self.client is None or not self._usable():
+            return 0
+        pattern = f"{PREFIX}:{self.namespace}:{kind.value}:{scope}:*"
+        try:
+            keys = [k async for k in self.client.scan_iter(match=pattern, count=500)]
+            if keys:
+                await self.client.delete(*keys)
+        except (RedisError, OSError) as exc:
+            self._went_down(exc)
+            return 0
+        return len(keys)
+
+    async def _delete(self, key: str) -> None:
+        if self.client is None or not self._usable():
+            return
+        try:
+            await self.client.delete(key)
+        except (RedisError, OSError) as exc:
+            self._went_down(exc)
+
+    async def put(self, key: str, kind: Kind, body: bytes, ttl: int | None = None) -> None:
+        """Store `body` for the kind's TTL (or `ttl`, e.g. briefly for an empty answer)."""
         if self.mode == Mode.OFF or not self._usable():
             return
         assert self.client is not None
         packed = zlib.compress(body, 3)
         try:
-            await self.client.set(key, packed, ex=self.ttls[kind])
+            await self.client.set(key, packed, ex=ttl or self.ttls[kind])
         except (RedisError, OSError) as exc:
             self._went_down(exc)
             return
@@ -139,6 +177,5 @@ def make_cache(settings: Settings, redis_url: str | None) -> ResponseCache:
     ttls = {
         Kind.SEARCH: settings.cache_ttl_search_s,
         Kind.DETAIL: settings.cache_ttl_detail_s,
-        Kind.FAILED: settings.cache_ttl_failed_s,
     }
     return ResponseCache(redis_url, settings.cache_namespace_or_site, ttls, Mode(settings.cache))

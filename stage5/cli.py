@@ -245,6 +245,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
     except ParseError as exc:
         print(f"stage5: {args.source} does not parse as {kind}: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    except Exception as exc:  # a parser bug: say so plainly, an operator is reading a saved page
+        print(f"stage5: {args.source}: the {kind} parser failed ({exc!r}); please report it", file=sys.stderr)
+        return ExitCode.FAILED
     for record in records:
         print(json.dumps(asdict(record), ensure_ascii=False))
     return ExitCode.OK
@@ -284,12 +287,12 @@ def _db_settings(args: argparse.Namespace) -> tuple[Settings, str]:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from stage5.storage.db import redact
+    from stage5.redact import redact_url
     from stage5.storage.schema import migrate, on_database
 
     settings, url = _db_settings(args)
     version = on_database(url, settings.db_schema, migrate)
-    print(f"schema {settings.db_schema} at {redact(url)} is at version {version}")
+    print(f"schema {settings.db_schema} at {redact_url(url)} is at version {version}")
     return ExitCode.OK
 
 

@@ -84,3 +84,12 @@ class RunSkipped(Stage5Error):
         self.run_id, self.holder = run_id, holder
         who = f"{holder['application']} (backend {holder['pid']}, since {holder['since']})" if holder else "another run"
         super().__init__(f"skipped (run {run_id} recorded as skipped): the crawl lock is held by {who}")
+
+
+class WorkerCrashLoop(Stage5Error):
+    """Worker processes die as they start (a bad setting, a broken install): the run stops with the cause."""
+
+
+class LockLost(Stage5Error):
+    """This master lost its run lock (its database session ended): it stops without writing more, since
+    another process may now own the run."""

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -138,6 +138,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 UA_POOL_SIZE = 40
+BODY_CHUNK = 64 * 1024
 
 
 @functools.cache  # once per process, also for Celery tasks that each open a new Fetcher
@@ -204,29 +205,33 @@ class Fetcher:
 
         return note
 
-    async def fetch(self, request: Request, parse: Callable[[bytes], T], kind: Kind | None = None) -> T:
+    async def fetch(
+        self,
+        request: Request,
+        parse: Callable[[bytes], T],
+        kind: Kind | None = None,
+        scope: str = "",
+        empty: Callable[[T], bool] | None = None,
+    ) -> T:
         """The parsed answer to `request`: from the cache when `kind` is given and it holds a readable
-        body, else from the site with retries (and then cached). Raises FetchFailed."""
-        key = self.cache.key(kind, request.method, request.url, request.form) if kind and self.cache else None
-        if key and self.cache and self.cache.reading:
-            cached = await self.cache.get(key)
+        body, else from the site with retries (and then cached: under `scope`, and only briefly when
+        `empty(answer)` says it holds nothing). Raises FetchFailed."""
+        cache = self.cache if kind and self.cache else None
+        key = cache.key(kind, request.method, request.url, request.form, scope) if cache and kind else None
+        if cache and key and cache.reading:
+            cached = await cache.get(key)
             if cached is not None:
                 try:
                     result = parse(cached)
                     unit_tally().cache_hits += 1
                     return result
-                except ParseError:
-                    pass  # an entry this version cannot read: fetch afresh and overwrite it
+                except Exception:  # an entry this version cannot read: fetch afresh and overwrite it
+                    await cache.discard(key)
             unit_tally().cache_misses += 1
-        try:
-            body, result = await self._fetch_with_retries(request, parse)
-        except FetchFailed as exc:
-            if self.cache:
-                failed_key = self.cache.key(Kind.FAILED, request.method, request.url, request.form)
-                await self.cache.put(failed_key, Kind.FAILED, exc.reason.encode())
-            raise
-        if key and self.cache:
-            await self.cache.put(key, kind, body)  # type: ignore[arg-type]
+        body, result = await self._fetch_with_retries(request, parse)
+        if cache and key and kind:
+            ttl = self.settings.cache_ttl_empty_s if empty and empty(result) else None
+            await cache.put(key, kind, body, ttl)
         return result
 
     async def _fetch_with_retries(self, request: Request, parse: Callable[[bytes], T]) -> tuple[bytes, T]:
@@ -243,14 +248,20 @@ class Fetcher:
                 with attempt:
                     attempts += 1
                     body = await self._once(request)
-                    try:
-                        return body, parse(body)
-                    except ParseError as exc:
-                        raise Retryable(f"unreadable answer: {exc}") from exc
+                    return body, self._parse(request, parse, body, attempts)
         except Retryable as exc:
             self.stats.failures += 1
             raise FetchFailed(request, str(exc), attempts) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _parse(self, request: Request, parse: Callable[[bytes], T], body: bytes, attempts: int) -> T:
+        try:
+            return parse(body)
+        except ParseError as exc:  # a maintenance page, a cut-short body: worth another try
+            raise Retryable(f"unreadable answer: {exc}") from exc
+        except Exception as exc:  # the parser choked on this answer: it would again, so no retry
+            self.stats.failures += 1
+            raise FetchFailed(request, f"answer the parser cannot read: {exc!r}"[:300], attempts) from exc
 
     async def _once(self, request: Request) -> bytes:
         assert self.session is not None, "use `async with Fetcher(...)`"
@@ -263,8 +274,8 @@ class Fetcher:
                 async with self.session.request(
                     request.method, request.url, data=request.form, headers=headers
                 ) as resp:
-                    body = await resp.read()
                     status, retry_after = resp.status, resp.headers.get("Retry-After")
+                    body = await self._read_capped(request, resp)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 reason = type(exc).__name__ if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
                 self.stats.errors[type(exc).__name__] += 1
@@ -273,6 +284,29 @@ class Fetcher:
         self.stats.bytes += len(body)
         unit_tally().bytes += len(body)
         return self._check_status(request, status, retry_after, gate, body)
+
+    async def _read_capped(self, request: Request, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, decompressed, read in chunks and cut at `max_body_mb` (as Scrapy's
+        DOWNLOAD_MAXSIZE): a gzip bomb, a huge or an endless body fails this page, and memory stays
+        bounded by the cap (aiohttp inflates chunk by chunk)."""
+        limit = int(self.settings.max_body_mb * 2**20)
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            self._too_large(request, f"Content-Length {declared:,} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(BODY_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                self._too_large(request, f"over {size:,} bytes after decompression and still coming")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, request: Request, what: str) -> NoReturn:
+        self.stats.failures += 1
+        self.stats.errors["body_too_large"] += 1
+        limit = f"limit STAGE5_MAX_BODY_MB={self.settings.max_body_mb}"
+        raise FetchFailed(request, f"answer too large: {what} ({limit})", 1)
 
     def _check_status(
         self, request: Request, status: int, retry_after: str | None, gate: HostGate, body: bytes

@@ -40,6 +40,16 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
         lines.append(
             f"  site served    {served['requests']} requests ({served['detail_unique']} distinct detail pages)"
         )
+    if summary.suspect_districts:
+        shown = ", ".join(
+            f"{s['district']} (found {s['found']}, {s['stored_before']} stored)" for s in summary.suspect_districts
+        )
+        lines.append(
+            f"  SUSPECT        {shown}: far fewer stores than stored (a soft block?); stored rows were"
+            " left as they are and these answers were not cached"
+        )
+    if summary.cache_corrupt:
+        lines.append(f"  cache          {summary.cache_corrupt} damaged entries deleted and fetched afresh")
     if summary.failed_units:
         lines.append(f"  failed units   {len(summary.failed_units)}:")
         lines += [f"    {u['kind']:7} {u['district']} {u['url']} — {u['reason']}" for u in summary.failed_units[:20]]

@@ -11,13 +11,17 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stage5.errors import ConfigError
+from stage5.redact import redact_url
 from stage5.site.seoul import DISTRICT_NAMES
 
 REAL_SITE = "https://www.diningcode.com"
+_NOT_POSTGRES = "not a PostgreSQL URL: {} (e.g. postgresql://user@host:5432/db)"
 
 
 class Settings(BaseSettings):
@@ -28,6 +32,7 @@ class Settings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         validate_default=True,
+        allow_inf_nan=False,  # 'inf' as a delay or a timeout is a typo, not a wish
     )
 
     # --- services -------------------------------------------------------------------------
@@ -112,7 +117,24 @@ class Settings(BaseSettings):
     )
     cache_ttl_search_s: int = Field(6 * 3600, ge=1, description="TTL of cached search/list answers (6 h).")
     cache_ttl_detail_s: int = Field(7 * 86400, ge=1, description="TTL of cached detail pages (7 days).")
-    cache_ttl_failed_s: int = Field(86400, ge=1, description="How long a failed URL is remembered (24 h).")
+    cache_ttl_empty_s: int = Field(
+        300, ge=1, description="TTL of a search answer with no stores: short, so a soft block is not remembered."
+    )
+
+    # --- hostile answers ------------------------------------------------------------------
+    max_body_mb: float = Field(
+        8.0, gt=0, le=1024, description="Largest answer body (decompressed) read; a larger one is a failed page."
+    )
+    unit_deadline_s: float = Field(600.0, gt=0, description="A unit still running after this fails (in the worker).")
+    worker_stall_s: float = Field(
+        120.0, gt=0, description="A worker holding units that says nothing this long is killed, its units retried."
+    )
+    soft_block_ratio: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A district whose searches find fewer than this share of its stored stores is 'suspect'.",
+    )
 
     # --- storage --------------------------------------------------------------------------
     batch_size: int = Field(500, ge=1, description="Rows per COPY + upsert batch.")
@@ -162,6 +184,42 @@ class Settings(BaseSettings):
             raise ValueError(f"site must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            conninfo_to_dict(value)
+        except psycopg.ProgrammingError:
+            raise ValueError(_NOT_POSTGRES.format(redact_url(value))) from None
+        if "://" in value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(_NOT_POSTGRES.format(redact_url(value)))
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"not a Redis URL: {redact_url(value)} (e.g. redis://127.0.0.1:6379/0)")
+        return value
+
+    @field_validator("notify_url")
+    @classmethod
+    def _notify_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"notify_url must be an http(s) URL, got {redact_url(value)}")
+        return value
+
+    @field_validator("db_schema")
+    @classmethod
+    def _schema_name(cls, value: str) -> str:
+        # PostgreSQL cuts identifiers at 63 bytes; a longer name would be locked under one name and used
+        # under another.
+        if not value or len(value.encode()) > 63 or not value.replace("_", "a").isalnum() or value[0].isdigit():
+            raise ValueError("must be 1-63 bytes of letters, digits and _ (not starting with a digit)")
+        return value
+
     @property
     def cache_namespace_or_site(self) -> str:
         return self.cache_namespace or (urlsplit(self.site).netloc or self.site)
@@ -175,7 +233,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            field = (".".join(str(p) for p in err["loc"]) or "settings").lower()
             env = field.upper() if field in ("database_url", "redis_url") else f"STAGE5_{field.upper()}"
-            lines.append(f"  {env} (--{field.replace('_', '-')}): {err['msg']} (got {err.get('input')!r})")
+            shown = redact_url(str(err.get("input"))) if "url" in field else repr(err.get("input"))
+            lines.append(f"  {env} (--{field.replace('_', '-')}): {err['msg']} (got {shown})")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -58,6 +58,7 @@ class WorkerStats:
     cache_bytes_read: int = 0
     cache_bytes_written: int = 0
     cache_errors: int = 0
+    cache_corrupt: int = 0
 
     @classmethod
     def total(cls, stats: Iterable[WorkerStats]) -> WorkerStats:

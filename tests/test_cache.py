@@ -12,7 +12,7 @@ import redis
 from stage5.cache import Kind, Mode, ResponseCache
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-TTLS = {Kind.SEARCH: 6 * 3600, Kind.DETAIL: 7 * 86400, Kind.FAILED: 86400}
+TTLS = {Kind.SEARCH: 6 * 3600, Kind.DETAIL: 7 * 86400}
 
 
 @pytest.fixture

@@ -93,6 +93,7 @@ async def test_districts_that_failed_last_time_go_first(make_settings: Any) -> N
     from stage5.crawl.run import _order
     from stage5.storage.db import connect
     from stage5.storage.schema import migrate
+    from stage5.storage.stores import district_sizes
 
     settings = make_settings()
     conn = await connect(settings.database_url, settings.db_schema)
@@ -108,7 +109,9 @@ async def test_districts_that_failed_last_time_go_first(make_settings: Any) -> N
         " VALUES (1, 1, 'search', '도봉구', '{}', 'failed'), (1, 2, 'search', '마포구', '{}', 'done')"
     )
     await conn.commit()
-    assert await _order(conn, ["마포구", "강남구", "도봉구"]) == ["도봉구", "강남구", "마포구"]  # failed, then largest
+    sizes = await district_sizes(conn)
+    assert sizes == {"강남구": 5}
+    assert await _order(conn, ["마포구", "강남구", "도봉구"], sizes) == ["도봉구", "강남구", "마포구"]  # failed, then largest
     await conn.close()
 
 

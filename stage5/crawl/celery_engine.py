@@ -90,7 +90,7 @@ def unit_task(
         try:
             async with Fetcher(settings, cache) as fetcher:
                 await fetcher.set_limits(delay, concurrency)
-                return await run_unit(unit, fetcher, settings.page_size, settings.max_pages)
+                return await run_unit(unit, fetcher)
         finally:
             await cache.close()
 
@@ -129,6 +129,9 @@ class CeleryMaster(Master):
 
     def _check_processes(self) -> None:
         pass
+
+    def _check_stalls(self) -> None:
+        pass  # Celery's own visibility timeout hands a dead worker's task on; see _dispatch
 
     def _scale(self, decision: Any) -> None:
         pass

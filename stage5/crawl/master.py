@@ -16,7 +16,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -26,20 +26,33 @@ import psutil
 from stage5.crawl.governor import Governor, MemoryDecision, effective_budget_mb, measure
 from stage5.crawl.progress import Figures, Progress
 from stage5.crawl.worker import worker_main
+from stage5.errors import WorkerCrashLoop
 from stage5.logs import log_event
 from stage5.settings import Settings
 from stage5.site.diningcode import queries_for
 from stage5.site.seoul import DISTRICT_BY_NAME
-from stage5.storage.stores import StoreWriter
+from stage5.storage.stores import StoreWriter, screen_rows
 from stage5.storage.unit_queue import Completion
 from stage5.tallies import DistrictTally, UnitRow, WorkerStats, district_tallies
-from stage5.units import DetailResult, DetailUnit, Result, SearchResult, SearchUnit, Unit, result_summary, unit_kind
+from stage5.units import (
+    DetailResult,
+    DetailUnit,
+    FailedUnit,
+    Result,
+    SearchResult,
+    SearchUnit,
+    Unit,
+    result_summary,
+    unit_kind,
+)
 
 log = logging.getLogger("stage5.crawl")
 _ctx = mp.get_context("spawn")  # a clean interpreter: no inherited event loop, threads or sockets
 EST_WORKER_MB = 120.0
 WORKER_RPS = 150.0  # requests/s one worker sustains here (CPU-bound); measured: ~400/s with 2 workers
 SCALE_EVERY_S = 5.0
+MAX_STALLS = 2
+CRASH_LOOP_DEATHS, CRASH_WINDOW_S = 3, 60.0
 
 
 @dataclass
@@ -52,6 +65,10 @@ class WorkerHandle:
     units_done: int = 0
     draining: bool = False
     gone: bool = False
+    ready: bool = False
+    heard: float = field(default_factory=time.monotonic)  # when it last said anything
+    started: float = field(default_factory=time.monotonic)
+    stalled: bool = False
 
 
 @dataclass
@@ -141,6 +158,10 @@ class Master:
         self.finishing = False
         self.stop_requested = False
         self._sizes: dict[int | str, float] = {}
+        self.stalls: Counter[int] = Counter()  # uid -> workers that stalled holding it
+        self.start_failures: list[float] = []
+        self.fatal: dict[int, str] = {}  # wid -> what a worker that could not start said
+        self.crash_cause: str | None = None
 
     # --- units --------------------------------------------------------------------------------
     def _uid(self) -> int:
@@ -263,6 +284,8 @@ class Master:
             return
         handle.gone = True
         handle.process.join(timeout=5)
+        if not handle.ready and not self.finishing:
+            self._note_start_failure(handle)
         if handle.inflight:  # it died holding units: they go back to the front of the queue
             self.died += 1
             log_event(
@@ -272,14 +295,46 @@ class Master:
                 worker=wid,
                 exitcode=handle.process.exitcode,
                 units_returned=len(handle.inflight),
+                stalled=handle.stalled,
             )
             for unit in handle.inflight.values():
-                self._enqueue(unit, front=True)
+                self._return_unit(unit, handle.stalled)
             handle.inflight.clear()
         elif handle.draining and not self.finishing:
             self.recycled += 1
         handle.conn.close()
         self._send_limits()
+
+    def _return_unit(self, unit: Unit, stalled: bool) -> None:
+        """Back to the front of the queue; a unit on which two workers stalled fails instead (a page that
+        hangs the parser would otherwise hang every worker in turn)."""
+        if stalled:
+            self.stalls[unit.uid] += 1
+        if self.stalls[unit.uid] >= MAX_STALLS:
+            reason = f"worker stalled on this unit {MAX_STALLS} times (STAGE5_WORKER_STALL_S)"
+            self._finish(unit, {"failed": [asdict(FailedUnit("unit", unit.district, f"unit {unit.uid}", reason))]})
+            return
+        self._enqueue(unit, front=True)
+
+    def _note_start_failure(self, handle: WorkerHandle) -> None:
+        """A worker that died before it was ready: several in a short while stop the run with the cause."""
+        now = time.monotonic()
+        self.start_failures = [t for t in self.start_failures if now - t < CRASH_WINDOW_S] + [now]
+        if len(self.start_failures) >= CRASH_LOOP_DEATHS and self.crash_cause is None:
+            cause = self.fatal.get(handle.wid) or f"exit code {handle.process.exitcode}"
+            self.crash_cause = (
+                f"{len(self.start_failures)} workers died at start within {CRASH_WINDOW_S:.0f}s; the last said: {cause}"
+            )
+            log_event(log, "worker_crash_loop", logging.ERROR, cause=cause, deaths=len(self.start_failures))
+
+    def _check_stalls(self) -> None:
+        """Kill a worker that holds units but has said nothing for `worker_stall_s`."""
+        now = time.monotonic()
+        for handle in self._active():
+            if handle.inflight and now - handle.heard > self.settings.worker_stall_s:
+                handle.stalled = True
+                log_event(log, "worker_stalled", logging.WARNING, worker=handle.wid, silent_s=round(now - handle.heard))
+                handle.process.kill()
 
     # --- results ------------------------------------------------------------------------------
     async def _on_result(self, wid: int, result: Result, stats: WorkerStats) -> None:
@@ -289,6 +344,8 @@ class Master:
         if unit is None:
             return  # already returned to the queue after a presumed death; the duplicate is dropped
         handle.units_done += 1
+        if isinstance(result, DetailResult):
+            screen_rows(result)
         summary = result_summary(result)
         if isinstance(result, SearchResult):
             fresh = [s for s in result.found if s.rid not in self.claimed]
@@ -341,6 +398,9 @@ class Master:
 
     async def _on_event(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
+        handle = self.workers.get(event[1]) if kind != "eof" else None
+        if handle is not None:
+            handle.heard = time.monotonic()
         if kind == "result":
             await self._on_result(event[1], event[2], event[3])
         elif kind == "failed":
@@ -351,6 +411,9 @@ class Master:
                 self._finish(unit, {"failed": [asdict(failure)]})
         elif kind == "ready":
             self.workers[event[1]].pid = event[2]
+            self.workers[event[1]].ready = True
+        elif kind == "fatal":
+            self.fatal[event[1]] = event[2]
         elif kind == "bye":
             self.stats[event[1]] = event[2]
         elif kind == "eof":
@@ -464,6 +527,14 @@ class Master:
                 self.progress.close()
         return self._report()
 
+    async def _check_health(self) -> None:
+        """Once a second: dead or stalled workers, a crash loop, and whether this master still owns its run."""
+        self._check_processes()
+        self._check_stalls()
+        if self.crash_cause:
+            raise WorkerCrashLoop(f"{self.crash_cause}\n  Fix the cause (often a setting), then: crawl --resume")
+        await self.writer.check_fence()
+
     async def _loop(self) -> None:
         last_tick = 0.0
         decision = MemoryDecision(False, self.governor.concurrency)
@@ -471,7 +542,7 @@ class Master:
             now = time.monotonic()
             if now - last_tick >= 1.0:
                 last_tick = now
-                self._check_processes()
+                await self._check_health()
                 decision = self._govern()
                 self._scale(decision)
                 if self.progress:

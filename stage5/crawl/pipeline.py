@@ -8,7 +8,7 @@ import logging
 from stage5.cache import Kind
 from stage5.fetch import Fetcher, FetchFailed, Request
 from stage5.logs import log_event
-from stage5.models import Rejection, StoreSummary
+from stage5.models import Rejection, SearchPage, StoreSummary
 from stage5.site.parsers import parse_detail, parse_search
 from stage5.site.seoul import district_of_address
 from stage5.tallies import UnitTally, current_tally
@@ -29,15 +29,17 @@ def _failure(kind: str, district: str, exc: FetchFailed) -> FailedUnit:
     return FailedUnit(kind, district, exc.request.label, exc.reason)
 
 
-async def run_search(unit: SearchUnit, fetcher: Fetcher, page_size: int, max_pages: int) -> SearchResult:
-    """Page one keyword until an empty page, a page of repeats, the total, or max_pages."""
-    result = SearchResult(unit.uid, unit.district)
+async def run_search(
+    unit: SearchUnit, fetcher: Fetcher, page_size: int, max_pages: int, result: SearchResult | None = None
+) -> SearchResult:
+    """Page one keyword until an empty page, a page of repeats, the total, or max_pages (filling `result`)."""
+    result = result or SearchResult(unit.uid, unit.district)
     seen: set[str] = set()
     failed_in_a_row = 0
     for page_no in range(1, max_pages + 1):
         request = Request("POST", fetcher.endpoints.search_url, unit.query.form(page_no, page_size))
         try:
-            page = await fetcher.fetch(request, parse_search, Kind.SEARCH)
+            page = await fetcher.fetch(request, parse_search, Kind.SEARCH, unit.district, _no_stores)
         except FetchFailed as exc:
             result.failed.append(_failure("search", unit.district, exc))
             failed_in_a_row += 1
@@ -57,18 +59,27 @@ async def run_search(unit: SearchUnit, fetcher: Fetcher, page_size: int, max_pag
     return result
 
 
-async def run_details(unit: DetailUnit, fetcher: Fetcher) -> DetailResult:
-    """Fetch, parse and validate each store of the batch; one store failing does not stop the others."""
-    result = DetailResult(unit.uid, unit.district)
+def _no_stores(page: SearchPage) -> bool:
+    return not page.stores
+
+
+async def run_details(unit: DetailUnit, fetcher: Fetcher, result: DetailResult | None = None) -> DetailResult:
+    """Fetch, parse and validate each store of the batch (filling `result`); one store failing does not
+    stop the others."""
+    result = result or DetailResult(unit.uid, unit.district)
 
     async def one(summary: StoreSummary) -> None:
         url = fetcher.endpoints.detail_url(summary.rid)
         try:
             detail = await fetcher.fetch(Request("GET", url), lambda b: parse_detail(b, summary.rid), Kind.DETAIL)
+            outcome = build_record(summary, detail, unit.district, url)
         except FetchFailed as exc:
             result.failed.append(_failure("detail", unit.district, exc))
             return
-        outcome = build_record(summary, detail, unit.district, url)
+        except Exception as exc:  # this store's answer broke something: it alone fails, with its URL
+            log_event(log, "store_failed", logging.ERROR, district=unit.district, url=url, error=repr(exc))
+            result.failed.append(FailedUnit("detail", unit.district, url, f"store failed: {exc!r}"[:300]))
+            return
         if isinstance(outcome, Rejection):
             log_event(log, "store_rejected", district=unit.district, rid=summary.rid, reason=outcome.reason, url=url)
             result.rejections.append(outcome)
@@ -79,12 +90,23 @@ async def run_details(unit: DetailUnit, fetcher: Fetcher) -> DetailResult:
     return result
 
 
-async def run_unit(unit: Unit, fetcher: Fetcher, page_size: int, max_pages: int) -> Result:
+async def run_unit(unit: Unit, fetcher: Fetcher) -> Result:
+    """Do one unit within the unit deadline; past it, what was done so far is kept and the rest fails."""
+    settings = fetcher.settings
     tally = UnitTally()
     current_tally.set(tally)  # this task's context only: concurrent units count apart
-    if isinstance(unit, SearchUnit):
-        result: Result = await run_search(unit, fetcher, page_size, max_pages)
-    else:
-        result = await run_details(unit, fetcher)
+    result: Result = (
+        SearchResult(unit.uid, unit.district) if isinstance(unit, SearchUnit) else DetailResult(unit.uid, unit.district)
+    )
+    try:
+        async with asyncio.timeout(settings.unit_deadline_s):
+            if isinstance(unit, SearchUnit):
+                result = await run_search(unit, fetcher, settings.page_size, settings.max_pages, result)
+            else:
+                result = await run_details(unit, fetcher, result)
+    except TimeoutError:
+        reason = f"unit deadline of {settings.unit_deadline_s:.0f}s passed (STAGE5_UNIT_DEADLINE_S)"
+        log_event(log, "unit_deadline", logging.WARNING, unit=unit.uid, district=unit.district)
+        result.failed.append(FailedUnit("unit", unit.district, f"unit {unit.uid}", reason))
     result.tally = tally
     return result

@@ -19,19 +19,28 @@ from typing import Any, TypeVar
 import psutil
 import psycopg
 
+from stage5.cache import Kind, make_cache
 from stage5.crawl.master import Master, MasterReport, Resume
 from stage5.crawl.progress import Progress
-from stage5.errors import ExitCode, RunBusy, RunSkipped, UnfinishedRun
+from stage5.errors import ExitCode, LockLost, RunBusy, RunSkipped, UnfinishedRun
 from stage5.logs import log_event
 from stage5.notify import notify
 from stage5.settings import Settings
 from stage5.storage.db import connect, db_retrying
-from stage5.storage.lock import crawl_lock_holder, run_lock_holder, try_crawl_lock, try_run_lock, wait_crawl_lock
+from stage5.storage.lock import (
+    LockSession,
+    crawl_lock_holder,
+    run_lock_holder,
+    try_crawl_lock,
+    try_run_lock,
+    wait_crawl_lock,
+)
 from stage5.storage.runs import (
     abandon_run,
     finish_run,
     record_skip,
     reopen_run,
+    run_baseline,
     run_counters,
     start_run,
     unfinished_run,
@@ -46,10 +55,11 @@ from stage5.storage.unit_queue import (
     release_leases,
     unit_rows,
 )
-from stage5.tallies import UnitTally, district_tallies, finished_units
+from stage5.tallies import DistrictTally, UnitTally, district_tallies, finished_units
 
 log = logging.getLogger("stage5.crawl")
 T = TypeVar("T")
+MIN_BASELINE = 5  # stored stores below which a district's count is too small to call a drop
 # What a run records of the settings that shaped it.
 RUN_PARAMS = ("page_size", "request_delay_s", "host_concurrency", "workers", "memory_budget_mb", "cache")
 
@@ -76,6 +86,7 @@ class RunSummary:
     cache_misses: int
     cache_hit_rate: float
     cache_errors: int
+    cache_corrupt: int
     bytes: int
     peak_memory_mb: float
     memory_budget_mb: float
@@ -87,6 +98,7 @@ class RunSummary:
     resumed: int
     elapsed_s: float
     failed_units: list[dict[str, str]] = field(default_factory=list)
+    suspect_districts: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,21 +106,37 @@ class RunSummary:
     def counts(self) -> dict[str, Any]:
         data = self.as_dict()
         data.pop("failed_units")
+        data["suspect_districts"] = [s["district"] for s in self.suspect_districts]
         return data
 
 
-def _status(report: MasterReport, failed: list[dict[str, str]], stored: int) -> str:
+def _status(report: MasterReport, failed: list[dict[str, str]], stored: int, suspect: list[dict[str, Any]]) -> str:
     if report.interrupted:
         return "interrupted"
     if not failed:
-        return "succeeded"
-    return "partial" if stored else "failed"
+        return "partial" if suspect else "succeeded"
+    return "partial" if stored or suspect else "failed"
 
 
-async def summarise(conn: psycopg.AsyncConnection, run_id: int, report: MasterReport, elapsed_s: float) -> RunSummary:
+def suspect_districts(
+    tallies: dict[str, DistrictTally], baseline: dict[str, int], ratio: float
+) -> list[dict[str, Any]]:
+    """Districts whose searches found far fewer stores than are stored for them: a soft block (empty
+    or thinned answers) looks like this. Districts with under MIN_BASELINE stored stores are not judged."""
+    return [
+        {"district": d, "found": t.found, "stored_before": baseline[d]}
+        for d, t in tallies.items()
+        if baseline.get(d, 0) >= MIN_BASELINE and t.found < ratio * baseline[d]
+    ]
+
+
+async def summarise(
+    conn: psycopg.AsyncConnection, run_id: int, report: MasterReport, elapsed_s: float, settings: Settings
+) -> RunSummary:
     """The run's figures from the database (every session of a resumed run), the machine's from this one."""
     rows = await unit_rows(conn, run_id)
     tallies = district_tallies(list(report.districts), rows)
+    suspect = suspect_districts(tallies, await run_baseline(conn, run_id), settings.soft_block_ratio)
     results = [result for _, _, result in finished_units(rows)]
     cost = UnitTally.total(results)  # what each unit's result says it cost, summed
     failed = [f for result in results for f in result.get("failed", [])]
@@ -118,7 +146,7 @@ async def summarise(conn: psycopg.AsyncConnection, run_id: int, report: MasterRe
     stored = sum(t.stored for t in tallies.values())
     return RunSummary(
         run_id=run_id,
-        status=_status(report, failed, stored),
+        status=_status(report, failed, stored, suspect),
         districts=len(tallies),
         districts_failed=sorted(d for d, t in tallies.items() if t.failed and not t.stored),
         units=len(rows),
@@ -137,6 +165,7 @@ async def summarise(conn: psycopg.AsyncConnection, run_id: int, report: MasterRe
         cache_misses=cost.cache_misses,
         cache_hit_rate=round(cost.cache_hits / looked, 4) if looked else 0.0,
         cache_errors=report.worker_stats.cache_errors,
+        cache_corrupt=report.worker_stats.cache_corrupt,
         bytes=cost.bytes,
         peak_memory_mb=report.peak_memory_mb,
         memory_budget_mb=report.budget_mb,
@@ -148,13 +177,13 @@ async def summarise(conn: psycopg.AsyncConnection, run_id: int, report: MasterRe
         resumed=counters["resumed"],
         elapsed_s=round(elapsed_s, 2),
         failed_units=failed,
+        suspect_districts=suspect,
     )
 
 
-async def _order(conn: psycopg.AsyncConnection, districts: list[str]) -> list[str]:
+async def _order(conn: psycopg.AsyncConnection, districts: list[str], sizes: dict[str, int]) -> list[str]:
     """Districts whose units failed in the last finished run first (their URLs are retried first),
     then the largest (by stored stores), so the long ones do not finish last alone."""
-    sizes = await district_sizes(conn)
     retry_first = await last_failed_districts(conn)
     await conn.commit()
     if retry_first:
@@ -193,6 +222,17 @@ def _install_stop_handlers(master: Master) -> None:
         loop.add_signal_handler(sig, on_signal, sig)
 
 
+async def _forget_suspect_answers(settings: Settings, redis_url: str | None, suspect: list[dict[str, Any]]) -> None:
+    """A suspect district's search answers are not kept: the next run asks the site again."""
+    cache = make_cache(settings, redis_url)
+    try:
+        for s in suspect:
+            purged = await cache.purge(Kind.SEARCH, s["district"])
+            log_event(log, "suspect_district", logging.WARNING, **s, cache_entries_purged=purged)
+    finally:
+        await cache.close()
+
+
 @dataclass
 class RunStart:
     """What the master needs to begin: the run, its districts, and a resumed run's saved state."""
@@ -217,6 +257,7 @@ async def run_crawl(
     raises UnfinishedRun; with `fresh` it is marked abandoned first."""
     started = time.monotonic()
     conn = await connect(db_url, settings.db_schema, role="master")  # holds the locks for the run's life
+    session = LockSession(conn, lambda: connect(db_url, settings.db_schema, role="master"), settings.db_schema)
     try:
         await migrate(conn)
         await _take_crawl_lock(conn, settings, trigger)
@@ -229,11 +270,12 @@ async def run_crawl(
             start = await _reopen(conn, settings.db_schema, pending)
         else:
             start = await _open(conn, settings, trigger, job)
+        session.run_id = start.run_id
         if progress is None and show_progress:
             progress = Progress(settings.progress_interval_s, sys.stderr)
-        return await _crawl(settings, db_url, redis_url, start, progress, started)
+        return await _crawl(settings, db_url, redis_url, start, session, progress, started)
     finally:
-        await conn.close()
+        await session.close()
 
 
 async def _take_crawl_lock(conn: psycopg.AsyncConnection, settings: Settings, trigger: str) -> None:
@@ -285,8 +327,10 @@ async def _reopen(conn: psycopg.AsyncConnection, schema: str, pending: dict[str,
 
 async def _open(conn: psycopg.AsyncConnection, settings: Settings, trigger: str, job: str | None) -> RunStart:
     """A new run: its districts ordered, its row in crawl_runs, its lock."""
-    districts = await _order(conn, settings.districts)
+    sizes = await district_sizes(conn)  # also the soft-block baseline: what is stored before this run
+    districts = await _order(conn, settings.districts, sizes)
     params = {k: getattr(settings, k) for k in RUN_PARAMS}
+    params["baseline"] = {d: sizes.get(d, 0) for d in districts}
     run_id = await start_run(conn, settings.site, districts, params, trigger, job)
     await try_run_lock(conn, settings.db_schema, run_id)
     log_event(log, "run_started", run_id=run_id, site=settings.site, districts=len(districts))
@@ -294,7 +338,13 @@ async def _open(conn: psycopg.AsyncConnection, settings: Settings, trigger: str,
 
 
 async def _crawl(
-    settings: Settings, db_url: str, redis_url: str | None, start: RunStart, progress: Progress | None, started: float
+    settings: Settings,
+    db_url: str,
+    redis_url: str | None,
+    start: RunStart,
+    session: LockSession,
+    progress: Progress | None,
+    started: float,
 ) -> RunSummary:
     schema, run_id = settings.db_schema, start.run_id
     try:
@@ -304,6 +354,7 @@ async def _crawl(
             settings.batch_size,
             settings.flush_interval_s,
             owner=f"master-{os.getpid()}",
+            fence=session,
         ) as writer:
             if settings.engine == "celery":
                 from stage5.crawl.celery_engine import CeleryMaster  # Celery is imported only when used
@@ -313,6 +364,8 @@ async def _crawl(
                 master = Master(settings, writer, redis_url, progress)
             _install_stop_handlers(master)
             report = await master.run(start.districts, start.state)
+    except LockLost:
+        raise  # the run may be another master's now: leave its row and its units alone
     except BaseException as exc:
         log_event(log, "run_failed", logging.ERROR, run_id=run_id, error=repr(exc))
         error = f"{type(exc).__name__}: {exc}"
@@ -332,11 +385,13 @@ async def _crawl(
     async def close(conn: psycopg.AsyncConnection) -> RunSummary:
         if report.interrupted:
             await release_leases(conn, run_id)
-        summary = await summarise(conn, run_id, report, time.monotonic() - started)
+        summary = await summarise(conn, run_id, report, time.monotonic() - started, settings)
         await finish_run(conn, run_id, summary.status, summary.counts(), summary.failed_units)
         return summary
 
     summary: RunSummary = await _reconnecting(db_url, schema, close)
+    if summary.suspect_districts:
+        await _forget_suspect_answers(settings, redis_url, summary.suspect_districts)
     log_event(log, "run_interrupted" if report.interrupted else "run_finished", **summary.counts())
     notify(settings, summary.as_dict())
     return summary

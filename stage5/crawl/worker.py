@@ -1,7 +1,8 @@
 """A worker process: one asyncio loop, one aiohttp session, many units at once.
 
 It takes messages from the master over a pipe — ("unit", Unit), ("limits", delay, concurrency),
-("stop",) — and answers ("ready", …), ("result", …), ("bye", …). Its log records go to the
+("stop",) — and answers ("ready", …), ("result", …), ("failed", …), ("alive", wid) every few
+seconds, ("bye", …), or ("fatal", wid, cause) when it cannot start. Its log records go to the
 master's log files through a multiprocessing queue, so only the master writes (and rotates) them.
 """
 
@@ -26,6 +27,7 @@ from stage5.tallies import WorkerStats
 from stage5.units import FailedUnit, Unit
 
 log = logging.getLogger("stage5.worker")
+HEARTBEAT_S = 2.0
 
 
 def snapshot(fetcher: Fetcher) -> WorkerStats:
@@ -52,6 +54,12 @@ def worker_main(
         asyncio.run(_serve(wid, settings, redis_url, conn, delay, concurrency))
     except KeyboardInterrupt:
         pass  # the master decides what happens to our units
+    except Exception as exc:  # tell the master why, so a worker that cannot start stops the run
+        try:
+            conn.send(("fatal", wid, f"{type(exc).__name__}: {exc}"[:500]))
+        except (OSError, ValueError):
+            pass
+        raise SystemExit(1) from None
 
 
 async def _serve(
@@ -76,6 +84,7 @@ async def _serve(
     async with Fetcher(settings, cache) as fetcher:
         await fetcher.set_limits(delay, concurrency)
         conn.send(("ready", wid, os.getpid()))
+        heartbeat = asyncio.create_task(_heartbeat(wid, conn))
         while True:
             message = await inbox.get()
             if message[0] == "stop":
@@ -88,13 +97,22 @@ async def _serve(
                 running.add(task)
                 task.add_done_callback(running.discard)
         await asyncio.gather(*running)
+        heartbeat.cancel()
         await cache.close()
         conn.send(("bye", wid, snapshot(fetcher)))
 
 
+async def _heartbeat(wid: int, conn: Connection) -> None:
+    """'alive' every HEARTBEAT_S from the event loop: a loop stuck in a parse stops saying it, and the
+    master recycles the worker (a thread could not tell, it would go on beating)."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        conn.send(("alive", wid))
+
+
 async def _do(wid: int, unit: Unit, fetcher: Fetcher, settings: Settings, conn: Connection) -> None:
     try:
-        result = await run_unit(unit, fetcher, settings.page_size, settings.max_pages)
+        result = await run_unit(unit, fetcher)
     except Exception as exc:  # a bug or an unforeseen answer: the unit fails alone, the worker goes on
         log_event(log, "unit_crashed", logging.ERROR, worker=wid, unit=unit.uid, error=repr(exc))
         failure = FailedUnit("unit", unit.district, f"unit {unit.uid}", repr(exc))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -20,13 +21,14 @@ from stage5.errors import ParseError
 from stage5.models import MenuItem, SearchPage, StoreDetail, StoreSummary
 
 PHONE_RE = re.compile(r"0\d{1,3}-\d{3,4}-\d{4}")
-_TAG_RE = re.compile(r"<[^>]+>")
-_PRICE_RE = re.compile(r"(\d[\d,]*)\s*원")
+# Every pattern on page text runs in linear time: no pattern can restart a long scan at each position
+# (a tag never spans a '<', a price starts where a number starts), and texts are capped before matching.
+_TAG_RE = re.compile(r"<[^<>]*>")
+_PRICE_RE = re.compile(r"(?<![\d,])(\d[\d,]*+)\s*원")
 _RANK_RE = re.compile(r"^\s*\d+\.\s*")
 _HOURS_RE = re.compile(r"영업시간\s*[:：]?\s*(\d{1,2}:\d{2}\s*[-~]\s*\d{1,2}:\d{2})")
 _LAST_ORDER_RE = re.compile(r"라스트\s*오더\s*[:：]?\s*(\d{1,2}:\d{2})")
 _BREAK_RE = re.compile(r"브레이크\s*타임\s*[:：]?\s*(\d{1,2}:\d{2}\s*[-~]\s*\d{1,2}:\d{2})")
-_HOLIDAY_RE = re.compile(r"([^\n]*휴무[^\n]*)")
 _RATING_TEXT_RE = re.compile(r"(\d(?:\.\d)?)\s*\(\s*(\d[\d,]*)\s*명")
 _SCORE_TEXT_RE = re.compile(r"(\d{1,3})\s*점")
 _LIST_DATA_RE = re.compile(r"localStorage\.setItem\(\s*'listData'\s*,\s*'((?:[^'\\]|\\.)*)'\s*\)", re.S)
@@ -35,18 +37,37 @@ _LIST_DATA_RE = re.compile(r"localStorage\.setItem\(\s*'listData'\s*,\s*'((?:[^'
 # --- small coercions: the site sends numbers as numbers or strings, sometimes empty --------------
 
 
+MAX_TEXT = 4000  # characters kept of one text value (names, addresses, menu lines are far shorter)
+MAX_NUMBER = 40  # characters of a number worth reading
+MAX_LINE = 300  # characters of one line of hours or one price text
+MAX_PRICE_DIGITS = 9  # 999,999,999 won; more is not a menu price
+
+
 def _text(value: Any) -> str | None:
-    if value is None:
+    """A clean, capped text from a JSON value or markup; None for empty, or for a list or an object."""
+    if value is None or isinstance(value, (dict, list, bool)):
         return None
-    text = _TAG_RE.sub("", html.unescape(str(value))).strip()
+    text = _TAG_RE.sub("", html.unescape(str(value)[: MAX_TEXT * 2])).strip()[:MAX_TEXT]
     return text or None
 
 
 def _float(value: Any) -> float | None:
+    """A finite number from a number or a string ('1,234'); None for NaN, infinities and junk."""
+    if value in (None, "") or isinstance(value, (dict, list, bool)):
+        return None
+    raw = str(value).replace(",", "").strip()
+    if len(raw) > MAX_NUMBER:
+        return None
     try:
-        return float(str(value).replace(",", "").strip()) if value not in (None, "") else None
+        number = float(raw)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
+
+
+def _items(value: Any) -> list[Any]:
+    """A JSON value that should be a list: the list, or nothing (never iterate a number or a string)."""
+    return value if isinstance(value, list) else []
 
 
 def _int(value: Any) -> int | None:
@@ -82,9 +103,9 @@ def summary_from_item(item: dict[str, Any]) -> StoreSummary:
     if not rid or not name:
         raise ParseError(f"search item without v_rid/nm: {str(item)[:120]}")
     keywords = tuple(
-        t for t in (_text(k.get("term") if isinstance(k, dict) else k) for k in item.get("keyword") or []) if t
+        t for t in (_text(k.get("term") if isinstance(k, dict) else k) for k in _items(item.get("keyword"))) if t
     )
-    images = tuple(i for i in (_text(x) for x in item.get("image_list") or []) if i)
+    images = tuple(i for i in (_text(x) for x in _items(item.get("image_list"))) if i)
     return StoreSummary(
         rid=rid,
         name=_RANK_RE.sub("", name),
@@ -99,7 +120,7 @@ def summary_from_item(item: dict[str, Any]) -> StoreSummary:
         review_count=_int(item.get("review_cnt")),
         categories=_split_categories(item.get("category")),
         keywords=keywords,
-        areas=tuple(a for a in (_text(x) for x in item.get("area") or []) if a),
+        areas=tuple(a for a in (_text(x) for x in _items(item.get("area"))) if a),
         image=_text(item.get("image")),
         images=images,
         open_status=_text(item.get("open_status")),
@@ -111,7 +132,8 @@ def _poi_section(data: Any) -> dict[str, Any]:
         raise ParseError("search answer is not a JSON object")
     if "result_code" in data and str(data["result_code"]) != "100":
         raise ParseError(f"search API error result_code={data['result_code']} msg={data.get('result_msg')!r}")
-    section = (data.get("result_data") or data).get("poi_section")
+    result_data = data.get("result_data")
+    section = (result_data if isinstance(result_data, dict) else data).get("poi_section")
     if not isinstance(section, dict) or not isinstance(section.get("list"), list):
         raise ParseError("search answer has no result_data.poi_section.list")
     return section
@@ -128,6 +150,8 @@ def parse_search(body: bytes) -> SearchPage:
         data = json.loads(decode(body))
     except json.JSONDecodeError as exc:
         raise ParseError(f"search answer is not JSON ({exc.msg} at byte {exc.pos})") from None
+    except RecursionError:
+        raise ParseError("search answer is JSON nested too deep to read") from None
     return _search_page(_poi_section(data))
 
 
@@ -140,10 +164,17 @@ def _document(body: bytes) -> lxml.html.HtmlElement:
         raise ParseError("not an HTML page")
     if "</html>" not in text[-2000:].lower():
         raise ParseError("page is cut short (no closing </html>)")  # lxml would parse half a page silently
+    parser = lxml.html.HTMLParser()
     try:
-        return lxml.html.document_fromstring(text)
+        doc = lxml.html.document_fromstring(text, parser=parser)
     except (etree.ParserError, ValueError) as exc:
         raise ParseError(f"HTML does not parse: {exc}") from None
+    # libxml2 stops reading at a nesting depth of 256 and says so only in its error log: the rest of
+    # the page (menu, hours) would be missing without a word. Such a page is incomplete, not empty.
+    limits = [e.message for e in parser.error_log if e.type_name == "ERR_RESOURCE_LIMIT"]
+    if limits:
+        raise ParseError(f"page only partly read ({limits[0]})")
+    return doc
 
 
 def parse_list(body: bytes) -> SearchPage:
@@ -188,7 +219,7 @@ def _json_ld(doc: lxml.html.HtmlElement) -> dict[str, Any]:
     for raw in doc.xpath("//script[@type='application/ld+json']/text()"):
         try:
             data = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         for node in data if isinstance(data, list) else [data]:
             if isinstance(node, dict) and node.get("@type") in ("FoodEstablishment", "Restaurant"):
@@ -208,21 +239,29 @@ def _menu(doc: lxml.html.HtmlElement) -> tuple[MenuItem, ...]:
         if not name:
             continue
         price_text = _text(li.xpath("string(.//p[contains(@class,'Restaurant_MenuPrice')])"))
-        match = _PRICE_RE.search(price_text or "")
-        items.append(MenuItem(name, int(match.group(1).replace(",", "")) if match else None, price_text))
+        items.append(MenuItem(name, _price(price_text), price_text))
     return tuple(items)
 
 
+def _price(text: str | None) -> int | None:
+    """Won from '16,900원'; None when the text has no such number or an absurd one (kept as text)."""
+    match = _PRICE_RE.search((text or "")[:MAX_LINE])
+    digits = match.group(1).replace(",", "") if match else ""
+    return int(digits) if digits and len(digits) <= MAX_PRICE_DIGITS else None
+
+
 def _hours(doc: lxml.html.HtmlElement) -> dict[str, str | None]:
-    lines = [" ".join(" ".join(li.itertext()).split()) for li in doc.xpath("//*[contains(@class,'busi-hours')]//li")]
+    items = doc.xpath("//*[contains(@class,'busi-hours')]//li")
+    lines = [" ".join(" ".join(li.itertext())[: MAX_LINE * 4].split())[:MAX_LINE] for li in items]
     text = "\n".join(lines)
     found = {
         "open_hours": _HOURS_RE.search(text),
         "last_order": _LAST_ORDER_RE.search(text),
         "break_time": _BREAK_RE.search(text),
-        "holiday": _HOLIDAY_RE.search(text),
     }
-    return {k: (" ".join(m.group(1).split()) if m else None) for k, m in found.items()}
+    hours = {k: (" ".join(m.group(1).split()) if m else None) for k, m in found.items()}
+    hours["holiday"] = next((line for line in lines if "휴무" in line), None)
+    return hours
 
 
 def _title_parts(title: str | None) -> tuple[str | None, tuple[str, ...]]:
@@ -278,10 +317,10 @@ def _labels(doc: lxml.html.HtmlElement, title_categories: tuple[str, ...]) -> di
 
 
 def _media(ld: dict[str, Any]) -> dict[str, Any]:
-    images = ld.get("image") or []
-    reviews = ld.get("review") or []
+    images = ld.get("image")
+    reviews = _items(ld.get("review"))
     return {
-        "images": tuple(images if isinstance(images, list) else [images]),
+        "images": tuple(i for i in (_text(x) for x in (images if isinstance(images, list) else [images])) if i),
         "reviews": tuple(t for t in (_text(r.get("description")) for r in reviews if isinstance(r, dict)) if t),
     }
 

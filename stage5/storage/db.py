@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Callable
 
@@ -12,16 +11,13 @@ from psycopg import sql
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from stage5.errors import DatabaseUnavailable
-
-
-def redact(url: str) -> str:
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+from stage5.redact import redact_url
 
 
 def unavailable(url: str, exc: Exception) -> DatabaseUnavailable:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return DatabaseUnavailable(
-        f"cannot connect to PostgreSQL at {redact(url)}: {reason}\n"
+        f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}\n"
         "  Start it (here: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start;"
         " with Docker: docker compose up -d postgres),\n"
         "  or set DATABASE_URL to a server that runs, or unset it to let stage5 use 127.0.0.1:5432"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -72,3 +73,46 @@ async def _holder(conn: psycopg.AsyncConnection, schema: str, second: int) -> di
     if row is None:
         return None
     return {"pid": row[0], "application": row[1], "client": row[2], "since": row[3].isoformat()}
+
+
+async def holds_run_lock(conn: psycopg.AsyncConnection, backend_pid: int, schema: str, run_id: int) -> bool:
+    """Whether the session `backend_pid` still holds the lock of `run_id` (asked from another session)."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s"
+        " AND objsubid = 2 AND classid = %s::int::oid AND objid = %s::int::oid"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        (backend_pid, dataset_key(schema), run_id),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+class LockSession:
+    """The master's database session, holding the crawl lock and its run's lock for the run's life.
+
+    Writers ask `held(conn)` inside each write transaction. When the session ended (PostgreSQL
+    restarted, or someone killed it) the locks are gone: `retake()` opens a new session and takes both
+    again, which succeeds only if no other process took them meanwhile; if one did, this master has
+    lost the run."""
+
+    def __init__(
+        self, conn: psycopg.AsyncConnection, connect: Callable[[], Awaitable[psycopg.AsyncConnection]], schema: str
+    ) -> None:
+        self.conn, self.connect, self.schema = conn, connect, schema
+        self.run_id = 0
+        self.backend_pid = conn.info.backend_pid
+
+    async def held(self, conn: psycopg.AsyncConnection) -> bool:
+        return await holds_run_lock(conn, self.backend_pid, self.schema, self.run_id)
+
+    async def retake(self) -> bool:
+        fresh = await self.connect()
+        if await try_crawl_lock(fresh, self.schema) and await try_run_lock(fresh, self.schema, self.run_id):
+            old, self.conn, self.backend_pid = self.conn, fresh, fresh.info.backend_pid
+            await old.close()
+            return True
+        await fresh.close()  # releases whatever it took
+        return False
+
+    async def close(self) -> None:
+        await self.conn.close()

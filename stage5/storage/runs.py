@@ -128,3 +128,10 @@ async def list_runs(conn: psycopg.AsyncConnection, limit: int = 20) -> list[dict
     )
     names = [d.name for d in cur.description or []]
     return [dict(zip(names, row)) for row in await cur.fetchall()]
+
+
+async def run_baseline(conn: psycopg.AsyncConnection, run_id: int) -> dict[str, int]:
+    """Stored stores per district when the run started (its soft-block baseline)."""
+    cur = await conn.execute("SELECT params -> 'baseline' FROM crawl_runs WHERE id = %s", (run_id,))
+    row = await cur.fetchone()
+    return {d: int(n) for d, n in (row[0] or {}).items()} if row and row[0] else {}

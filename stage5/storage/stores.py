@@ -10,6 +10,8 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -17,14 +19,16 @@ from types import TracebackType
 import psycopg
 from psycopg.types.json import Jsonb
 
-from stage5.errors import DatabaseUnavailable
+from stage5.errors import DatabaseUnavailable, LockLost
 from stage5.logs import log_event
 from stage5.models import Rejection, StoreRecord
 from stage5.storage.db import db_retrying
+from stage5.storage.lock import LockSession
 from stage5.storage.unit_queue import Completion, complete_units, insert_units, lease_units
-from stage5.units import Unit
+from stage5.units import DetailResult, Unit
 
 log = logging.getLogger("stage5.storage")
+FENCE_CHECK_S = 3.0
 
 # Data columns, in COPY order. Bookkeeping columns (run ids, timestamps) are set by the upsert.
 STORE_COLUMNS: tuple[str, ...] = (
@@ -131,6 +135,54 @@ def store_doc(record: StoreRecord) -> str:
     return f'{doc[:-1]}, "source_url": {json.dumps(record.source_url)}, "content_hash": "{fingerprint}"}}'
 
 
+INT4 = (-(2**31), 2**31 - 1)
+REAL_MAX = 3.4e38  # diningcode_rating is a real (float4)
+
+
+def row_problem(record: StoreRecord) -> str | None:
+    """Why PostgreSQL would refuse this record's row (a NUL in a text, a number out of its column's
+    range, NaN), or None. Checked before COPY, so one poison value rejects one store, not a batch."""
+    for name, value in record.as_dict().items():
+        problem = _value_problem(value)
+        if problem:
+            return f"{name}: {problem}"
+    if record.rating is not None and abs(record.rating) > REAL_MAX:
+        return f"rating: {record.rating} out of range"
+    return None
+
+
+def screen_rows(result: DetailResult) -> None:
+    """Move the records PostgreSQL would refuse into the result's rejections (with the reason)."""
+    kept = []
+    for record in result.records:
+        problem = row_problem(record)
+        if problem is None:
+            kept.append(record)
+            continue
+        log_event(log, "store_rejected", rid=record.rid, reason=problem, url=record.source_url)
+        payload = {"name": record.name, "address": record.address}
+        result.rejections.append(
+            Rejection(record.rid, f"unstorable value: {problem}", record.source_url, record.district, payload)
+        )
+    result.records = kept
+
+
+def _value_problem(value: object) -> str | None:
+    if isinstance(value, str):
+        return "text holds a NUL character" if "\x00" in value else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return None if INT4[0] <= value <= INT4[1] else f"{value} out of the integer range"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value} is not a finite number"
+    if isinstance(value, dict):
+        return next((p for p in map(_value_problem, value.values()) if p), None)
+    if isinstance(value, (list, tuple)):
+        return next((p for p in map(_value_problem, value) if p), None)
+    return f"unexpected {type(value).__name__}"
+
+
 def copy_text(docs: list[str]) -> bytes:
     """COPY text format, one jsonb column: JSON has no raw tabs or newlines, only backslashes to double."""
     return "".join(d.replace("\\", "\\\\") + "\n" for d in docs).encode()
@@ -154,8 +206,19 @@ class StoreWriter:
     (`flush_interval`). One flush is one transaction: new units, leases, rows, completed units and
     the run's counters commit together."""
 
-    def __init__(self, connect: Connect, run_id: int, batch_size: int, flush_interval: float, owner: str = "") -> None:
+    def __init__(
+        self,
+        connect: Connect,
+        run_id: int,
+        batch_size: int,
+        flush_interval: float,
+        owner: str = "",
+        fence: LockSession | None = None,
+    ) -> None:
         self.connect, self.run_id, self.owner = connect, run_id, owner
+        self.fence = fence  # the master's lock session: every write checks it still holds the run
+        self.lost: LockLost | None = None
+        self._fence_checked = 0.0
         self.batch_size, self.flush_interval = batch_size, flush_interval
         self.records: dict[str, StoreRecord] = {}
         self.rejections: dict[str | None, Rejection] = {}
@@ -190,6 +253,8 @@ class StoreWriter:
                 await self.flush()
             except (psycopg.Error, DatabaseUnavailable) as exc:  # rows stay buffered; the next flush retries
                 log_event(log, "db_flush_failed", logging.ERROR, reason=exc, buffered=len(self.records))
+            except LockLost:
+                return  # the master sees it at its next health check
 
     async def add(self, record: StoreRecord) -> None:
         self.records[record.rid] = record  # the same store twice in one batch: the last wins
@@ -248,27 +313,16 @@ class StoreWriter:
             self.conn = await self.connect()
         conn = self.conn
         async with conn.transaction():
+            await self._check_fence(conn)
             if units:
                 await insert_units(conn, self.run_id, units)
             if leases:
                 await lease_units(conn, self.run_id, leases, self.owner)
-            results: list[tuple[bool, bool]] = []
-            if records:
-                await conn.execute(STAGING_SQL)
-                async with conn.cursor() as cur:
-                    async with cur.copy("COPY stores_staging (doc) FROM STDIN") as copy:
-                        await copy.write(copy_text([store_doc(r) for r in records]))
-                    await cur.execute(UPSERT_SQL, {"run": self.run_id})
-                    results = [(bool(a), bool(b)) for a, b in await cur.fetchall()]
+            results, refused = await self._upsert_isolating(conn, records)
+            rejections = rejections + refused
             if rejections:
                 async with conn.cursor() as cur:
-                    await cur.executemany(
-                        REJECT_SQL,
-                        [
-                            (self.run_id, j.rid, j.district, j.reason, j.source_url, Jsonb(j.payload))
-                            for j in rejections
-                        ],
-                    )
+                    await cur.executemany(REJECT_SQL, [_rejection_row(self.run_id, j) for j in rejections])
             new = sum(1 for inserted, _ in results if inserted)
             updated = sum(1 for inserted, changed in results if changed and not inserted)
             if completions:
@@ -284,7 +338,87 @@ class StoreWriter:
         self.counts.unchanged += len(results) - new - updated
         self.counts.rejected += len(rejections)
         self.counts.batches += 1
-        log_event(log, "db_batch", rows=len(records), new=new, updated=updated, rejected=len(rejections))
+        if records or rejections:
+            log_event(log, "db_batch", rows=len(records), new=new, updated=updated, rejected=len(rejections))
+
+    async def _upsert_isolating(
+        self, conn: psycopg.AsyncConnection, records: list[StoreRecord]
+    ) -> tuple[list[tuple[bool, bool]], list[Rejection]]:
+        """Upsert the records in a savepoint; when PostgreSQL refuses the data, split the batch in halves
+        until the refused rows are found: they become rejections, every other row is kept."""
+        if not records:
+            return [], []
+        try:
+            async with conn.transaction():  # a savepoint: a refused batch leaves the outer one usable
+                return await self._upsert(conn, records), []
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            if len(records) == 1:
+                record = records[0]
+                reason = f"database refused the row: {str(exc).splitlines()[0]}"
+                log_event(log, "row_refused", logging.WARNING, rid=record.rid, reason=reason, url=record.source_url)
+                return [], [Rejection(record.rid, reason, record.source_url, record.district, {"name": record.name})]
+        half = len(records) // 2
+        first, refused_first = await self._upsert_isolating(conn, records[:half])
+        second, refused_second = await self._upsert_isolating(conn, records[half:])
+        return first + second, refused_first + refused_second
+
+    async def _upsert(self, conn: psycopg.AsyncConnection, records: list[StoreRecord]) -> list[tuple[bool, bool]]:
+        await conn.execute(STAGING_SQL)
+        async with conn.cursor() as cur:
+            await cur.execute("DELETE FROM stores_staging")  # what a refused attempt left in this transaction
+            async with cur.copy("COPY stores_staging (doc) FROM STDIN") as copy:
+                await copy.write(copy_text([store_doc(r) for r in records]))
+            await cur.execute(UPSERT_SQL, {"run": self.run_id})
+            return [(bool(a), bool(b)) for a, b in await cur.fetchall()]
+
+    async def _check_fence(self, conn: psycopg.AsyncConnection) -> None:
+        """Write only while the master still holds its run lock (checked inside the transaction that
+        writes): a master whose session was killed must not write beside the one that took over."""
+        if self.lost is not None:
+            raise self.lost
+        if self.fence is None or await self.fence.held(conn):
+            return
+        if await self.fence.retake():  # the session had ended (a restart): nobody took the run meanwhile
+            log_event(log, "lock_retaken", logging.WARNING, run_id=self.run_id)
+            return
+        self.lost = LockLost(
+            f"lost the lock of run {self.run_id} (this master's database session ended and another process"
+            " took the run): stopped without writing more. See: python -m stage5 runs"
+        )
+        log_event(log, "lock_lost", logging.ERROR, run_id=self.run_id)
+        raise self.lost
+
+    async def check_fence(self) -> None:
+        """For the master's health check, at most every FENCE_CHECK_S: raises LockLost once it is gone."""
+        if self.lost is not None:
+            raise self.lost
+        if self.fence is None or time.monotonic() - self._fence_checked < FENCE_CHECK_S:
+            return
+        self._fence_checked = time.monotonic()
+        async with self._lock:
+            async for attempt in db_retrying(attempts=3):
+                with attempt:
+                    if self.conn is None or self.conn.closed:
+                        self.conn = await self.connect()
+                    async with self.conn.transaction():
+                        await self._check_fence(self.conn)
+
+
+def _rejection_row(run_id: int, rejection: Rejection) -> tuple[object, ...]:
+    """A rejection as a row; NUL characters (which PostgreSQL text cannot hold) are made visible."""
+    clean = _without_nul
+    return (
+        run_id,
+        clean(rejection.rid),
+        clean(rejection.district),
+        clean(rejection.reason),
+        clean(rejection.source_url),
+        Jsonb(json.loads(clean(json.dumps(rejection.payload, ensure_ascii=False, default=str)))),
+    )
+
+
+def _without_nul(text: str | None) -> str | None:
+    return text.replace("\x00", "\\0").replace("\\u0000", "\\\\0") if text is not None else None
 
 
 async def stored_stores(conn: psycopg.AsyncConnection) -> dict[str, tuple[str, bool]]:
