@@ -111,7 +111,8 @@ async def test_districts_that_failed_last_time_go_first(make_settings: Any) -> N
     await conn.commit()
     sizes = await district_sizes(conn)
     assert sizes == {"강남구": 5}
-    assert await _order(conn, ["마포구", "강남구", "도봉구"], sizes) == ["도봉구", "강남구", "마포구"]  # failed, then largest
+    ordered = await _order(conn, ["마포구", "강남구", "도봉구"], sizes)
+    assert ordered == ["도봉구", "강남구", "마포구"]  # failed last time, then the largest
     await conn.close()
 
 
