@@ -15,12 +15,14 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from redis.connection import parse_url as parse_redis_url
 
 from stage5.errors import ConfigError
 from stage5.redact import redact_url
 from stage5.site.seoul import DISTRICT_NAMES
 
 REAL_SITE = "https://www.diningcode.com"
+SECRET_SETTINGS = ("database_url", "redis_url", "notify_command", "notify_url")
 _NOT_POSTGRES = "not a PostgreSQL URL: {} (e.g. postgresql://user@host:5432/db)"
 
 
@@ -200,8 +202,12 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"not a Redis URL: {redact_url(value)} (e.g. redis://127.0.0.1:6379/0)")
+        if value is None:
+            return value
+        try:
+            parse_redis_url(value)  # the parser the workers will use: what passes here connects there
+        except ValueError as exc:
+            raise ValueError(f"not a Redis URL: {redact_url(value)} ({exc}; e.g. redis://127.0.0.1:6379/0)") from None
         return value
 
     @field_validator("notify_url")
@@ -219,6 +225,11 @@ class Settings(BaseSettings):
         if not value or len(value.encode()) > 63 or not value.replace("_", "a").isalnum() or value[0].isdigit():
             raise ValueError("must be 1-63 bytes of letters, digits and _ (not starting with a digit)")
         return value
+
+    def shareable(self) -> dict[str, Any]:
+        """The settings as JSON without secrets (service URLs, notify targets): what may travel in a
+        task message or be written into a run's record."""
+        return self.model_dump(mode="json", exclude=set(SECRET_SETTINGS))
 
     @property
     def cache_namespace_or_site(self) -> str:

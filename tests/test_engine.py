@@ -133,3 +133,53 @@ async def test_small_budget_throttles_and_still_completes(make_settings: Any, sm
     assert summary.governor_actions["throttle"] >= 1 and summary.governor_actions["lower"] >= 1
     assert summary.governor_actions["recycle"] >= 1
     assert score(small_world, stored, rejected, settings.districts).perfect
+
+
+BROKEN_WORKERS = """
+import importlib.abc, sys
+
+class BrokenInWorkers(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "stage5.crawl.pipeline" and "--multiprocessing-fork" in sys.orig_argv:
+            raise ImportError("planted: this install is broken in worker processes")
+        return None
+
+sys.meta_path.insert(0, BrokenInWorkers())
+"""
+
+
+def test_workers_that_die_at_start_stop_the_run_with_the_cause(
+    make_settings: Any, replica: ReplicaProcess, tmp_path: Any
+) -> None:
+    """A broken install (or setting) that kills every worker as it starts: the master stops after a
+    few deaths with the cause, instead of respawning them forever."""
+    import subprocess
+    import sys
+
+    (tmp_path / "sitecustomize.py").write_text(BROKEN_WORKERS)
+    settings = make_settings(site=replica.url, districts="도봉구")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "DATABASE_URL": settings.database_url}
+    command = [sys.executable, "-m", "stage5", "crawl", "--site", replica.url, "--districts", "도봉구"]
+    command += ["--db-schema", settings.db_schema, "--log-dir", str(tmp_path / "logs"), "--no-cache"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "workers died at start" in done.stderr and "crawl --resume" in done.stderr
+    assert "stage5/cli.py" not in done.stderr  # the workers' tracebacks are theirs; the master's is a message
+
+
+async def test_a_worker_stuck_in_a_unit_is_replaced(make_settings: Any, small_world: World) -> None:
+    """A worker whose event loop stops answering (here: SIGSTOP) holds its units hostage: the master
+    kills it after worker_stall_s, its units run elsewhere, and the crawl ends complete."""
+    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=20)) as slow:
+        settings = make_settings(site=slow.url, workers=2, districts=SOME, worker_stall_s=3)
+        crawl = asyncio.create_task(run_crawl(settings, settings.database_url))
+        victim = None
+        while victim is None:
+            await asyncio.sleep(0.1)
+            workers = [p for p in psutil.Process().children() if "multiprocessing.spawn" in " ".join(p.cmdline())]
+            victim = workers[0] if workers and slow.stats()["requests"] > 30 else None
+        os.kill(victim.pid, signal.SIGSTOP)
+        summary = await crawl
+    stored, rejected = await load_result(settings)
+    assert summary.status == "succeeded" and summary.workers_died >= 1
+    assert score(small_world, stored, rejected, settings.districts).perfect

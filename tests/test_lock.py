@@ -129,3 +129,55 @@ def test_cli_exit_code_for_a_skip(pg_url: str, schema: str, replica: ReplicaProc
         holder.wait()
     assert out.returncode == 5 and "crawl lock is held by stage5 holder" in out.stderr
     assert json.dumps(runs(pg_url, schema)[0][0]) == '"skipped"'
+
+
+async def test_a_master_whose_session_is_killed_never_works_beside_the_next(
+    make_settings: Any, pg_url: str, small_world: Any
+) -> None:
+    """Kill the master's lock session and let another process take the run's lock at once: the first
+    master stops with LockLost and writes nothing more; a resume then finishes the run, each store once."""
+    import os
+
+    from stage5.errors import LockLost
+    from stage5.replica.server import Faults
+    from stage5.replica.truth import score
+    from stage5.report import load_result
+    from stage5.storage.lock import dataset_key
+
+    with ReplicaProcess(5, 0.1, Faults(latency_ms=100)) as slow:
+        settings = make_settings(site=slow.url, districts="강남구,마포구,송파구", workers=1, host_concurrency=2)
+        schema = settings.db_schema
+        first = asyncio.create_task(run_crawl(settings, pg_url))
+
+        def stored() -> int:
+            with psycopg.connect(pg_url) as c:
+                try:
+                    query = sql.SQL("SELECT count(*) FROM {}.stores").format(sql.Identifier(schema))
+                    return int(c.execute(query).fetchone()[0])  # type: ignore[index]
+                except psycopg.errors.UndefinedTable:
+                    return 0  # not migrated yet
+
+        while stored() < 10:
+            await asyncio.sleep(0.1)
+        other = psycopg.connect(pg_url, autocommit=True)
+        try:
+            run_id = other.execute(
+                sql.SQL("SELECT max(id) FROM {}.crawl_runs").format(sql.Identifier(schema))
+            ).fetchone()[0]
+            other.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+                (f"stage5 master pid={os.getpid()} %",),
+            )
+            other.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (dataset_key(schema), run_id))
+            with pytest.raises(LockLost, match=f"run {run_id}"):
+                await asyncio.wait_for(first, 60)
+            at_loss = stored()
+            await asyncio.sleep(1.5)
+            assert stored() == at_loss  # nothing written after the loss
+        finally:
+            other.close()
+        summary = await run_crawl(settings, pg_url, resume=True)
+    assert summary.run_id == run_id and summary.status == "succeeded"
+    assert summary.new + summary.updated + summary.unchanged == summary.stores  # no store counted twice
+    got, rejected = await load_result(settings)
+    assert score(small_world, got, rejected, settings.districts).perfect

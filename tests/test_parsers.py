@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,38 @@ def test_guess_kind() -> None:
     assert guess_kind(b'{"result_code":"100"}', "saved.json") == "search"
     assert guess_kind(b"<html>", "profile.php?rid=abc") == "detail"
     assert guess_kind(b"<html>", "list.dc?query=x") == "list"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"result_data": {"poi_section": {"total_cnt": 1, "list": [{"v_rid": "a", "nm": "x", "keyword": 5}]}}}',
+        b'{"result_data": {"poi_section": {"list": [{"v_rid": "a", "nm": "x", "lat": NaN, "lng": 1e400}]}}}',
+        b'{"result_data": [], "poi_section": {"list": [{"v_rid": "a", "nm": "x", "area": "gangnam"}]}}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+)
+def test_parse_never_prints_a_traceback(body: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stage5.cli import main
+
+    saved = tmp_path / "answer.json"
+    saved.write_bytes(body)
+    code = main(["parse", str(saved), "--kind", "search"])
+    out = capsys.readouterr()
+    assert code in (0, 2) and "Traceback" not in out.err
+    for line in out.out.splitlines():
+        record = json.loads(line)
+        assert record["lat"] is None or math.isfinite(record["lat"])
+        assert record["keywords"] == [] and record["lng"] is None
+
+
+def test_wrongly_shaped_json_ld_falls_back_to_the_markup(small_world: World) -> None:
+    store = next(s for s in small_world.stores if s.expect == "store")
+    page = render.detail_page(store).decode()
+    start = page.index('"aggregateRating"')
+    end = page.index("}", start) + 1
+    spoiled = page[:start] + '"aggregateRating": "4.5"' + page[end:]
+    spoiled = spoiled.replace('"geo": {', '"geo": [1, 2], "_geo": {')
+    detail = parse_detail(spoiled.encode(), store.rid)
+    assert detail.rating == store.user_score and detail.rating_count == store.review_cnt  # from the markup
+    assert detail.lat is None  # a geo of the wrong shape is no position; the search answer's is used

@@ -181,6 +181,9 @@ def test_job_file_errors_name_the_job(tmp_path: Path) -> None:
     path.write_text('[[job]]\nname = "nightly"\ncorn = "0 1 * * *"\n')
     with pytest.raises(JobError, match="unknown field.*corn"):
         load_jobs(path)
+    path.write_text('[[job]]\nname = "mapo"\ncron = "30 2 * * *"\ndistricts = ["마포"]\n')
+    with pytest.raises(JobError, match="'mapo'.*unknown district.*마포"):  # at load, not when the job fires
+        load_jobs(path)
     path.write_text('[[job]]\nname = "mapo"\ncron = "30 2 * * *"\ndistricts = ["마포구"]\n')
     (job,) = load_jobs(path)
     assert job.districts == ("마포구",) and job.cron == "30 2 * * *"

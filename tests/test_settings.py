@@ -44,3 +44,27 @@ def test_cli_reports_bad_config_with_exit_2(capsys: pytest.CaptureFixture[str]) 
     assert main(["crawl", "--districts", "강남", "--site", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
     assert "unknown district(s) 강남" in err and "강남구" in err
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "message"),
+    [
+        ("STAGE5_REQUEST_DELAY_S", "inf", "finite number"),
+        ("STAGE5_REQUEST_TIMEOUT_S", "nan", "finite number"),
+        ("REDIS_URL", "notaurl", "not a Redis URL"),
+        ("REDIS_URL", "http://user:hunter22@host/0", "not a Redis URL"),
+        ("REDIS_URL", "redis://host:port/0", "Port could not be cast"),
+        ("DATABASE_URL", "mysql://root:hunter22@db/x", "not a PostgreSQL URL"),
+        ("STAGE5_DB_SCHEMA", "s" * 64, "1-63 bytes"),
+        ("STAGE5_DB_SCHEMA", "a-b", "letters, digits and _"),
+        ("STAGE5_NOTIFY_URL", "ftp://x", "http(s) URL"),
+    ],
+)
+def test_unusable_values_exit_2_with_the_setting_named_and_no_secret(
+    env: str, value: str, message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(env, value)
+    assert main(["runs"]) == 2
+    err = capsys.readouterr().err
+    assert env in err and message in err and "Traceback" not in err
+    assert "hunter22" not in err

@@ -77,16 +77,18 @@ def unit_task(
     district: str,
     payload: dict[str, Any],
     settings_json: dict[str, Any],
-    redis_url: str | None,
     delay: float,
     concurrency: int,
 ) -> dict[str, Any]:
-    """Run one unit in this worker process; the master writes what it returns. JSON in, JSON out."""
+    """Run one unit in this worker process; the master writes what it returns. JSON in, JSON out.
+
+    The message carries no secret: the settings come without service URLs or notify targets, and the
+    cache is the Redis this worker was configured with (its broker)."""
     unit = unit_from_payload(uid, kind, district, payload)
     settings = Settings(**settings_json)
 
     async def run() -> Result:
-        cache = make_cache(settings, redis_url)
+        cache = make_cache(settings, app.conf.broker_url)
         try:
             async with Fetcher(settings, cache) as fetcher:
                 await fetcher.set_limits(delay, concurrency)
@@ -144,18 +146,21 @@ class CeleryMaster(Master):
         share = self.settings.celery_tasks_in_flight
         return self.settings.request_delay_s * share, max(1, self.settings.host_concurrency // share)
 
-    def _send_task(self, unit: Unit) -> None:
+    def task_args(self, unit: Unit) -> tuple[Any, ...]:
+        """What a task message carries: the unit, the shareable settings (no secrets), its politeness share."""
         delay, concurrency = self._limits()
-        args = (
+        return (
             unit_kind(unit),
             unit.uid,
             unit.district,
             unit_payload(unit),
-            self.settings.model_dump(mode="json"),
-            self.redis_url,
+            self.settings.shareable(),
             delay,
             concurrency,
         )
+
+    def _send_task(self, unit: Unit) -> None:
+        args = self.task_args(unit)
         result = unit_task.apply_async(args)
         with self._lock:
             self.tasks[unit.uid] = result

@@ -27,6 +27,7 @@ from typing import Any
 from croniter import croniter
 
 from stage5.errors import JobError
+from stage5.site.seoul import DISTRICT_NAMES
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ def _job(raw: dict[str, Any]) -> Job:
         raise JobError(f"job {name!r}: cron {job.cron!r} is not a cron expression (e.g. '0 1 * * *')")
     if job.kind not in ("crawl", "cleanup"):
         raise JobError(f"job {name!r}: kind must be 'crawl' or 'cleanup', got {job.kind!r}")
+    unknown = [d for d in job.districts if d not in DISTRICT_NAMES]
+    if unknown:
+        raise JobError(f"job {name!r}: unknown district(s) {', '.join(unknown)}; use Seoul's 구 names")
     if job.overlap not in ("skip", "wait"):
         raise JobError(f"job {name!r}: overlap must be 'skip' or 'wait', got {job.overlap!r}")
     return job

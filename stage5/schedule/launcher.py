@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -27,8 +28,6 @@ class ProcessLauncher:
 
     def command(self, job: Job) -> list[str]:
         common = [
-            "--database-url",
-            self.db_url,
             "--db-schema",
             self.settings.db_schema,
             "--log-dir",
@@ -58,6 +57,14 @@ class ProcessLauncher:
             cmd += ["--districts", ",".join(job.districts)]
         return cmd
 
+    def environment(self) -> dict[str, str]:
+        """The child's environment: service URLs (and their passwords) go here, never on the command
+        line, where `ps` shows them to every user of the machine."""
+        env = {**os.environ, "DATABASE_URL": self.db_url}
+        if self.settings.redis_url:
+            env["REDIS_URL"] = self.settings.redis_url
+        return env
+
     def lock_holder(self) -> str | None:
         async def ask() -> str | None:
             conn = await connect(self.db_url, self.settings.db_schema)
@@ -70,7 +77,7 @@ class ProcessLauncher:
         return asyncio.run(ask())
 
     def start(self, job: Job, slot: datetime, tries: int = 1) -> int:
-        proc = subprocess.Popen(self.command(job), stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(self.command(job), stdout=subprocess.DEVNULL, env=self.environment())
         self.procs[job.name] = (proc, datetime.now(UTC), tries)
         log_event(log, "run_launched", job=job.name, slot=slot.isoformat(), pid=proc.pid, attempt=tries)
         return proc.pid

@@ -1,0 +1,195 @@
+"""A hostile site for tests and benchmarks: passes a replica's answers through and spoils some of them.
+
+    python -m stage5.replica.hostile --upstream http://127.0.0.1:8765 --case gzip_bomb --every 20
+
+Each case spoils the detail pages of the target stores (those whose rid hashes to 0 modulo `every`),
+or every search answer, in one way a real site (or something between it and us) has been seen to:
+poison values, wrong shapes, bodies too large or endless, pages nested too deep, texts that make
+naive patterns quadratic, a soft block. Loopback only; endless answers stop by themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from types import TracebackType
+
+import aiohttp
+from aiohttp import web
+
+from stage5.errors import Stage5Error
+from stage5.replica.render import search_json
+
+ENDLESS_FOR_S = 60.0  # an "endless" body stops after this, so a broken client cannot keep it alive
+CHUNK = 1 << 20
+
+
+def _sub(pattern: str, replacement: str) -> Callable[[bytes], bytes]:
+    compiled = re.compile(pattern.encode())
+    return lambda body: compiled.sub(replacement.encode(), body, count=1)
+
+
+# Cases that rewrite a target store's detail page (bytes in, bytes out).
+REWRITES: dict[str, Callable[[bytes], bytes]] = {
+    "poison_number": _sub(r'"reviewCount": \d+', '"reviewCount": 99999999999'),
+    "nul_name": _sub(r'"name": "', '"name": "\\\\u0000'),
+    "huge_price": _sub(r'(<p class="Restaurant_MenuPrice">)[^<]*', "\\g<1>3,000,000,000원"),
+    "rating_string": _sub(r'"aggregateRating": \{[^}]*\}', '"aggregateRating": "4.5"'),
+    "geo_list": _sub(r'"geo": \{[^}]*\}', '"geo": [37.5, 127.0]'),
+    "nan_numbers": _sub(r'"ratingValue": [\d.]+', '"ratingValue": NaN, "bestRating": 1e400'),
+    "long_digits": lambda body: _sub(r'(<p class="Restaurant_MenuPrice">)[^<]*', "\\g<1>" + "9" * 60_000)(
+        body.replace(
+            b'<div class="busi-hours"><ul class="list">',
+            b'<div class="busi-hours"><ul class="list"><li>' + b"1" * 60_000 + b"</li>",
+        )
+    ),
+    "deep_nesting": lambda body: body.replace(
+        b'<div id="div_profile">', b"<div>" * 300 + b'<div id="div_profile">'
+    ).replace(b"</body>", b"</div>" * 300 + b"</body>"),
+}
+# Cases that replace a target's answer with a body of their own making.
+STREAMS = ("gzip_bomb", "huge_body", "endless")
+CASES = (*REWRITES, *STREAMS, "empty_search")
+
+
+def is_target(rid: str, every: int) -> bool:
+    return zlib.crc32(rid.encode()) % every == 0
+
+
+def gzip_bomb(inflated_mb: int) -> bytes:
+    """A gzip body of zeros: about 1 KB on the wire per MB it inflates to."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(CHUNK)
+    return b"".join(packer.compress(zeros) for _ in range(inflated_mb)) + packer.flush()
+
+
+class Hostile:
+    def __init__(self, upstream: str, case: str, every: int, bomb_mb: int = 512, huge_mb: int = 200) -> None:
+        if case not in CASES:
+            raise Stage5Error(f"unknown case {case!r}; one of: {', '.join(CASES)}")
+        self.upstream, self.case, self.every, self.huge_mb = upstream.rstrip("/"), case, every, huge_mb
+        self.bomb = gzip_bomb(bomb_mb) if case == "gzip_bomb" else b""
+        self.spoiled = 0
+        self.session: aiohttp.ClientSession | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/__hostile/stats":
+            return web.json_response({"case": self.case, "spoiled": self.spoiled})
+        rid = request.query.get("rid", "")
+        if request.path == "/profile.php" and self.case in STREAMS and is_target(rid, self.every):
+            self.spoiled += 1
+            return await self._stream(request)
+        status, headers, body = await self._forward(request)
+        if "isearch" in request.path and self.case == "empty_search":
+            self.spoiled += 1
+            return web.Response(body=search_json([], 0), content_type="application/json")
+        if request.path == "/profile.php" and self.case in REWRITES and is_target(rid, self.every):
+            self.spoiled += 1
+            body = REWRITES[self.case](body)
+        return web.Response(
+            status=status, body=body, content_type=headers.get("Content-Type", "text/html").split(";")[0]
+        )
+
+    async def _forward(self, request: web.Request) -> tuple[int, dict[str, str], bytes]:
+        assert self.session is not None
+        data = await request.read()
+        async with self.session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            data=data or None,
+            headers={"Content-Type": request.content_type},
+        ) as answer:
+            return answer.status, dict(answer.headers), await answer.read()
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        if self.case == "gzip_bomb":
+            return web.Response(body=self.bomb, headers={"Content-Encoding": "gzip", "Content-Type": "text/html"})
+        response = web.StreamResponse(headers={"Content-Type": "text/html"})
+        await response.prepare(request)  # chunked: no Content-Length to refuse it by
+        deadline = asyncio.get_running_loop().time() + ENDLESS_FOR_S
+        chunk = b"<p>" + b"x" * (CHUNK - 7) + b"</p>"
+        sent = 0
+        try:
+            while asyncio.get_running_loop().time() < deadline:
+                if self.case == "huge_body" and sent >= self.huge_mb:
+                    break
+                await response.write(chunk)
+                sent += 1
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            pass  # the client hung up: what a client with a body limit does
+        return response
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 20)
+        app.on_startup.append(self._open)
+        app.on_cleanup.append(self._close)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def _open(self, _: web.Application) -> None:
+        self.session = aiohttp.ClientSession()
+
+    async def _close(self, _: web.Application) -> None:
+        if self.session:
+            await self.session.close()
+
+
+async def serve(hostile: Hostile, port: int) -> None:
+    runner = web.AppRunner(hostile.app(), access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    print(f"hostile listening on http://127.0.0.1:{runner.addresses[0][1]} case={hostile.case}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+class HostileProcess:
+    """`with HostileProcess(replica.url, "gzip_bomb") as site: site.url` — in a process of its own, so
+    the bodies it builds never count against the crawler's memory."""
+
+    def __init__(self, upstream: str, case: str, every: int = 20) -> None:
+        self.command = [sys.executable, "-m", "stage5.replica.hostile", "--upstream", upstream, "--case", case]
+        self.command += ["--every", str(every)]
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def __enter__(self) -> HostileProcess:
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("hostile listening on "):
+            self.__exit__()
+            raise Stage5Error(f"hostile site did not start (said {line!r})")
+        self.url = line.split()[3]
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--upstream", required=True, help="the replica to pass through")
+    parser.add_argument("--case", required=True, choices=CASES)
+    parser.add_argument("--every", type=int, default=20, help="spoil the stores whose rid hash %% every == 0")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    if not args.upstream.startswith(("http://127.", "http://localhost")):
+        raise SystemExit("the hostile site passes through a loopback replica only")
+    asyncio.run(serve(Hostile(args.upstream, args.case, args.every), args.port))
+
+
+if __name__ == "__main__":
+    main()

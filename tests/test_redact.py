@@ -1,0 +1,102 @@
+"""Secrets: a planted password and a webhook token never show in output, logs, `ps`, the run history,
+task messages or child command lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+import pytest
+from psycopg import sql
+
+from stage5.redact import redact_url
+from stage5.replica.process import ReplicaProcess
+from stage5.schedule.jobs import Job
+from stage5.schedule.launcher import ProcessLauncher
+
+PASSWORD = "Pl4ntedPassw0rd"
+TOKEN = "Pl4ntedT0ken"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://postgres:{PASSWORD}@db:5432/x",
+        f"postgresql://postgres:p@ss{PASSWORD}@db/x",  # '@' inside the password
+        f"postgresql://:{PASSWORD}@db/x",  # no user
+        f"postgresql://db/x?sslmode=require&password={PASSWORD}",
+        f"host=db user=u password={PASSWORD} dbname=x",
+        f"redis://:{PASSWORD}@cache:6379/0",
+        f"https://hooks.example/notify?token={TOKEN}&channel=ops",
+    ],
+)
+def test_every_url_form_is_redacted(url: str) -> None:
+    shown = redact_url(url)
+    assert PASSWORD not in shown and TOKEN not in shown and "***" in shown
+
+
+def _secret_in(text: str) -> bool:
+    return PASSWORD in text or TOKEN in text
+
+
+def test_a_crawl_with_planted_secrets_shows_them_nowhere(
+    pg_url: str, schema: str, replica: ReplicaProcess, tmp_path: Path
+) -> None:
+    """PostgreSQL here trusts local connections, so a password in the URL is accepted and ignored: the
+    crawl runs for real with the secret in its configuration."""
+    secret_db = f"{pg_url} password={PASSWORD}"
+    logs = tmp_path / "logs"
+    command = [sys.executable, "-m", "stage5", "crawl", "--site", replica.url, "--districts", "도봉구"]
+    command += ["--db-schema", schema, "--log-dir", str(logs), "--no-cache", "--request-delay-s", "0"]
+    command += ["--notify-url", f"http://127.0.0.1:9/hook?token={TOKEN}", "--json"]
+    env = {"DATABASE_URL": secret_db, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen_in_ps: list[str] = []
+    while proc.poll() is None:  # every process of the machine, while the crawl runs
+        for p in psutil.process_iter(["cmdline"]):
+            line = " ".join(p.info["cmdline"] or [])
+            if _secret_in(line) and "pytest" not in line:
+                seen_in_ps.append(line)
+        time.sleep(0.1)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["status"] == "succeeded"
+    assert not seen_in_ps
+    assert not _secret_in(out) and not _secret_in(err)
+    for log in logs.iterdir():
+        assert not _secret_in(log.read_text()), log
+    assert "notify_failed" in (logs / "parallel_crawler.log").read_text()  # the hook was tried, redacted
+    with psycopg.connect(pg_url) as conn:
+        history = conn.execute(
+            sql.SQL("SELECT row_to_json(r)::text FROM {}.crawl_runs r").format(sql.Identifier(schema))
+        ).fetchall()
+    assert history and not any(_secret_in(row[0]) for row in history)
+
+
+def test_scheduled_runs_get_secrets_through_the_environment(make_settings: Any) -> None:
+    settings = make_settings(redis_url=f"redis://:{PASSWORD}@127.0.0.1:6379/0")
+    launcher = ProcessLauncher(settings, f"postgresql://u:{PASSWORD}@db/x", (Job("crawl-all"),))
+    assert not _secret_in(" ".join(launcher.command(Job("crawl-all"))))
+    env = launcher.environment()
+    assert PASSWORD in env["DATABASE_URL"] and PASSWORD in env["REDIS_URL"]
+
+
+def test_celery_task_messages_carry_no_settings_secret(make_settings: Any) -> None:
+    from stage5.crawl.celery_engine import CeleryMaster
+    from stage5.site.diningcode import queries_for
+    from stage5.site.seoul import DISTRICT_BY_NAME
+    from stage5.units import SearchUnit
+
+    settings = make_settings(
+        database_url=f"postgresql://u:{PASSWORD}@db/x", notify_url=f"https://hooks/x?token={TOKEN}", engine="celery"
+    )
+    master = CeleryMaster(settings, None, f"redis://:{PASSWORD}@127.0.0.1:6379/0")  # type: ignore[arg-type]
+    unit = SearchUnit(1, queries_for(DISTRICT_BY_NAME["도봉구"])[0])
+    message = json.dumps(master.task_args(unit), ensure_ascii=False)
+    assert not _secret_in(message) and "도봉구" in message
