@@ -64,7 +64,9 @@ def schema(pg_url: str) -> Iterator[str]:
 @pytest.fixture
 def make_settings(pg_url: str, schema: str, tmp_path: Any) -> Any:
     def make(**overrides: Any) -> Settings:
+        # A test that forgets `site` talks to a closed loopback port, never to the real site.
         base: dict[str, Any] = dict(
+            site="http://127.0.0.1:9",
             database_url=pg_url,
             db_schema=schema,
             log_dir=tmp_path / "logs",

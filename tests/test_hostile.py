@@ -5,11 +5,9 @@ blocked, the spoiled stores are named, memory stays in budget, and the run says 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-import psutil
 import psycopg
 import pytest
 import redis as redis_client
@@ -17,7 +15,7 @@ from psycopg import sql
 
 from stage5.cache import Kind, cache_key
 from stage5.crawl.run import RunSummary, run_crawl
-from stage5.replica.hostile import HostileProcess, is_target
+from stage5.replica.hostile import HostileProcess, PeakMemory, is_target
 from stage5.replica.process import ReplicaProcess
 from stage5.replica.world import World
 from stage5.report import load_result
@@ -101,35 +99,6 @@ async def test_wrongly_shaped_values_fall_back_and_lose_nothing(
             assert row[:3] == before[rid][:3]  # name, address, review count stand
     stored, _ = await load_result(settings)
     assert stored.keys() == before.keys()
-
-
-class PeakMemory:
-    """Samples the crawler's tree (this process and its worker processes, not the sites) every 50 ms."""
-
-    def __init__(self) -> None:
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.wait(0.05):
-            total = me.memory_info().rss
-            for child in me.children(recursive=True):
-                try:
-                    if "multiprocessing" in " ".join(child.cmdline()):
-                        total += child.memory_info().rss
-                except psutil.Error:
-                    continue
-            self.peak_mb = max(self.peak_mb, total / 2**20)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @pytest.mark.parametrize("case", ["gzip_bomb", "huge_body", "endless"])

@@ -16,11 +16,13 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import zlib
 from collections.abc import Callable
 from types import TracebackType
 
 import aiohttp
+import psutil
 from aiohttp import web
 
 from stage5.errors import Stage5Error
@@ -177,6 +179,35 @@ class HostileProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+class PeakMemory:
+    """Samples the crawler's tree (this process and its worker processes, not the sites) every 50 ms."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.05):
+            total = me.memory_info().rss
+            for child in me.children(recursive=True):
+                try:
+                    if "multiprocessing" in " ".join(child.cmdline()):
+                        total += child.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def main() -> None:

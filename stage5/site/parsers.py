@@ -238,8 +238,8 @@ def _menu(doc: lxml.html.HtmlElement) -> tuple[MenuItem, ...]:
         name = _text(li.xpath("string(.//span[contains(@class,'Restaurant_Menu')])"))
         if not name:
             continue
-        price_text = _text(li.xpath("string(.//p[contains(@class,'Restaurant_MenuPrice')])"))
-        items.append(MenuItem(name, _price(price_text), price_text))
+        price_text = (_text(li.xpath("string(.//p[contains(@class,'Restaurant_MenuPrice')])")) or "")[:MAX_LINE]
+        items.append(MenuItem(name, _price(price_text), price_text or None))
     return tuple(items)
 
 

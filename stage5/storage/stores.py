@@ -438,3 +438,9 @@ async def district_sizes(conn: psycopg.AsyncConnection) -> dict[str, int]:
     """Stored stores per district."""
     cur = await conn.execute("SELECT district, count(*) FROM stores GROUP BY district")
     return dict(await cur.fetchall())
+
+
+async def store_hashes(conn: psycopg.AsyncConnection) -> dict[str, str]:
+    """rid -> content_hash of every stored store: what changed between two moments, in one look."""
+    cur = await conn.execute("SELECT diningcode_place_id, content_hash FROM stores")
+    return dict(await cur.fetchall())
