@@ -17,7 +17,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from stage5.errors import ConfigError, ExitCode, Stage5Error
+from stage5.errors import ConfigError, ExitCode, ParseError, Stage5Error
 from stage5.logs import setup_logging
 from stage5.replica.server import Faults
 from stage5.settings import Settings, load_settings
@@ -114,9 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         replica.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
 
     parse = sub.add_parser("parse", help="parse one saved response (or a URL) and print its records as JSON")
-    parse.add_argument("source", help="a file path, or an http(s) URL")
+    parse.add_argument("source", help="a file path (…_<rid>.html names the store), an http(s) URL, or a folder")
+    parse.add_argument("--coverage", action="store_true", help="parse every file of the folder; per field, how many")
     parse.add_argument("--kind", choices=("search", "list", "detail"), help="default: guessed")
-    parse.add_argument("--rid", default="", help="store id of a detail page (default: from the name)")
+    parse.add_argument("--rid", default="", help="store id of a detail page (default: from the URL or file name)")
 
     worker = sub.add_parser("worker", help="run a Celery worker for 'crawl --engine celery' (any machine)")
     _add_settings_flags(worker, ("redis_url", "worker_concurrency", "celery_visibility_s", "log_dir"))
@@ -162,13 +163,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_replica(args: argparse.Namespace) -> int:
+    from stage5.replica.render import LAYOUTS, layout_for
     from stage5.replica.server import Replica, serve
     from stage5.replica.world import build_world
 
+    if args.layout and args.layout not in LAYOUTS:
+        raise ConfigError(f"--layout {args.layout!r}: one of {', '.join(LAYOUTS)} (or none: mixed by store)")
     world = build_world(args.seed, args.scale)
     if args.truth:
         for store in world.stores:
-            print(json.dumps(store.truth(), ensure_ascii=False))
+            layout = layout_for(store.rid, args.layout, args.layout_shift)
+            print(json.dumps(store.truth(layout), ensure_ascii=False))
         return ExitCode.OK
     faults = Faults(**{f.name: getattr(args, f.name) for f in fields(Faults)})
     asyncio.run(serve(Replica(world, faults), args.host, args.port))
@@ -228,29 +233,71 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from stage5.site.parsers import ParseError, guess_kind, parse_any
+    from stage5.site.parsers import guess_kind, rid_from_name
 
-    if args.source.startswith(("http://", "https://")):
-        body = _download(args.source)
-    else:
-        try:
-            body = Path(args.source).read_bytes()
-        except OSError as exc:
-            print(f"stage5: cannot read {args.source}: {exc.strerror}", file=sys.stderr)
-            return ExitCode.USAGE
+    if args.coverage:
+        return _parse_coverage(Path(args.source))
+    body = _read_source(args.source)
     kind = args.kind or guess_kind(body, args.source)
-    rid = args.rid or (args.source.split("rid=")[-1].split("&")[0] if "rid=" in args.source else "")
-    try:
-        records = parse_any(body, kind, rid)
-    except ParseError as exc:
-        print(f"stage5: {args.source} does not parse as {kind}: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
-    except Exception as exc:  # a parser bug: say so plainly, an operator is reading a saved page
-        print(f"stage5: {args.source}: the {kind} parser failed ({exc!r}); please report it", file=sys.stderr)
-        return ExitCode.FAILED
-    for record in records:
-        print(json.dumps(asdict(record), ensure_ascii=False))
+    for record in _parse_one(body, kind, args.rid or rid_from_name(args.source), args.source):
+        print(json.dumps(asdict(record), ensure_ascii=False, default=_jsonable))
     return ExitCode.OK
+
+
+def _read_source(source: str) -> bytes:
+    if source.startswith(("http://", "https://")):
+        return _download(source)
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {source}: {exc.strerror}") from None
+
+
+def _parse_one(body: bytes, kind: str, rid: str, source: str) -> list[Any]:
+    """Records of one saved answer; a parse failure is a one-line message, never a traceback."""
+    from stage5.site.parsers import parse_any
+
+    try:
+        return parse_any(body, kind, rid)
+    except ParseError as exc:
+        raise ParseError(f"{source} does not parse as {kind}: {exc}") from None
+    except Exception as exc:  # a parser bug: say so plainly, an operator is reading a saved page
+        raise Stage5Error(f"{source}: the {kind} parser failed ({exc!r}); please report it") from None
+
+
+def _parse_coverage(folder: Path) -> int:
+    """Parse every saved answer in a folder; per kind and field, how many pages yielded it."""
+    from stage5.coverage import count_detail, count_search, shares
+    from stage5.site.parsers import guess_kind, rid_from_name
+
+    if not folder.is_dir():
+        raise ConfigError(f"--coverage needs a folder of saved pages; {folder} is not one")
+    coverage: dict[str, dict[str, Any]] = {}
+    failed = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        body = path.read_bytes()
+        kind = guess_kind(body, path.name)
+        try:
+            records = _parse_one(body, kind, rid_from_name(path.name), path.name)
+        except Stage5Error as exc:
+            failed.append(str(exc))
+            continue
+        if kind == "detail":
+            count_detail(coverage, records[0])
+        else:
+            count_search(coverage, records)
+    for kind in sorted(coverage):
+        entry = coverage[kind]
+        print(f"{kind}: {entry['pages']} {'stores' if kind == 'search' else 'pages'}")
+        for field, share in shares(coverage, kind).items():
+            print(f"  {field:14} {entry['fields'].get(field, 0):>5}  {share:6.0%}")
+    for line in failed:
+        print(f"unreadable: {line}")
+    return ExitCode.OK if coverage else ExitCode.USAGE
+
+
+def _jsonable(value: object) -> object:
+    return sorted(value) if isinstance(value, (set, frozenset)) else str(value)
 
 
 def _download(url: str) -> bytes:

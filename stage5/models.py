@@ -67,6 +67,12 @@ class StoreDetail:
     holiday: str | None = None
     images: tuple[str, ...] = ()
     reviews: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    weekly_hours: dict[str, dict[str, Any]] | None = None  # day (월…일) -> open, close, break, last_order, closed
+    # Fields the page gave no sign of at all (no section that would hold them): a miss, not a removal.
+    missing: frozenset[str] = frozenset()
+    layout: str = ""  # which of the site's layouts the page looked like (for coverage figures)
+    fallbacks: int = 0  # JSON-LD values of the wrong shape that were read from the markup instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,8 @@ class StoreRecord:
     refill_type: str | None = None
     refill_items: tuple[str, ...] = ()
     refill_evidence: tuple[str, ...] = ()
+    weekly_hours: dict[str, dict[str, Any]] | None = None
+    missing: tuple[str, ...] = ()  # record fields neither the page nor the search answer gave: keep what is stored
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -48,6 +48,7 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
             f"  SUSPECT        {shown}: far fewer stores than stored (a soft block?); stored rows were"
             " left as they are and these answers were not cached"
         )
+    lines += _coverage_lines(summary)
     if summary.cache_corrupt:
         lines.append(f"  cache          {summary.cache_corrupt} damaged entries deleted and fetched afresh")
     if summary.failed_units:
@@ -60,8 +61,8 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
     print("\n".join(lines), flush=True)
 
 
-async def load_result(settings: Settings, run_id: int | None = None) -> tuple[dict[str, tuple[str, bool]], set[str]]:
-    """(stored rid -> (district, refill), rejected rids [of one run]) from the database."""
+async def load_result(settings: Settings, run_id: int | None = None) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """(stored rid -> the row's scored fields, rejected rids [of one run]) from the database."""
     conn = await connect(database_url(settings), settings.db_schema)
     try:
         return await stored_stores(conn), await rejected_rids(conn, run_id)
@@ -79,7 +80,9 @@ def print_score(settings: Settings, seed: int, scale: float) -> Score:
         f" stored {result.stored} ({result.stored_refill})\n"
         f"  missing {len(result.missing)}, extra {len(result.extra)}, wrong district {len(result.wrong_district)},"
         f" wrong refill flag {len(result.wrong_refill_flag)},"
-        f" defective rejected {result.rejected_found}/{result.rejected_expected}",
+        f" defective rejected {result.rejected_found}/{result.rejected_expected}\n"
+        f"  fields checked {result.fields_checked}, wrong "
+        + (", ".join(f"{c} {len(r)}" for c, r in sorted(result.wrong_fields.items())) or "0"),
         flush=True,
     )
     return result
@@ -108,3 +111,28 @@ def print_runs(runs: list[dict[str, Any]]) -> None:
 def print_slots(slots: list[tuple[str, Any, str, str | None]]) -> None:
     for job, slot, status, reason in slots:
         print(f"{slot:%Y-%m-%d %H:%M} UTC  {job:16} {status:8} {reason or ''}")
+
+
+def _coverage_lines(summary: RunSummary) -> list[str]:
+    """Field coverage: what moved against the last good runs, and the drops that made the run partial."""
+    lines = []
+    for kind in ("search", "detail"):
+        entry = summary.coverage.get(kind)
+        if not entry:
+            continue
+        moved = summary.coverage_moved.get(kind) or {}
+        if moved:
+            shown = ", ".join(f"{f} {before:.0%}→{now:.0%}" for f, (before, now) in sorted(moved.items()))
+        else:
+            shown = "as in the last good runs" if summary.coverage_moved else "recorded"
+        fallbacks = (
+            f", {entry['ld_fallbacks']} JSON-LD values read from the markup" if entry.get("ld_fallbacks") else ""
+        )
+        lines.append(f"  coverage       {kind} ({entry['pages']} pages): {shown}{fallbacks}")
+    for drop in summary.coverage_drops:
+        where = f", mostly on {drop['layout']} pages" if drop.get("layout") else ""
+        lines.append(
+            f"  COVERAGE DROP  {drop['kind']}.{drop['field']} found on {drop['share']:.0%} of pages, median of the"
+            f" last good runs {drop['median']:.0%}{where}: a changed page layout? (python -m stage5 parse --coverage)"
+        )
+    return lines

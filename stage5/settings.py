@@ -131,6 +131,13 @@ class Settings(BaseSettings):
     worker_stall_s: float = Field(
         120.0, gt=0, description="A worker holding units that says nothing this long is killed, its units retried."
     )
+    coverage_drop_points: float = Field(
+        20.0,
+        ge=0,
+        le=100,
+        description="A field found on this many points fewer pages than the median of the last five good"
+        " runs is a field_coverage_drop (run partial).",
+    )
     soft_block_ratio: float = Field(
         0.5,
         ge=0,

@@ -52,6 +52,7 @@ class SearchResult:
     out_of_area: list[str] = field(default_factory=list)  # rids listed here but elsewhere
     pages: int = 0
     failed: list[FailedUnit] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)  # see stage5.coverage
 
 
 @dataclass
@@ -62,6 +63,7 @@ class DetailResult:
     records: list[StoreRecord] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     failed: list[FailedUnit] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)
 
 
 Result = SearchResult | DetailResult
@@ -111,10 +113,14 @@ def result_from_json(data: dict[str, Any]) -> Result:
         "district": data["district"],
         "tally": UnitTally(**data["tally"]),
         "failed": [FailedUnit(**f) for f in data["failed"]],
+        "coverage": data.get("coverage", {}),
     }
     if data["kind"] == "search":
         return SearchResult(
-            **common, found=[_summary(s) for s in data["found"]], out_of_area=data["out_of_area"], pages=data["pages"]
+            **common,
+            found=[_summary(s) for s in data["found"]],
+            out_of_area=data["out_of_area"],
+            pages=data["pages"],
         )
     return DetailResult(
         **common, records=[_record(r) for r in data["records"]], rejections=[Rejection(**r) for r in data["rejections"]]
@@ -123,7 +129,11 @@ def result_from_json(data: dict[str, Any]) -> Result:
 
 def result_summary(result: Result) -> dict[str, Any]:
     """What a finished unit leaves in crawl_units.result: enough to rebuild the run's counters."""
-    data: dict[str, Any] = {**asdict(result.tally), "failed": [asdict(f) for f in result.failed]}
+    data: dict[str, Any] = {
+        **asdict(result.tally),
+        "failed": [asdict(f) for f in result.failed],
+        "coverage": result.coverage,
+    }
     if isinstance(result, SearchResult):
         data.update(pages=result.pages, found=len(result.found), out_of_area=result.out_of_area)
     else:

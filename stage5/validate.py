@@ -134,7 +134,7 @@ def _descriptive(summary: StoreSummary, detail: StoreDetail) -> dict[str, Any]:
         road_address=detail.road_address or summary.road_address,
         phone=normalize_phone(detail.phone or summary.phone),
         categories=tuple(dict.fromkeys((*summary.categories, *detail.categories))),
-        keywords=tuple(dict.fromkeys((*summary.keywords, *detail.tags))),
+        keywords=tuple(dict.fromkeys((*summary.keywords, *detail.tags, *detail.keywords))),
         rating=_in_range(_first(detail.rating, summary.user_score), 0, 5),
         review_count=_first(detail.rating_count, summary.review_count),
         score=_in_range(_first(detail.score, summary.score), 0, 100),
@@ -142,6 +142,7 @@ def _descriptive(summary: StoreSummary, detail: StoreDetail) -> dict[str, Any]:
         break_time=detail.break_time,
         last_order=detail.last_order,
         holiday=detail.holiday,
+        weekly_hours=detail.weekly_hours,
         menu=detail.menu,
         price_min=min(prices) if prices else None,
         price_max=max(prices) if prices else None,
@@ -158,6 +159,7 @@ def build_record(summary: StoreSummary, detail: StoreDetail, district: str, sour
         payload = {"name": summary.name, "address": detail.address or summary.address}
         return Rejection(summary.rid, str(exc), source_url, district, payload)
     is_refill, refill_type, refill_items, evidence = classify_refill(summary, detail)
+    descriptive = _descriptive(summary, detail)
     return StoreRecord(
         rid=summary.rid,
         name=name,
@@ -170,5 +172,35 @@ def build_record(summary: StoreSummary, detail: StoreDetail, district: str, sour
         refill_type=refill_type,
         refill_items=refill_items,
         refill_evidence=evidence,
-        **_descriptive(summary, detail),
+        missing=_missing(descriptive, detail.missing),
+        **descriptive,
+    )
+
+
+# Record fields a page may not show, and the detail fields whose absence they reflect.
+PROTECTED: dict[str, tuple[str, ...]] = {
+    "branch": ("branch",),
+    "road_address": ("road_address",),
+    "phone": ("phone",),
+    "rating": ("rating",),
+    "review_count": ("rating_count",),
+    "score": ("score",),
+    "keywords": ("tags", "keywords"),
+    "open_hours": ("open_hours",),
+    "break_time": ("break_time",),
+    "last_order": ("last_order",),
+    "holiday": ("holiday",),
+    "weekly_hours": ("weekly_hours",),
+    "menu": ("menu",),
+    "image_urls": ("images",),
+}
+
+
+def _missing(fields: dict[str, Any], detail_missing: frozenset[str]) -> tuple[str, ...]:
+    """Record fields left empty only because neither the page nor the search answer showed them (a miss,
+    not a removal): the store keeps its stored values for these."""
+    return tuple(
+        name
+        for name, sources in PROTECTED.items()
+        if fields.get(name) in (None, ()) and all(s in detail_missing for s in sources)
     )

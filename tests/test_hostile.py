@@ -15,8 +15,9 @@ from psycopg import sql
 
 from stage5.cache import Kind, cache_key
 from stage5.crawl.run import RunSummary, run_crawl
-from stage5.replica.hostile import HostileProcess, PeakMemory, is_target
+from stage5.replica.hostile import REWRITES, HostileProcess, PeakMemory, is_target
 from stage5.replica.process import ReplicaProcess
+from stage5.replica.render import detail_page, layout_for
 from stage5.replica.world import World
 from stage5.report import load_result
 from stage5.site.diningcode import Endpoints
@@ -26,10 +27,14 @@ EVERY = 10
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
 
-def targets(world: World) -> set[str]:
-    """The stores of DISTRICTS a correct crawl keeps and the hostile site spoils."""
+def targets(world: World, case: str = "") -> set[str]:
+    """The stores of DISTRICTS a correct crawl keeps and the hostile site spoils (for a rewrite: whose page,
+    in the layout the replica serves it in, the rewrite really changes)."""
     names = DISTRICTS.split(",")
-    return {s.rid for s in world.stores if s.district in names and s.expect == "store" and is_target(s.rid, EVERY)}
+    chosen = {s.rid: s for s in world.stores if s.district in names and s.expect == "store" and is_target(s.rid, EVERY)}
+    if case in REWRITES:
+        return {rid for rid, s in chosen.items() if REWRITES[case](page := detail_page(s, layout_for(rid))) != page}
+    return set(chosen)
 
 
 def rows(settings: Any) -> dict[str, tuple[Any, ...]]:
@@ -74,7 +79,7 @@ async def test_a_poison_value_rejects_its_store_only(
     case: str, baseline: Any, replica: ReplicaProcess, small_world: World
 ) -> None:
     settings, before = baseline
-    spoiled = targets(small_world)
+    spoiled = targets(small_world, case)
     assert spoiled
     summary = await hostile_run(settings, replica, case)
     assert summary.status == "succeeded" and summary.rejected >= len(spoiled)
@@ -95,7 +100,7 @@ async def test_wrongly_shaped_values_fall_back_and_lose_nothing(
     after = rows(settings)
     assert after.keys() == before.keys()
     for rid, row in after.items():
-        if rid not in targets(small_world) or case != "huge_price":
+        if rid not in targets(small_world, case) or case != "huge_price":
             assert row[:3] == before[rid][:3]  # name, address, review count stand
     stored, _ = await load_result(settings)
     assert stored.keys() == before.keys()

@@ -39,7 +39,7 @@ def test_detail_sample_from_the_real_markup() -> None:
     assert detail.phone == "0507-1402-3381"
     assert detail.open_hours == "11:30 - 22:00"
     assert detail.last_order == "21:00"
-    assert detail.break_time == "15:00-17:00"
+    assert detail.break_time == "15:00 - 17:00"  # ranges normalised: HH:MM - HH:MM
     assert detail.holiday == "매주 일요일 휴무"
     assert [(m.name, m.price) for m in detail.menu] == [
         ("삼겹살 무한리필", 19900),

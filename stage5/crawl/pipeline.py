@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from stage5.cache import Kind
+from stage5.coverage import count_detail, count_search
 from stage5.fetch import Fetcher, FetchFailed, Request
 from stage5.logs import log_event
 from stage5.models import Rejection, SearchPage, StoreSummary
@@ -48,6 +49,7 @@ async def run_search(
             continue
         failed_in_a_row = 0
         result.pages += 1
+        count_search(result.coverage, page.stores)
         new = [s for s in page.stores if s.rid not in seen]
         if not new:
             break  # empty, or the site repeating itself past the last page
@@ -72,6 +74,7 @@ async def run_details(unit: DetailUnit, fetcher: Fetcher, result: DetailResult |
         url = fetcher.endpoints.detail_url(summary.rid)
         try:
             detail = await fetcher.fetch(Request("GET", url), lambda b: parse_detail(b, summary.rid), Kind.DETAIL)
+            count_detail(result.coverage, detail)
             outcome = build_record(summary, detail, unit.district, url)
         except FetchFailed as exc:
             result.failed.append(_failure("detail", unit.district, exc))

@@ -20,6 +20,9 @@ import psutil
 import psycopg
 
 from stage5.cache import Kind, make_cache
+from stage5.coverage import drops as coverage_drops
+from stage5.coverage import merge as merge_coverage
+from stage5.coverage import moved as coverage_moved
 from stage5.crawl.master import Master, MasterReport, Resume
 from stage5.crawl.progress import Progress
 from stage5.errors import ExitCode, LockLost, RunBusy, RunSkipped, UnfinishedRun
@@ -37,6 +40,7 @@ from stage5.storage.lock import (
 )
 from stage5.storage.runs import (
     abandon_run,
+    coverage_history,
     finish_run,
     record_skip,
     reopen_run,
@@ -99,23 +103,29 @@ class RunSummary:
     elapsed_s: float
     failed_units: list[dict[str, str]] = field(default_factory=list)
     suspect_districts: list[dict[str, Any]] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)
+    coverage_moved: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    coverage_drops: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def counts(self) -> dict[str, Any]:
         data = self.as_dict()
-        data.pop("failed_units")
+        for detailed in ("failed_units", "coverage", "coverage_moved"):
+            data.pop(detailed)
         data["suspect_districts"] = [s["district"] for s in self.suspect_districts]
+        data["coverage_drops"] = [f"{d['kind']}.{d['field']}" for d in self.coverage_drops]
         return data
 
 
-def _status(report: MasterReport, failed: list[dict[str, str]], stored: int, suspect: list[dict[str, Any]]) -> str:
+def _status(report: MasterReport, failed: list[dict[str, str]], stored: int, doubts: int) -> str:
+    """`doubts`: suspect districts and coverage drops, which make an otherwise good run partial."""
     if report.interrupted:
         return "interrupted"
     if not failed:
-        return "partial" if suspect else "succeeded"
-    return "partial" if stored or suspect else "failed"
+        return "partial" if doubts else "succeeded"
+    return "partial" if stored or doubts else "failed"
 
 
 def suspect_districts(
@@ -137,6 +147,11 @@ async def summarise(
     rows = await unit_rows(conn, run_id)
     tallies = district_tallies(list(report.districts), rows)
     suspect = suspect_districts(tallies, await run_baseline(conn, run_id), settings.soft_block_ratio)
+    coverage = merge_coverage(result.get("coverage", {}) for _, _, result in finished_units(rows))
+    history = await coverage_history(conn, run_id)
+    drops = coverage_drops(coverage, history, settings.coverage_drop_points)
+    for drop in drops:
+        log_event(log, "field_coverage_drop", logging.WARNING, run_id=run_id, **drop)
     results = [result for _, _, result in finished_units(rows)]
     cost = UnitTally.total(results)  # what each unit's result says it cost, summed
     failed = [f for result in results for f in result.get("failed", [])]
@@ -146,7 +161,7 @@ async def summarise(
     stored = sum(t.stored for t in tallies.values())
     return RunSummary(
         run_id=run_id,
-        status=_status(report, failed, stored, suspect),
+        status=_status(report, failed, stored, len(suspect) + len(drops)),
         districts=len(tallies),
         districts_failed=sorted(d for d, t in tallies.items() if t.failed and not t.stored),
         units=len(rows),
@@ -178,6 +193,11 @@ async def summarise(
         elapsed_s=round(elapsed_s, 2),
         failed_units=failed,
         suspect_districts=suspect,
+        coverage=coverage,
+        coverage_moved={kind: coverage_moved(coverage, history, kind) for kind in ("search", "detail")}
+        if history
+        else {},
+        coverage_drops=drops,
     )
 
 
@@ -386,7 +406,9 @@ async def _crawl(
         if report.interrupted:
             await release_leases(conn, run_id)
         summary = await summarise(conn, run_id, report, time.monotonic() - started, settings)
-        await finish_run(conn, run_id, summary.status, summary.counts(), summary.failed_units)
+        await finish_run(
+            conn, run_id, summary.status, summary.counts(), summary.failed_units, coverage=summary.coverage
+        )
         return summary
 
     summary: RunSummary = await _reconnecting(db_url, schema, close)

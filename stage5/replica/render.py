@@ -93,28 +93,28 @@ def list_page(query: str, stores: list[Store], total: int) -> bytes:
     ).encode()
 
 
-def _json_ld(store: Store) -> str:
-    node: dict[str, Any] = {
-        "@context": "https://schema.org",
-        "@type": "FoodEstablishment",
-        "name": store.name,
-        "address": {"@type": "PostalAddress", "streetAddress": store.address},
-        "geo": {"@type": "GeoCoordinates", "latitude": store.lat, "longitude": store.lng},
-        "aggregateRating": {
-            "@type": "AggregateRating",
-            "ratingValue": store.user_score,
-            "bestRating": 5,
-            "reviewCount": store.review_cnt,
-        },
-        "review": [{"@type": "Review", "description": f"{store.name} 맛있어요", "datePublished": "2026-10-01"}],
-        "image": list(store.images),
+def _json_ld(store: Store, full: bool = True) -> str:
+    """The FoodEstablishment node; the older layout's is shorter (name and rating only)."""
+    node: dict[str, Any] = {"@context": "https://schema.org", "@type": "FoodEstablishment", "name": store.name}
+    if full:
+        node["address"] = {"@type": "PostalAddress", "streetAddress": store.address}
+        node["geo"] = {"@type": "GeoCoordinates", "latitude": store.lat, "longitude": store.lng}
+    node["aggregateRating"] = {
+        "@type": "AggregateRating",
+        "ratingValue": store.user_score,
+        "bestRating": 5,
+        "reviewCount": store.review_cnt,
     }
-    if store.phone:
-        node["telephone"] = store.phone
+    if full:
+        node["review"] = [{"@type": "Review", "description": f"{store.name} 맛있어요", "datePublished": "2026-10-01"}]
+        node["image"] = list(store.images)
+        if store.phone:
+            node["telephone"] = store.phone
     return json.dumps(node, ensure_ascii=False).replace("</", "<\\/")
 
 
 def _hours_items(store: Store) -> str:
+    """The 2023–25 layout: text lines in `li`s of a `busi-hours` block."""
     rows = []
     if store.open_hours:
         rows.append(
@@ -122,15 +122,135 @@ def _hours_items(store: Store) -> str:
             f'<p class="r-txt">영업시간: {store.open_hours} 라스트오더: {store.last_order}</p></li>'
         )
     if store.break_time:
-        rows.append(f'<li><p class="r-txt">브레이크타임 {store.break_time}</p></li>')
+        rows.append(f'<li><p class="r-txt">브레이크타임 {store.break_time.replace(" - ", "-")}</p></li>')
     if store.holiday:
         rows.append(f'<li><p class="r-txt">{escape(store.holiday)}</p></li>')
     return "".join(rows)
 
 
-def detail_page(store: Store) -> bytes:
+def _title(store: Store) -> str:
     area = store.hotspot or (store.district or "서울")[:-1]
-    title = f"{store.name} - {area} {store.categories[0]}, {', '.join(store.tags[:2])} {TITLE_SUFFIX}"
+    return f"{store.name} - {area} {store.categories[0]}, {', '.join(store.tags[:2])} {TITLE_SUFFIX}"
+
+
+def _head(store: Store, ld: str | None) -> str:
+    title = escape(_title(store))
+    image = f'<meta property="og:image" content="{escape(store.images[0])}">' if store.images else ""
+    script = f'<script type="application/ld+json">{ld}</script>' if ld else ""
+    return (
+        '<!DOCTYPE html><html lang="ko"><head><meta charset="utf-8">'
+        f'<title>{title}</title><meta property="og:title" content="{title}">{image}{script}</head>'
+    )
+
+
+def _price_variant(store: Store, i: int, price: int | None) -> str:
+    """The ways the site writes one price: '12,900원', '12,900 원', '1만2천9백원', '+ 12,900원'."""
+    if price is None:
+        return "시가" if i % 2 else "변동"
+    style = zlib.crc32(f"{store.rid}{i}".encode()) % 4
+    if style == 1:
+        return f"{price:,} 원"
+    if style == 2:
+        man, rest = divmod(price, 10_000)
+        cheon, rest = divmod(rest, 1_000)
+        baek, rest = divmod(rest, 100)
+        parts = [f"{man}만" if man else "", f"{cheon}천" if cheon else "", f"{baek}백" if baek else ""]
+        return "".join(parts) + (str(rest) if rest else "") + "원"
+    if style == 3:
+        return f"+ {price:,}원"
+    return f"{price:,}원"
+
+
+def _classic_hours(store: Store) -> str:
+    """The older layout: `#div_hour` with today's block and one `li` per weekday (l-txt / r-txt)."""
+    today, week = "", ""
+    if store.open_hours:
+        lines = [f"영업시간: {store.open_hours.replace(' - ', ' ~ ')}", f"라스트오더: {store.last_order}"]
+        if store.break_time:
+            lines.append(f"브레이크타임: {store.break_time}")
+        if store.holiday:
+            lines.append(escape(store.holiday))
+        today = (
+            '<li><p class="l-txt"><strong>11월 23일 (월)</strong></p>'
+            + "".join(f'<p class="r-txt">{line}</p>' for line in lines)
+            + "</li>"
+        )
+        for day, hours in (store.weekly_hours() or {}).items():
+            if hours["closed"]:
+                body = '<p class="r-txt">휴무일</p>'
+            else:
+                body = f'<p class="r-txt">영업시간: {hours["open"]} - {hours["close"]}</p>'
+                if hours["break"]:
+                    body += f'<p class="r-txt">브레이크타임: {hours["break"].replace(" - ", "~")}</p>'
+                body += f'<p class="r-txt">라스트오더: {hours["last_order"]}</p>'
+            week += f'<li><p class="l-txt">{day}요일</p>{body}</li>'
+    return (
+        f'<div id="div_hour"><div class="busi-hours-today"><ul class="list">{today}</ul></div>'
+        f'<div class="busi-hours short"><ul class="list">{week}</ul><a class="more-btn">더보기</a></div></div>'
+    )
+
+
+def _classic_body(store: Store) -> str:
+    """The l-txt / r-txt layout (2019–25): h1 with the branch in a span, keywords in div.btxt, the
+    address as a breadcrumb plus the lot number, one span per tag, hours and menu as pairs."""
+    words = store.address.split()
+    crumbs = " › ".join(f'<a href="/list.dc?query={escape(w)}">{escape(w)}</a>' for w in words[:3])
+    lot = " ".join(words[3:])
+    branch = f" <span>{escape(store.branch)}</span>" if store.branch else ""
+    heading = (
+        f"<h1>{escape(store.name)}{branch}</h1>"
+        if zlib.crc32(store.rid.encode()) % 2
+        else f'<div class="s-list pic-grade"><div class="tit-point"><p class="tit">{escape(store.name)}{branch}</p>'
+        "</div></div>"
+    )
+    keywords = "".join(f'<a href="/list.dc?query={escape(t)}">{escape(t)}</a>' for t in store.tags)
+    tags = "".join(f"<span>#{escape(t)}</span>" for t in store.tags)
+    phone = f'<li class="tel">{store.phone}</li>' if store.phone else ""
+    menu = "".join(
+        f'<li><p class="l-txt">{escape(name)}</p><p class="r-txt">{_price_variant(store, i, price)}</p></li>'
+        for i, (name, price) in enumerate(store.menu)
+    )
+    return (
+        f'<body><div id="div_profile">{heading}<div class="btxt">{keywords}</div>'
+        f'<div class="grade-info"><p class="score-text">{store.user_score}({store.review_cnt}명의 평가)</p>'
+        f'<p class="total_score">{store.score}점</p></div>'
+        '<ul class="list">'
+        f'<li class="locat">{crumbs} {escape(lot)}'
+        f'<span class="road">{escape(store.road_address)}</span></li>'
+        f'{phone}<li class="tag">{tags}</li></ul>{_classic_hours(store)}'
+        f'<div id="div_detail"><div class="menu-info short"><ul class="list">{menu}</ul>'
+        '<a class="more-btn">더보기</a></div></div></div></body></html>'
+    )
+
+
+LAYOUTS = ("jsonld", "classic", "no-jsonld")
+
+
+def layout_for(rid: str, forced: str = "", shift: int = 0) -> str:
+    """The layout of one store's page: chosen by its id, or forced; `shift` moves half the stores on."""
+    if forced:
+        if forced not in LAYOUTS:
+            raise ValueError(f"unknown layout {forced!r}; one of {', '.join(LAYOUTS)}")
+        return forced
+    code = zlib.crc32(rid.encode())
+    index = code % len(LAYOUTS)
+    if shift and (code // len(LAYOUTS)) % 2 == 0:
+        index = (index + shift) % len(LAYOUTS)
+    return LAYOUTS[index]
+
+
+def detail_page(store: Store, layout: str = "jsonld") -> bytes:
+    """The detail page in one of the site's layouts: `jsonld` (2023–25), `classic` (the l-txt / r-txt
+    pairs with a short JSON-LD), `no-jsonld` (the same markup, only title and og: meta above it)."""
+    if layout == "classic":
+        return (_head(store, _json_ld(store, full=False)) + _classic_body(store)).encode()
+    if layout == "no-jsonld":
+        return (_head(store, None) + _classic_body(store)).encode()
+    return _jsonld_page(store)
+
+
+def _jsonld_page(store: Store) -> bytes:
+    title = _title(store)
     district = store.district or store.address.split()[1]
     dong = store.address.split()[2]
     menu = "".join(

@@ -41,6 +41,11 @@ class Faults:
     p_malformed: float = 0.0
     rate_cap: float = 0.0  # requests per second per client address; over it: 429 + Retry-After
     fault_seed: int = 0
+    # How detail pages look (not a fault, but a knob of the same kind): each store's page is in one of
+    # the site's layouts, chosen by its id; `layout` forces one for every store; `layout_shift` moves
+    # half the stores to the next layout (a site redesign half rolled out).
+    layout: str = ""
+    layout_shift: int = 0
 
 
 @dataclass
@@ -133,7 +138,8 @@ class Replica:
         if store is None:
             raise web.HTTPNotFound(text="no such store")
         self.stats.detail_served[store.rid] += 1
-        return web.Response(body=render.detail_page(store), content_type="text/html", charset="utf-8")
+        layout = render.layout_for(store.rid, self.faults.layout, self.faults.layout_shift)
+        return web.Response(body=render.detail_page(store, layout), content_type="text/html", charset="utf-8")
 
     async def stats_handler(self, request: web.Request) -> web.Response:
         data = self.stats.as_json()

@@ -116,14 +116,54 @@ class Store:
             return "skip"
         return "reject" if self.defect else "store"
 
-    def truth(self) -> dict[str, object]:
+    def weekly_hours(self) -> dict[str, dict[str, object]] | None:
+        """Day -> hours, as the older layout's weekly table shows them (the same hours every day but
+        the holiday)."""
+        if not self.open_hours:
+            return None
+        start, end = self.open_hours.split(" - ")
+        week: dict[str, dict[str, object]] = {}
+        for day in "월화수목금토일":
+            closed = self.holiday == f"매주 {day}요일 휴무"
+            week[day] = {
+                "open": None if closed else start,
+                "close": None if closed else end,
+                "break": None if closed else self.break_time,
+                "last_order": None if closed else self.last_order,
+                "closed": closed,
+            }
+        return week
+
+    def truth(self, layout: str = "jsonld") -> dict[str, object]:
+        """What a correct crawl stores for this store when its page is in `layout`: every field."""
+        prices = [p for _, p in self.menu if p]
         return {
             "rid": self.rid,
             "district": self.district,
             "refill": self.is_refill,
             "in_seoul": self.district is not None,
             "expect": self.expect,
+            "layout": layout,
             "name": self.name,
+            "branch": self.branch,
+            "address": self.address,
+            "road_address": self.road_address,
+            "phone": self.phone,
+            "lat": self.lat,
+            "lng": self.lng,
+            "rating": self.user_score,
+            "review_count": self.review_cnt,
+            "score": self.score,
+            "keywords": list(self.tags),
+            "open_hours": self.open_hours,
+            "break_time": self.break_time,
+            "last_order": self.last_order,
+            "holiday": self.holiday,
+            "weekly_hours": self.weekly_hours() if layout != "jsonld" else None,
+            "menu": [[name, price] for name, price in self.menu],
+            "price_min": min(prices) if prices else None,
+            "price_max": max(prices) if prices else None,
+            "image_urls": list(self.images),
         }
 
 
@@ -206,7 +246,7 @@ class _Builder:
         store.open_hours = f"{start} - {end}"
         store.last_order = f"{int(end[:2]) - 1 if end != '02:00' else 1:02d}:00"
         if self.rng.random() < 0.4:
-            store.break_time = "15:00-17:00"
+            store.break_time = "15:00 - 17:00"
         if self.rng.random() < 0.5:
             store.holiday = f"매주 {self.rng.choice('월화수목금토일')}요일 휴무"
 

@@ -49,13 +49,24 @@ async def finish_run(
     counts: dict[str, Any],
     failed_units: list[dict[str, Any]],
     error: str | None = None,
+    coverage: dict[str, Any] | None = None,
 ) -> None:
     await conn.execute(
-        "UPDATE crawl_runs SET finished_at = now(), status = %s, counts = %s, failed_units = %s, error = %s"
-        " WHERE id = %s",
-        (status, Jsonb(counts), Jsonb(failed_units), error, run_id),
+        "UPDATE crawl_runs SET finished_at = now(), status = %s, counts = %s, failed_units = %s, error = %s,"
+        " coverage = coalesce(%s, coverage) WHERE id = %s",
+        (status, Jsonb(counts), Jsonb(failed_units), error, Jsonb(coverage) if coverage else None, run_id),
     )
     await conn.commit()
+
+
+async def coverage_history(conn: psycopg.AsyncConnection, before_run: int, limit: int = 5) -> list[dict[str, Any]]:
+    """The field coverage of the last `limit` successful runs before `before_run` (newest first)."""
+    cur = await conn.execute(
+        "SELECT coverage FROM crawl_runs WHERE id < %s AND status = 'succeeded' AND coverage <> '{}'"
+        " ORDER BY id DESC LIMIT %s",
+        (before_run, limit),
+    )
+    return [row[0] for row in await cur.fetchall()]
 
 
 async def unfinished_run(conn: psycopg.AsyncConnection) -> dict[str, Any] | None:

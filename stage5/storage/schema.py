@@ -140,6 +140,21 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        4,
+        "fidelity: weekly hours, fields a page did not show (kept, not blanked), when each field was last seen;"
+        " field coverage per run",
+        """
+        ALTER TABLE stores
+            ADD COLUMN weekly_hours jsonb,
+            ADD COLUMN fields_missing text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN field_seen_at jsonb NOT NULL DEFAULT '{}';
+        ALTER TABLE crawl_runs ADD COLUMN coverage jsonb NOT NULL DEFAULT '{}';
+        """,
+    ),
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -60,20 +61,58 @@ STORE_COLUMNS: tuple[str, ...] = (
     "refill_type",
     "refill_items",
     "refill_evidence",
+    "weekly_hours",
+    "fields_missing",
     "source_url",
     "content_hash",
 )
+# Columns a page may not show, by the record field they come from (validate.PROTECTED): when that field
+# is listed in fields_missing (the page showed no sign of it), the stored value stays.
+PROTECTED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "branch": ("branch",),
+    "road_address": ("road_address",),
+    "phone": ("phone_number",),
+    "rating": ("diningcode_rating",),
+    "review_count": ("review_count",),
+    "score": ("diningcode_score",),
+    "keywords": ("keywords",),
+    "open_hours": ("open_hours",),
+    "break_time": ("break_time",),
+    "last_order": ("last_order",),
+    "holiday": ("holiday",),
+    "weekly_hours": ("weekly_hours",),
+    "menu": ("menu_items", "price", "price_min", "price_max"),
+    "image_urls": ("image_urls", "main_image"),
+}
+_FIELD_OF = {column: field for field, columns in PROTECTED_COLUMNS.items() for column in columns}
+_TRACKED = sorted({*PROTECTED_COLUMNS, "name", "address", "position"})
+
+
+def _set(column: str) -> str:
+    field = _FIELD_OF.get(column)
+    if field is None:
+        return f"{column} = EXCLUDED.{column}"
+    return f"{column} = CASE WHEN '{field}' = ANY(EXCLUDED.fields_missing) THEN s.{column} ELSE EXCLUDED.{column} END"
+
+
 _UPDATED = [c for c in STORE_COLUMNS if c != "diningcode_place_id"]
+# field -> run id of the last run whose page showed it (staleness per field, in the row).
+_SEEN_NOW = (
+    f"(SELECT coalesce(jsonb_object_agg(f, %(run)s::bigint), '{{}}') FROM unnest(ARRAY{_TRACKED}::text[]) AS f"
+    " WHERE f <> ALL(r.fields_missing))"
+)
 
 # Staged as one jsonb document per row: a single json.dumps per store in Python (C speed), and
 # PostgreSQL turns documents into typed columns (text[], jsonb, numbers) with jsonb_populate_record.
 UPSERT_SQL = f"""
-INSERT INTO stores AS s ({", ".join(STORE_COLUMNS)}, first_run_id, last_run_id)
-SELECT DISTINCT ON (r.diningcode_place_id) {", ".join("r." + c for c in STORE_COLUMNS)}, %(run)s, %(run)s
+INSERT INTO stores AS s ({", ".join(STORE_COLUMNS)}, field_seen_at, first_run_id, last_run_id)
+SELECT DISTINCT ON (r.diningcode_place_id) {", ".join("r." + c for c in STORE_COLUMNS)}, {_SEEN_NOW},
+       %(run)s, %(run)s
 FROM stores_staging AS st, jsonb_populate_record(NULL::stores, st.doc) AS r
 ORDER BY r.diningcode_place_id  -- one row per store, and locks taken in key order
 ON CONFLICT (diningcode_place_id) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)},
+    {", ".join(_set(c) for c in _UPDATED)},
+    field_seen_at = s.field_seen_at || EXCLUDED.field_seen_at,
     last_run_id = EXCLUDED.last_run_id,
     last_seen_at = now(),
     updated_at = CASE WHEN s.content_hash IS DISTINCT FROM EXCLUDED.content_hash
@@ -129,6 +168,8 @@ def store_doc(record: StoreRecord) -> str:
         record.refill_type,
         record.refill_items,
         record.refill_evidence,
+        record.weekly_hours,
+        record.missing,
     )
     doc = json.dumps(dict(zip(_DATA_COLUMNS, values)), ensure_ascii=False)
     fingerprint = hashlib.sha1(doc.encode()).hexdigest()
@@ -421,10 +462,36 @@ def _without_nul(text: str | None) -> str | None:
     return text.replace("\x00", "\\0").replace("\\u0000", "\\\\0") if text is not None else None
 
 
-async def stored_stores(conn: psycopg.AsyncConnection) -> dict[str, tuple[str, bool]]:
-    """rid -> (district, is_confirmed_refill) of every stored store (for scoring against a truth)."""
-    cur = await conn.execute("SELECT diningcode_place_id, district, is_confirmed_refill FROM stores")
-    return {rid: (district, refill) for rid, district, refill in await cur.fetchall()}
+SCORED_COLUMNS = (
+    "district",
+    "is_confirmed_refill",
+    "name",
+    "branch",
+    "address",
+    "road_address",
+    "phone_number",
+    "position_lat",
+    "position_lng",
+    "diningcode_rating",
+    "review_count",
+    "diningcode_score",
+    "keywords",
+    "open_hours",
+    "break_time",
+    "last_order",
+    "holiday",
+    "weekly_hours",
+    "menu_items",
+    "price_min",
+    "price_max",
+    "image_urls",
+)
+
+
+async def stored_stores(conn: psycopg.AsyncConnection) -> dict[str, dict[str, Any]]:
+    """rid -> the stored row's fields (for scoring against a replica's truth)."""
+    cur = await conn.execute(f"SELECT diningcode_place_id, {', '.join(SCORED_COLUMNS)} FROM stores")
+    return {row[0]: dict(zip(SCORED_COLUMNS, row[1:])) for row in await cur.fetchall()}
 
 
 async def rejected_rids(conn: psycopg.AsyncConnection, run_id: int | None = None) -> set[str]:

@@ -1,0 +1,148 @@
+"""Field coverage: on what share of pages each field was found, per page kind (and detail layout).
+
+A real site changes its markup without notice; a parser that stops finding a field then says nothing.
+Counting, per run, how many pages yielded each field, and comparing with the last successful runs,
+turns that silence into a `field_coverage_drop`. Plain JSON all the way: counts add up across units,
+workers and resumed sessions.
+
+    {"detail": {"pages": 120, "fields": {"menu": 118, …}, "ld_fallbacks": 0},
+     "detail:classic": {…}, "search": {"pages": 300, "fields": {…}}}
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+from stage5.models import StoreDetail, StoreSummary
+
+Coverage = dict[str, dict[str, Any]]
+
+DETAIL_FIELDS = (
+    "name",
+    "branch",
+    "address",
+    "road_address",
+    "lat",
+    "lng",
+    "phone",
+    "rating",
+    "rating_count",
+    "score",
+    "categories",
+    "tags",
+    "keywords",
+    "menu",
+    "open_hours",
+    "break_time",
+    "last_order",
+    "holiday",
+    "weekly_hours",
+    "images",
+)
+SEARCH_FIELDS = (
+    "name",
+    "branch",
+    "address",
+    "road_address",
+    "phone",
+    "lat",
+    "lng",
+    "score",
+    "user_score",
+    "review_count",
+    "categories",
+    "keywords",
+    "images",
+)
+
+
+def _found(record: object, names: Iterable[str]) -> list[str]:
+    return [n for n in names if getattr(record, n) not in (None, (), "", {})]
+
+
+def _count(coverage: Coverage, kind: str, fields: list[str], fallbacks: int = 0) -> None:
+    entry = coverage.setdefault(kind, {"pages": 0, "fields": {}})
+    entry["pages"] += 1
+    for name in fields:
+        entry["fields"][name] = entry["fields"].get(name, 0) + 1
+    if fallbacks:
+        entry["ld_fallbacks"] = entry.get("ld_fallbacks", 0) + fallbacks
+
+
+def count_detail(coverage: Coverage, detail: StoreDetail) -> None:
+    found = _found(detail, DETAIL_FIELDS)
+    _count(coverage, "detail", found, detail.fallbacks)
+    _count(coverage, f"detail:{detail.layout}", found, detail.fallbacks)
+
+
+def count_search(coverage: Coverage, stores: Iterable[StoreSummary]) -> None:
+    """Each store of a search answer counts as one 'page' of kind search."""
+    for summary in stores:
+        _count(coverage, "search", _found(summary, SEARCH_FIELDS))
+
+
+def merge(parts: Iterable[Coverage]) -> Coverage:
+    total: Coverage = {}
+    for part in parts:
+        for kind, entry in part.items():
+            into = total.setdefault(kind, {"pages": 0, "fields": {}})
+            into["pages"] += entry.get("pages", 0)
+            for name, n in entry.get("fields", {}).items():
+                into["fields"][name] = into["fields"].get(name, 0) + n
+            if entry.get("ld_fallbacks"):
+                into["ld_fallbacks"] = into.get("ld_fallbacks", 0) + entry["ld_fallbacks"]
+    return total
+
+
+def shares(coverage: Coverage, kind: str) -> dict[str, float]:
+    """field -> share of the kind's pages (0..1) that yielded it; every known field, found or not."""
+    entry = coverage.get(kind) or {}
+    pages = entry.get("pages", 0)
+    names = DETAIL_FIELDS if kind.startswith("detail") else SEARCH_FIELDS
+    return {n: entry.get("fields", {}).get(n, 0) / pages for n in names} if pages else {}
+
+
+def drops(now: Coverage, history: list[Coverage], points: float) -> list[dict[str, Any]]:
+    """Fields whose share fell more than `points` below the median of earlier runs (kinds 'search' and
+    'detail'), with the detail layout where it fell most. No history: nothing (the first runs record)."""
+    found = []
+    for kind in ("search", "detail"):
+        current = shares(now, kind)
+        earlier = [s for s in (shares(h, kind) for h in history) if s]
+        if not current or not earlier:
+            continue
+        for field, share in current.items():
+            median = statistics.median(s.get(field, 0.0) for s in earlier)
+            if (median - share) * 100 > points:
+                found.append(
+                    {
+                        "kind": kind,
+                        "field": field,
+                        "share": round(share, 3),
+                        "median": round(median, 3),
+                        "layout": _worst_layout(now, field) if kind == "detail" else None,
+                    }
+                )
+    return found
+
+
+def _worst_layout(coverage: Coverage, field: str) -> str | None:
+    """The detail layout with the most pages missing `field`: where to look first."""
+    misses = {
+        kind.split(":", 1)[1]: entry["pages"] - entry.get("fields", {}).get(field, 0)
+        for kind, entry in coverage.items()
+        if kind.startswith("detail:")
+    }
+    return max(misses, key=lambda k: misses[k]) if misses and max(misses.values()) > 0 else None
+
+
+def moved(now: Coverage, history: list[Coverage], kind: str, at_least: float = 0.05) -> dict[str, tuple[float, float]]:
+    """field -> (median before, now) for the fields whose share moved by `at_least` or more."""
+    current = shares(now, kind)
+    earlier = [s for s in (shares(h, kind) for h in history) if s]
+    if not current or not earlier:
+        return {}
+    medians = {f: statistics.median(s.get(f, 0.0) for s in earlier) for f in current}
+    return {f: (medians[f], share) for f, share in current.items() if abs(share - medians[f]) >= at_least}
