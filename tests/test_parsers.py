@@ -178,3 +178,129 @@ def test_wrongly_shaped_json_ld_falls_back_to_the_markup(small_world: World) -> 
     detail = parse_detail(spoiled.encode(), store.rid)
     assert detail.rating == store.user_score and detail.rating_count == store.review_cnt  # from the markup
     assert detail.lat is None  # a geo of the wrong shape is no position; the search answer's is used
+
+
+def test_classic_layout_sample_field_by_field() -> None:
+    """The l-txt / r-txt layout with no JSON-LD, hand-written from the shared notes (§3, layouts 2 and 3)."""
+    detail = parse_detail((DATA / "profile_classic_Xq3LmN7pTz1a.html").read_bytes(), "Xq3LmN7pTz1a")
+    assert (detail.name, detail.branch) == ("종로 고기창고", "종각점")  # the branch is not part of the name
+    assert detail.address == "서울특별시 종로구 관철동 12-3"  # breadcrumb links + the lot number
+    assert detail.phone == "02-732-1234"
+    assert (detail.rating, detail.rating_count, detail.score) == (4.1, 1203, 77)
+    assert detail.tags == ("무한리필", "가성비")  # '#' stripped, deduped, in page order
+    assert detail.keywords == ("삼겹살", "무한리필")
+    assert detail.categories == ("삼겹살",)
+    assert detail.open_hours == "09:30 - 23:00" and detail.last_order == "22:10"
+    assert detail.break_time == "15:30 - 17:00" and detail.holiday == "매주 월요일 휴무"
+    assert detail.weekly_hours == {
+        "월": {"open": None, "close": None, "break": None, "last_order": None, "closed": True},
+        "화": {"open": "09:30", "close": "23:00", "break": None, "last_order": "22:10", "closed": False},
+        "일": {"open": "11:00", "close": "21:00", "break": None, "last_order": None, "closed": False},
+    }
+    assert [(m.name, m.price, m.price_text) for m in detail.menu] == [
+        ("삼겹살 무한리필", 16900, "16,900원"),
+        ("사리 추가", 5000, "+ 5,000원"),
+        ("한우 세트", 15000, "1만5천원"),
+        ("모둠 해산물", None, "시가"),
+        ("주류", None, "변동"),
+        ("코스", 12000, "12,000~15,000원"),
+    ]
+    assert detail.images == ("https://d12zq4w4guyljn.cloudfront.net/classic.jpg",)  # og:image
+    assert detail.lat is None and detail.layout == "no-jsonld"
+    assert {"lat", "lng"} <= detail.missing and "menu" not in detail.missing
+
+
+@pytest.mark.parametrize(
+    ("text", "won"),
+    [
+        ("16,900원", 16900),
+        ("16,900 원", 16900),
+        ("+ 5,000원", 5000),
+        ("1만5천원", 15000),
+        ("1만8백원", 10800),
+        ("2만 원", 20000),
+        ("12,000~15,000원", 12000),
+        ("시가", None),
+        ("변동", None),
+        ("1인 16,900원", 16900),
+        ("3,000,000,000원", None),
+    ],
+)
+def test_prices_in_every_form(text: str, won: int | None) -> None:
+    from stage5.site.detail import won as parse_won
+
+    assert parse_won(text) == won
+
+
+@pytest.mark.parametrize("layout", ["jsonld", "classic", "no-jsonld"])
+def test_every_layout_yields_every_field_of_the_truth(layout: str, small_world: World) -> None:
+    """Every replica store in every layout: each field a correct parse yields, as the truth says."""
+    from stage5.validate import build_record
+
+    for store in small_world.stores:
+        if store.expect != "store":
+            continue
+        summary = parse_search(render.search_json([render.search_item(store, "무한리필")], 1)).stores[0]
+        detail = parse_detail(render.detail_page(store, layout), store.rid)
+        assert detail.layout == layout
+        record = build_record(summary, detail, store.district or "", "u")
+        truth = store.truth(layout)
+        got = {
+            "name": record.name,
+            "branch": record.branch,
+            "address": record.address,
+            "road_address": record.road_address,
+            "phone": record.phone,
+            "lat": record.lat,
+            "lng": record.lng,
+            "rating": record.rating,
+            "review_count": record.review_count,
+            "score": record.score,
+            "keywords": list(record.keywords),
+            "open_hours": record.open_hours,
+            "break_time": record.break_time,
+            "last_order": record.last_order,
+            "holiday": record.holiday,
+            "weekly_hours": record.weekly_hours,
+            "menu": [[m.name, m.price] for m in record.menu],
+            "price_min": record.price_min,
+            "price_max": record.price_max,
+            "image_urls": list(record.image_urls),
+        }
+        assert got == {k: truth[k] for k in got}, store.rid
+
+
+def test_a_page_without_a_section_keeps_its_fields_missing_not_empty(small_world: World) -> None:
+    """No hours block at all: a miss (keep what is stored); a hours block with nothing in it: a removal."""
+    store = next(s for s in small_world.stores if s.open_hours and s.expect == "store")
+    page = render.detail_page(store, "jsonld").decode()
+    start = page.index('<div class="busi-hours">')
+    end = page.index("</div>", start) + len("</div>")
+    without = parse_detail((page[:start] + page[end:]).encode(), store.rid)
+    emptied = parse_detail(
+        (page[:start] + '<div class="busi-hours"><ul class="list"></ul></div>' + page[end:]).encode(), store.rid
+    )
+    assert without.open_hours is None and {"open_hours", "holiday", "weekly_hours"} <= without.missing
+    assert emptied.open_hours is None and "open_hours" not in emptied.missing
+
+
+def test_saved_page_names_give_the_store_id() -> None:
+    from stage5.site.parsers import rid_from_name
+
+    assert rid_from_name("https://www.diningcode.com/profile.php?rid=sJL6OuwQfW9a&x=1") == "sJL6OuwQfW9a"
+    assert rid_from_name("pages/profile_classic_Xq3LmN7pTz1a.html") == "Xq3LmN7pTz1a"
+    assert rid_from_name("profile.php?rid=abc.html") == "abc"
+
+
+def test_parse_coverage_of_a_folder(small_world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stage5.cli import main
+
+    for store in small_world.stores[:6]:
+        (tmp_path / f"profile_{store.rid}.html").write_bytes(render.detail_page(store, "classic"))
+    (tmp_path / "broken_x.html").write_bytes(b"<html><body>maintenance</body></html>")
+    assert main(["parse", str(tmp_path), "--coverage"]) == 0
+    out = capsys.readouterr().out
+    assert "detail: 6 pages" in out and "detail:classic: 6 pages" in out
+    weekly = next(line for line in out.splitlines() if line.strip().startswith("weekly_hours"))
+    assert weekly.split()[1] == str(sum(1 for s in small_world.stores[:6] if s.open_hours))
+    assert "unreadable: broken_x.html" in out
