@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     replica.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     replica.add_argument("--seed", type=int, default=5)
     replica.add_argument("--scale", type=float, default=1.0, help="multiplies the number of stores")
+    replica.add_argument("--day", type=int, default=0, help="serve day N of the world (stores change, close, open)")
     replica.add_argument("--truth", action="store_true", help="print the ground truth as JSON lines and exit")
     for f in fields(Faults):
         replica.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
@@ -142,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=("init",), help="init: create or migrate the schema")
     _add_settings_flags(db, ("database_url", "db_schema"))
 
+    changes = sub.add_parser("changes", help="what changed: new, changed (which fields), closed, vanished, reappeared")
+    changes.add_argument("--run", type=int, help="the changes one run found (default: the newest run's)")
+    changes.add_argument("--since", help="every change since this date or time (e.g. 2026-11-01)")
+    changes.add_argument("--district", help="one district (구) only")
+    changes.add_argument("--json", action="store_true", help="one JSON object per change")
+    _add_settings_flags(changes, ("database_url", "db_schema"))
+
+    export = sub.add_parser("export", help="stores as CSV, JSON lines or GeoJSON, streamed (stdout or --out)")
+    export.add_argument("--format", choices=("csv", "jsonl", "geojson"), default="csv")
+    export.add_argument("--refill-only", action="store_true", help="open, confirmed all-you-can-eat stores only")
+    export.add_argument("--district", help="one district (구) only")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    export.add_argument("--bom", action="store_true", help="start the CSV with a UTF-8 BOM (Excel reads Korean)")
+    _add_settings_flags(export, ("database_url", "db_schema"))
+
     runs = sub.add_parser("runs", help="recent crawl runs: 'runs', 'runs show ID' (or 'runs ID'), 'runs slots'")
     runs.add_argument("action", nargs="?", default="list", help="list (default), show, slots, or a run id")
     runs.add_argument("run_id", nargs="?", type=int, help="with show: the run")
@@ -169,7 +185,7 @@ def cmd_replica(args: argparse.Namespace) -> int:
 
     if args.layout and args.layout not in LAYOUTS:
         raise ConfigError(f"--layout {args.layout!r}: one of {', '.join(LAYOUTS)} (or none: mixed by store)")
-    world = build_world(args.seed, args.scale)
+    world = build_world(args.seed, args.scale, args.day)
     if args.truth:
         for store in world.stores:
             layout = layout_for(store.rid, args.layout, args.layout_shift)
@@ -368,6 +384,57 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _district(name: str | None) -> str | None:
+    from stage5.site.seoul import DISTRICT_NAMES
+
+    if name and name not in DISTRICT_NAMES:
+        raise ConfigError(f"unknown district {name!r}; use Seoul's 구 names: {' '.join(DISTRICT_NAMES)}")
+    return name
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from stage5.report import print_changes
+    from stage5.storage.changes import list_changes
+    from stage5.storage.schema import on_database
+
+    try:
+        since = datetime.fromisoformat(args.since).astimezone() if args.since else None
+    except ValueError:
+        raise ConfigError(f"--since {args.since!r}: a date or time such as 2026-11-01 or 2026-11-01T09:00") from None
+    settings, url = _db_settings(args)
+    district = _district(args.district)
+    found = on_database(url, settings.db_schema, lambda conn: list_changes(conn, args.run, since, district))
+    if args.json:
+        for change in found:
+            print(json.dumps(change, ensure_ascii=False, default=str))
+    else:
+        print_changes(found)
+    return ExitCode.OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from stage5.storage.export import export
+    from stage5.storage.schema import on_database
+
+    settings, url = _db_settings(args)
+    district = _district(args.district)
+
+    async def run(conn: Any) -> int:
+        if args.out is None:
+            return await export(conn, sys.stdout.buffer, args.format, args.refill_only, district, args.bom)
+        try:
+            with args.out.open("wb") as out:
+                return await export(conn, out, args.format, args.refill_only, district, args.bom)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.out}: {exc.strerror}") from None
+
+    count = on_database(url, settings.db_schema, run)
+    print(f"exported {count} stores ({args.format}){f' to {args.out}' if args.out else ''}", file=sys.stderr)
+    return ExitCode.OK
+
+
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from stage5.storage.runs import prune
     from stage5.storage.schema import on_database
@@ -421,4 +488,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "perftest": cmd_perftest,
     "db": cmd_db,
     "runs": cmd_runs,
+    "changes": cmd_changes,
+    "export": cmd_export,
 }

@@ -73,6 +73,7 @@ class StoreDetail:
     missing: frozenset[str] = frozenset()
     layout: str = ""  # which of the site's layouts the page looked like (for coverage figures)
     fallbacks: int = 0  # JSON-LD values of the wrong shape that were read from the markup instead
+    closed: bool = False  # the page says the store has closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ class StoreRecord:
     refill_evidence: tuple[str, ...] = ()
     weekly_hours: dict[str, dict[str, Any]] | None = None
     missing: tuple[str, ...] = ()  # record fields neither the page nor the search answer gave: keep what is stored
+    closed: bool = False  # its page says it closed: stored with status 폐업 at once
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from stage5.crawl.run import RunSummary
@@ -47,6 +48,12 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
         lines.append(
             f"  SUSPECT        {shown}: far fewer stores than stored (a soft block?); stored rows were"
             " left as they are and these answers were not cached"
+        )
+    if summary.changes:
+        lines.append(
+            "  changes        "
+            + ", ".join(f"{kind} {n}" for kind, n in summary.changes.items())
+            + (" (python -m stage5 changes)" if any(summary.changes.values()) else "")
         )
     lines += _coverage_lines(summary)
     if summary.cache_corrupt:
@@ -136,3 +143,25 @@ def _coverage_lines(summary: RunSummary) -> list[str]:
             f" last good runs {drop['median']:.0%}{where}: a changed page layout? (python -m stage5 parse --coverage)"
         )
     return lines
+
+
+def print_changes(changes: list[dict[str, Any]]) -> None:
+    """One line per change; a changed store lists its fields as old → new."""
+    if not changes:
+        print("no changes")
+        return
+    for c in changes:
+        store = f"{c['name'] or ''} ({c['diningcode_place_id']})"
+        line = f"run {c['run_id']:>4}  {c['kind']:10} {c['district'] or '':5} {store}"
+        if c["kind"] == "changed":
+            line += ": " + "; ".join(f"{f} {_short(old)} → {_short(new)}" for f, (old, new) in c["fields"].items())
+        print(line)
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c["kind"]] = counts.get(c["kind"], 0) + 1
+    print("\n" + ", ".join(f"{kind} {n}" for kind, n in counts.items()))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     worker_stall_s: float = Field(
         120.0, gt=0, description="A worker holding units that says nothing this long is killed, its units retried."
     )
+    vanish_after_runs: int = Field(
+        2, ge=1, le=100, description="A store missing from this many complete runs in a row is presumed closed."
+    )
     coverage_drop_points: float = Field(
         20.0,
         ge=0,

@@ -173,6 +173,7 @@ def build_record(summary: StoreSummary, detail: StoreDetail, district: str, sour
         refill_items=refill_items,
         refill_evidence=evidence,
         missing=_missing(descriptive, detail.missing),
+        closed=detail.closed,
         **descriptive,
     )
 

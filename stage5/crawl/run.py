@@ -29,6 +29,7 @@ from stage5.errors import ExitCode, LockLost, RunBusy, RunSkipped, UnfinishedRun
 from stage5.logs import log_event
 from stage5.notify import notify
 from stage5.settings import Settings
+from stage5.storage.changes import change_counts, mark_vanished
 from stage5.storage.db import connect, db_retrying
 from stage5.storage.lock import (
     LockSession,
@@ -106,6 +107,7 @@ class RunSummary:
     coverage: dict[str, Any] = field(default_factory=dict)
     coverage_moved: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     coverage_drops: list[dict[str, Any]] = field(default_factory=list)
+    changes: dict[str, int] = field(default_factory=dict)  # new / changed / closed / vanished / reappeared
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -406,6 +408,9 @@ async def _crawl(
         if report.interrupted:
             await release_leases(conn, run_id)
         summary = await summarise(conn, run_id, report, time.monotonic() - started, settings)
+        if summary.status == "succeeded":  # complete: its districts' missing stores miss one more run
+            await mark_vanished(conn, run_id, sorted(report.districts), settings.vanish_after_runs)
+        summary.changes = await change_counts(conn, run_id)
         await finish_run(
             conn, run_id, summary.status, summary.counts(), summary.failed_units, coverage=summary.coverage
         )

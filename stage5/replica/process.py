@@ -17,14 +17,14 @@ from stage5.replica.server import Faults
 class ReplicaProcess:
     """`with ReplicaProcess(seed=5) as replica: replica.url` — started on a free loopback port."""
 
-    def __init__(self, seed: int = 5, scale: float = 1.0, faults: Faults | None = None) -> None:
-        self.seed, self.scale, self.faults = seed, scale, faults or Faults()
+    def __init__(self, seed: int = 5, scale: float = 1.0, faults: Faults | None = None, day: int = 0) -> None:
+        self.seed, self.scale, self.faults, self.day = seed, scale, faults or Faults(), day
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "stage5", "replica", "--port", "0", "--seed", str(self.seed)]
-        cmd += ["--scale", str(self.scale)]
+        cmd += ["--scale", str(self.scale), "--day", str(self.day)]
         defaults = Faults()
         for f in fields(Faults):
             value = getattr(self.faults, f.name)

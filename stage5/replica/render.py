@@ -239,14 +239,21 @@ def layout_for(rid: str, forced: str = "", shift: int = 0) -> str:
     return LAYOUTS[index]
 
 
+CLOSED_NOTICE = '<div class="closed-info">폐업한 가게입니다</div>'
+
+
 def detail_page(store: Store, layout: str = "jsonld") -> bytes:
     """The detail page in one of the site's layouts: `jsonld` (2023–25), `classic` (the l-txt / r-txt
     pairs with a short JSON-LD), `no-jsonld` (the same markup, only title and og: meta above it)."""
     if layout == "classic":
-        return (_head(store, _json_ld(store, full=False)) + _classic_body(store)).encode()
-    if layout == "no-jsonld":
-        return (_head(store, None) + _classic_body(store)).encode()
-    return _jsonld_page(store)
+        page = (_head(store, _json_ld(store, full=False)) + _classic_body(store)).encode()
+    elif layout == "no-jsonld":
+        page = (_head(store, None) + _classic_body(store)).encode()
+    else:
+        page = _jsonld_page(store)
+    if store.closed_on is not None:  # a closed store the site still lists: its page says so
+        page = page.replace(b'<div id="div_profile">', b'<div id="div_profile">' + CLOSED_NOTICE.encode())
+    return page
 
 
 def _jsonld_page(store: Store) -> bytes:

@@ -135,7 +135,7 @@ class Replica:
 
     async def detail(self, request: web.Request) -> web.Response:
         store = self.world.by_rid.get(request.query.get("rid", ""))
-        if store is None:
+        if store is None or not store.listed:  # a closed store the site no longer lists: gone
             raise web.HTTPNotFound(text="no such store")
         self.stats.detail_served[store.rid] += 1
         layout = render.layout_for(store.rid, self.faults.layout, self.faults.layout_shift)

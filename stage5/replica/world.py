@@ -108,6 +108,9 @@ class Store:
     images: tuple[str, ...] = ()
     defect: str | None = None
     strings_for_numbers: bool = False  # quirk: lat/lng/review_cnt sent as strings
+    closed_on: int | None = None  # the world's day it closed (None: open)
+    listed_while_closed: bool = False  # still in search answers, its page saying it closed
+    opened_on: int = 0
 
     @property
     def expect(self) -> str:
@@ -115,6 +118,11 @@ class Store:
         if self.district is None:
             return "skip"
         return "reject" if self.defect else "store"
+
+    @property
+    def listed(self) -> bool:
+        """In search answers today: open, or closed but still listed (the site lags)."""
+        return self.closed_on is None or self.listed_while_closed
 
     def weekly_hours(self) -> dict[str, dict[str, object]] | None:
         """Day -> hours, as the older layout's weekly table shows them (the same hours every day but
@@ -143,6 +151,8 @@ class Store:
             "refill": self.is_refill,
             "in_seoul": self.district is not None,
             "expect": self.expect,
+            "status": "open" if self.closed_on is None else "closed",
+            "listed": self.listed,
             "layout": layout,
             "name": self.name,
             "branch": self.branch,
@@ -182,6 +192,8 @@ class World:
     def by_district(self) -> dict[str, list[Store]]:
         index: dict[str, list[Store]] = {d.name: [] for d in DISTRICTS}
         for store in self.stores:
+            if not store.listed:
+                continue
             for d in store.visible_in:
                 index[d].append(store)
         for stores in index.values():
@@ -191,7 +203,7 @@ class World:
     @cached_property
     def nationwide_top(self) -> list[Store]:
         """What the site answers when the location filter finds nothing: a generic list."""
-        return sorted(self.stores, key=lambda s: (-s.score, s.rid))[:100]
+        return sorted((s for s in self.stores if s.listed), key=lambda s: (-s.score, s.rid))[:100]
 
 
 def _split_by_density(total: int) -> dict[str, int]:
@@ -318,8 +330,8 @@ class _Builder:
         return menu, (kind, mark, "가성비"), name
 
 
-def build_world(seed: int = 5, scale: float = 1.0) -> World:
-    """The replica's whole world for (seed, scale); pure and deterministic."""
+def build_world(seed: int = 5, scale: float = 1.0, day: int = 0) -> World:
+    """The replica's whole world for (seed, scale) on `day`; pure and deterministic."""
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
     builder = _Builder(seed, scale)
@@ -342,4 +354,44 @@ def build_world(seed: int = 5, scale: float = 1.0) -> World:
         if rng.random() < 0.004:
             store.defect = "zero_coordinates"
             store.lat = store.lng = 0.0
+    for d in range(1, day + 1):
+        evolve(builder, d)
     return builder.world
+
+
+# What happens to the world overnight: shares of the open stores, per day.
+DAILY_CHANGED, DAILY_CLOSED, DAILY_OPENED, DAILY_REOPENED = 0.04, 0.01, 0.01, 0.2  # reopened: of those closed
+
+
+def evolve(builder: _Builder, day: int) -> None:
+    """Day `day` of the world from day `day - 1`: some stores change prices, hours, menu or phone, about
+    1% close (gone from searches, or still listed with a page saying closed), about 1% open, a few of the
+    closed reopen. Its own random stream per day, so day N is the same however it is reached."""
+    world = builder.world
+    rng = builder.rng = random.Random(f"{world.seed}:{world.scale}:day{day}")
+    alive = [s for s in world.stores if s.district and s.closed_on is None and not s.defect]
+    for store in rng.sample(alive, round(len(alive) * DAILY_CHANGED)):
+        _change(rng, store, builder)
+    for store in rng.sample(alive, round(len(alive) * DAILY_CLOSED)):
+        store.closed_on, store.listed_while_closed = day, rng.random() < 0.3
+    gone = [s for s in world.stores if s.closed_on is not None and s.closed_on < day and not s.listed_while_closed]
+    for store in rng.sample(gone, round(len(gone) * DAILY_REOPENED)):
+        store.closed_on = None
+    districts = [DISTRICT_BY_NAME[name] for name in DENSITY]
+    for _ in range(round(len(alive) * DAILY_OPENED)):
+        store = builder.store(rng.choice(districts), rng.random() < 0.75)
+        store.visible_in, store.opened_on = (store.district or "",), day
+        world.stores.append(store)
+
+
+def _change(rng: random.Random, store: Store, builder: _Builder) -> None:
+    aspect = rng.choice(("prices", "hours", "menu", "phone"))
+    if aspect == "prices":
+        store.menu = tuple((name, price + 1000 if price else price) for name, price in store.menu)
+    elif aspect == "hours":
+        store.open_hours = f"{rng.choice(('10:00', '10:30', '12:30'))} - 23:30"
+        store.last_order = "22:30"
+    elif aspect == "menu":
+        store.menu += ((f"{store.kind} 신메뉴", rng.randrange(9900, 30000, 1000) + 900),)
+    else:
+        store.phone = f"0507-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}"

@@ -346,12 +346,21 @@ def parse_detail(body: bytes, rid: str) -> StoreDetail:
         rid=rid,
         name=name,
         title=title,
+        closed=_says_closed(page.doc),
         reviews=tuple(t for t in (text_of(r.get("description")) for r in _reviews(page)) if t),
         missing=_missing(fields, sections),
         layout=_layout(page),
         fallbacks=page.fallbacks,
         **fields,
     )
+
+
+def _says_closed(doc: Doc) -> bool:
+    """A notice that the store closed (폐업): a `closed-info` block, or its words in a notice."""
+    notice = doc.xpath(
+        f"//*[{_has_class('closed-info')}] | //div[contains(text(), '폐업한 가게') or contains(text(), '폐업 신고')]"
+    )
+    return bool(notice)
 
 
 def _reviews(page: Reader) -> list[dict[str, Any]]:

@@ -155,6 +155,40 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        5,
+        "change tracking: store_changes, missed runs and status changes; the refill_stores view",
+        """
+        ALTER TABLE stores
+            ADD COLUMN missed_runs integer NOT NULL DEFAULT 0,
+            ADD COLUMN status_changed_at timestamptz;
+        CREATE TABLE store_changes (
+            id bigserial PRIMARY KEY,
+            run_id bigint NOT NULL REFERENCES crawl_runs (id) ON DELETE CASCADE,
+            diningcode_place_id text NOT NULL,
+            kind text NOT NULL CHECK (kind IN ('new', 'changed', 'closed', 'vanished', 'reappeared')),
+            district text,
+            name text,
+            fields jsonb NOT NULL DEFAULT '{}',
+            changed_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX store_changes_run_idx ON store_changes (run_id);
+        CREATE INDEX store_changes_store_idx ON store_changes (diningcode_place_id);
+        CREATE INDEX store_changes_time_idx ON store_changes (changed_at);
+        CREATE VIEW refill_stores AS
+            SELECT diningcode_place_id AS id, name, branch, district, address, road_address,
+                   position_lat AS lat, position_lng AS lng, phone_number AS phone, refill_type, refill_items,
+                   price_min, price_max, price, open_hours, break_time, last_order, holiday,
+                   diningcode_rating AS rating, review_count, diningcode_score AS score, main_image,
+                   'https://www.diningcode.com/profile.php?rid=' || diningcode_place_id AS diningcode_url,
+                   last_seen_at, updated_at
+            FROM stores
+            WHERE is_confirmed_refill AND status = '운영중';
+        """,
+    ),
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -12,8 +12,9 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +24,7 @@ from psycopg.types.json import Jsonb
 from stage5.errors import DatabaseUnavailable, LockLost
 from stage5.logs import log_event
 from stage5.models import Rejection, StoreRecord
+from stage5.storage.changes import STATUS_CLOSED, STATUS_OPEN, detect_changes, insert_changes, rows_before
 from stage5.storage.db import db_retrying
 from stage5.storage.lock import LockSession
 from stage5.storage.unit_queue import Completion, complete_units, insert_units, lease_units
@@ -63,6 +65,7 @@ STORE_COLUMNS: tuple[str, ...] = (
     "refill_evidence",
     "weekly_hours",
     "fields_missing",
+    "status",
     "source_url",
     "content_hash",
 )
@@ -113,6 +116,8 @@ ORDER BY r.diningcode_place_id  -- one row per store, and locks taken in key ord
 ON CONFLICT (diningcode_place_id) DO UPDATE SET
     {", ".join(_set(c) for c in _UPDATED)},
     field_seen_at = s.field_seen_at || EXCLUDED.field_seen_at,
+    missed_runs = 0,
+    status_changed_at = CASE WHEN s.status IS DISTINCT FROM EXCLUDED.status THEN now() ELSE s.status_changed_at END,
     last_run_id = EXCLUDED.last_run_id,
     last_seen_at = now(),
     updated_at = CASE WHEN s.content_hash IS DISTINCT FROM EXCLUDED.content_hash
@@ -135,9 +140,8 @@ def _price_text(low: int | None, high: int | None) -> str | None:
 _DATA_COLUMNS = STORE_COLUMNS[:-2]  # all but source_url and content_hash
 
 
-def store_doc(record: StoreRecord) -> str:
-    """One store as a JSON object, the row COPY sends. Its content_hash fingerprints every column but
-    source_url, so an unchanged store keeps its updated_at."""
+def store_values(record: StoreRecord) -> dict[str, Any]:
+    """One store as column -> value (JSON-able), as COPY sends it and as changes are compared."""
     menu = [{"name": m.name, "price": m.price, "price_text": m.price_text} for m in record.menu]
     values = (
         record.rid,
@@ -170,8 +174,15 @@ def store_doc(record: StoreRecord) -> str:
         record.refill_evidence,
         record.weekly_hours,
         record.missing,
+        STATUS_CLOSED if record.closed else STATUS_OPEN,
     )
-    doc = json.dumps(dict(zip(_DATA_COLUMNS, values)), ensure_ascii=False)
+    return dict(zip(_DATA_COLUMNS, values))
+
+
+def store_doc(record: StoreRecord) -> str:
+    """One store as a JSON object, the row COPY sends. Its content_hash fingerprints every column but
+    source_url, so an unchanged store keeps its updated_at."""
+    doc = json.dumps(store_values(record), ensure_ascii=False)
     fingerprint = hashlib.sha1(doc.encode()).hexdigest()
     return f'{doc[:-1]}, "source_url": {json.dumps(record.source_url)}, "content_hash": "{fingerprint}"}}'
 
@@ -237,6 +248,7 @@ class WriteCounts:
     rejected: int = 0
     batches: int = 0
     batch_retries: int = 0
+    changes: Counter[str] = field(default_factory=Counter)
 
 
 Connect = Callable[[], Awaitable[psycopg.AsyncConnection]]
@@ -404,13 +416,18 @@ class StoreWriter:
         return first + second, refused_first + refused_second
 
     async def _upsert(self, conn: psycopg.AsyncConnection, records: list[StoreRecord]) -> list[tuple[bool, bool]]:
+        before = await rows_before(conn, [r.rid for r in records])
         await conn.execute(STAGING_SQL)
         async with conn.cursor() as cur:
             await cur.execute("DELETE FROM stores_staging")  # what a refused attempt left in this transaction
             async with cur.copy("COPY stores_staging (doc) FROM STDIN") as copy:
                 await copy.write(copy_text([store_doc(r) for r in records]))
             await cur.execute(UPSERT_SQL, {"run": self.run_id})
-            return [(bool(a), bool(b)) for a, b in await cur.fetchall()]
+            results = [(bool(a), bool(b)) for a, b in await cur.fetchall()]
+        found = detect_changes(before, [(r, store_values(r)) for r in records])
+        await insert_changes(conn, self.run_id, found)
+        self.counts.changes.update(c.kind for c in found)
+        return results
 
     async def _check_fence(self, conn: psycopg.AsyncConnection) -> None:
         """Write only while the master still holds its run lock (checked inside the transaction that

@@ -1,0 +1,151 @@
+"""`store_changes`: what happened to each store, run by run — new, changed (which fields, old and new),
+closed (its page says so), vanished (missing from K complete runs in a row), reappeared.
+
+Changes are detected inside the writer's batch transaction (the rows before the upsert against the
+records written), so a change is recorded exactly when the row that shows it is committed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from stage5.models import StoreRecord
+
+# stores.status: open; presumed closed (missing from K complete runs in a row); closed (its page says so).
+STATUS_OPEN, STATUS_VANISHED, STATUS_CLOSED = "운영중", "폐업 추정", "폐업"
+KINDS = ("new", "changed", "closed", "vanished", "reappeared")
+# The columns whose change is news to a reader of the data (ratings and review counts move daily: not).
+TRACKED: dict[str, str] = {  # column -> the record field that `missing` names for it
+    "name": "name",
+    "branch": "branch",
+    "address": "address",
+    "road_address": "road_address",
+    "phone_number": "phone",
+    "open_hours": "open_hours",
+    "break_time": "break_time",
+    "last_order": "last_order",
+    "holiday": "holiday",
+    "weekly_hours": "weekly_hours",
+    "menu_items": "menu",
+    "price_min": "menu",
+    "price_max": "menu",
+    "is_confirmed_refill": "is_refill",
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    rid: str
+    kind: str
+    district: str
+    name: str
+    fields: dict[str, list[Any]] = field(default_factory=dict)  # column -> [old, new]
+
+
+async def rows_before(conn: psycopg.AsyncConnection, rids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored rows of these stores (tracked columns and status), before a batch changes them."""
+    columns = ", ".join(TRACKED)
+    cur = await conn.execute(
+        f"SELECT diningcode_place_id, status, {columns} FROM stores WHERE diningcode_place_id = ANY(%s)", (rids,)
+    )
+    names = ["status", *TRACKED]
+    return {row[0]: dict(zip(names, row[1:])) for row in await cur.fetchall()}
+
+
+def _plain(value: Any) -> Any:
+    """Both sides as JSON would write them (tuples and lists alike, no float/int surprises)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def detect_changes(
+    before: dict[str, dict[str, Any]], written: list[tuple[StoreRecord, dict[str, Any]]]
+) -> list[Change]:
+    """Pure: the change each written record makes to its stored row (none for an unchanged store)."""
+    found = []
+    for record, values in written:
+        old = before.get(record.rid)
+        if old is None:
+            found.append(Change(record.rid, "new", record.district, record.name))
+            continue
+        diff = {
+            column: [_plain(old[column]), _plain(values[column])]
+            for column, source in TRACKED.items()
+            if source not in record.missing and _plain(old[column]) != _plain(values[column])
+        }
+        kind = _kind(old["status"], values["status"], bool(diff))
+        if kind:
+            found.append(Change(record.rid, kind, record.district, record.name, diff))
+    return found
+
+
+def _kind(old_status: str, new_status: str, changed: bool) -> str | None:
+    if new_status == STATUS_CLOSED and old_status != STATUS_CLOSED:
+        return "closed"
+    if new_status == STATUS_OPEN and old_status in (STATUS_VANISHED, STATUS_CLOSED):
+        return "reappeared"
+    return "changed" if changed else None
+
+
+async def insert_changes(conn: psycopg.AsyncConnection, run_id: int, changes: list[Change]) -> None:
+    if not changes:
+        return
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO store_changes (run_id, diningcode_place_id, kind, district, name, fields)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [(run_id, c.rid, c.kind, c.district, c.name, Jsonb(c.fields)) for c in changes],
+        )
+
+
+async def mark_vanished(conn: psycopg.AsyncConnection, run_id: int, districts: list[str], after_runs: int) -> int:
+    """After a complete run: stores of its districts it did not see miss one more run; those missing from
+    `after_runs` complete runs in a row are presumed closed (a change of kind 'vanished')."""
+    await conn.execute(
+        "UPDATE stores SET missed_runs = missed_runs + 1"
+        " WHERE district = ANY(%s) AND status = %s AND last_run_id IS DISTINCT FROM %s",
+        (districts, STATUS_OPEN, run_id),
+    )
+    cur = await conn.execute(
+        "UPDATE stores SET status = %s, status_changed_at = now()"
+        " WHERE district = ANY(%s) AND status = %s AND missed_runs >= %s"
+        " RETURNING diningcode_place_id, district, name, missed_runs",
+        (STATUS_VANISHED, districts, STATUS_OPEN, after_runs),
+    )
+    gone = await cur.fetchall()
+    await insert_changes(
+        conn, run_id, [Change(rid, "vanished", d, name, {"missed_runs": [None, n]}) for rid, d, name, n in gone]
+    )
+    await conn.commit()
+    return len(gone)
+
+
+async def change_counts(conn: psycopg.AsyncConnection, run_id: int) -> dict[str, int]:
+    cur = await conn.execute("SELECT kind, count(*) FROM store_changes WHERE run_id = %s GROUP BY kind", (run_id,))
+    counts = dict.fromkeys(KINDS, 0)
+    counts.update(dict(await cur.fetchall()))
+    return counts
+
+
+async def list_changes(
+    conn: psycopg.AsyncConnection, run_id: int | None, since: datetime | None, district: str | None
+) -> list[dict[str, Any]]:
+    """Changes of one run, or since a time (default: the newest run's), optionally in one district."""
+    if run_id is None and since is None:
+        cur = await conn.execute("SELECT max(run_id) FROM store_changes")
+        row = await cur.fetchone()
+        run_id = row[0] if row and row[0] else 0
+    cur = await conn.execute(
+        "SELECT run_id, changed_at, kind, diningcode_place_id, district, name, fields FROM store_changes"
+        " WHERE (%(run)s::bigint IS NULL OR run_id = %(run)s) AND (%(since)s::timestamptz IS NULL"
+        " OR changed_at >= %(since)s) AND (%(district)s::text IS NULL OR district = %(district)s)"
+        " ORDER BY run_id, kind, district, name",
+        {"run": run_id, "since": since, "district": district},
+    )
+    names = [d.name for d in cur.description or []]
+    return [dict(zip(names, row)) for row in await cur.fetchall()]

@@ -1,0 +1,112 @@
+"""Exports for people who use the data without SQL: CSV (PostgreSQL's own `COPY … TO STDOUT`), JSON
+lines and GeoJSON, streamed row by row so a large table never sits in memory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, BinaryIO
+
+import psycopg
+from psycopg import sql
+
+FORMATS = ("csv", "jsonl", "geojson")
+BOM = "\ufeff".encode()  # Excel opens UTF-8 CSV as Korean text only with it
+COLUMNS = (
+    "diningcode_place_id",
+    "name",
+    "branch",
+    "district",
+    "address",
+    "road_address",
+    "position_lat",
+    "position_lng",
+    "phone_number",
+    "status",
+    "is_confirmed_refill",
+    "refill_type",
+    "refill_items",
+    "price_min",
+    "price_max",
+    "price",
+    "open_hours",
+    "break_time",
+    "last_order",
+    "holiday",
+    "diningcode_rating",
+    "review_count",
+    "diningcode_score",
+    "keywords",
+    "raw_categories_diningcode",
+    "menu_items",
+    "weekly_hours",
+    "main_image",
+    "source_url",
+    "first_seen",
+    "last_seen_at",
+    "updated_at",
+)
+
+
+def _query(refill_only: bool, district: str | None) -> sql.Composed:
+    columns = [sql.SQL("created_at AS first_seen") if c == "first_seen" else sql.Identifier(c) for c in COLUMNS]
+    where = [sql.SQL("true")]
+    if refill_only:
+        where.append(sql.SQL("is_confirmed_refill AND status = '운영중'"))
+    if district:
+        where.append(sql.SQL("district = {}").format(sql.Literal(district)))
+    return sql.SQL("SELECT {} FROM stores WHERE {} ORDER BY district, name, diningcode_place_id").format(
+        sql.SQL(", ").join(columns), sql.SQL(" AND ").join(where)
+    )
+
+
+async def export(
+    conn: psycopg.AsyncConnection, out: BinaryIO, fmt: str, refill_only: bool, district: str | None, bom: bool
+) -> int:
+    """Write the stores to `out` in `fmt`; returns the number of stores written."""
+    query = _query(refill_only, district)
+    if fmt == "csv":
+        return await _csv(conn, out, query, bom)
+    rows = _rows(conn, query)
+    if fmt == "jsonl":
+        count = 0
+        async for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False, default=str).encode() + b"\n")
+            count += 1
+        return count
+    return await _geojson(out, rows)
+
+
+async def _csv(conn: psycopg.AsyncConnection, out: BinaryIO, query: sql.Composed, bom: bool) -> int:
+    if bom:
+        out.write(BOM)
+    async with conn.transaction(), conn.cursor() as cur:  # one snapshot for the copy and the count
+        await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        copy_sql = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(query)
+        async with cur.copy(copy_sql) as copy:
+            async for chunk in copy:
+                out.write(bytes(chunk))
+        await cur.execute(sql.SQL("SELECT count(*) FROM ({}) AS exported").format(query))
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _rows(conn: psycopg.AsyncConnection, query: sql.Composed) -> AsyncIterator[dict[str, Any]]:
+    async with conn.cursor(name="stage5_export") as cur:  # server-side: rows arrive in batches
+        await cur.execute(query)
+        names = [d.name for d in cur.description or []]
+        async for row in cur:
+            yield dict(zip(names, row))
+
+
+async def _geojson(out: BinaryIO, rows: AsyncIterator[dict[str, Any]]) -> int:
+    """A FeatureCollection of Points, coordinates in GeoJSON's order: [longitude, latitude]."""
+    out.write(b'{"type": "FeatureCollection", "features": [\n')
+    count = 0
+    async for row in rows:
+        lng, lat = row.pop("position_lng"), row.pop("position_lat")
+        feature = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lng, lat]}, "properties": row}
+        out.write((b",\n" if count else b"") + json.dumps(feature, ensure_ascii=False, default=str).encode())
+        count += 1
+    out.write(b"\n]}\n")
+    return count

@@ -1,0 +1,175 @@
+"""Change tracking across daily runs: crawling replica days 0, 1, 2, 3 gives exactly the truth's diff each
+day (new, changed with its fields, closed, vanished only after K complete runs, reappeared); a partial run
+marks nothing vanished. And exports round-trip."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from stage5.cli import main
+from stage5.crawl.run import run_crawl
+from stage5.replica.process import ReplicaProcess
+from stage5.replica.render import layout_for
+from stage5.replica.server import Faults
+from stage5.replica.world import World, build_world
+from stage5.site.seoul import DISTRICT_NAMES
+from stage5.storage.changes import list_changes
+from stage5.storage.db import connect
+
+DISTRICTS = list(DISTRICT_NAMES)  # all of Seoul: at this scale every kind of change happens by day 3
+SCALE, K = 0.1, 2
+# truth key -> stored column, for the fields a change is reported on
+TRACKED = {
+    "name": "name",
+    "branch": "branch",
+    "address": "address",
+    "road_address": "road_address",
+    "phone": "phone_number",
+    "open_hours": "open_hours",
+    "break_time": "break_time",
+    "last_order": "last_order",
+    "holiday": "holiday",
+    "weekly_hours": "weekly_hours",
+    "menu": "menu_items",
+    "price_min": "price_min",
+    "price_max": "price_max",
+    "refill": "is_confirmed_refill",
+}
+
+
+class Expected:
+    """stage5's rules run over the replica's truth, day by day: what each run must record."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}  # rid -> open | vanished | closed
+        self.fields: dict[str, dict[str, Any]] = {}
+        self.missed: dict[str, int] = {}
+
+    def day(self, world: World, complete: bool = True) -> set[tuple[str, str, frozenset[str]]]:
+        seen = {s.rid: s for s in world.stores if s.district in DISTRICTS and s.expect == "store" and s.listed}
+        found = set()
+        for rid, store in seen.items():
+            truth = store.truth(layout_for(rid))
+            fields = {k: truth[k] for k in TRACKED}
+            status = "closed" if store.closed_on is not None else "open"
+            if rid not in self.status:
+                found.add((rid, "new", frozenset()))
+            else:
+                diff = frozenset(TRACKED[k] for k in TRACKED if self.fields[rid][k] != fields[k])
+                kind = _kind(self.status[rid], status, bool(diff))
+                if kind:
+                    found.add((rid, kind, diff))
+            self.status[rid], self.fields[rid], self.missed[rid] = status, fields, 0
+        if complete:
+            for rid in set(self.status) - set(seen):
+                if self.status[rid] == "open":
+                    self.missed[rid] += 1
+                    if self.missed[rid] >= K:
+                        self.status[rid] = "vanished"
+                        found.add((rid, "vanished", frozenset({"missed_runs"})))
+        return found
+
+
+def _kind(before: str, now: str, changed: bool) -> str | None:
+    if now == "closed" and before != "closed":
+        return "closed"
+    if now == "open" and before in ("vanished", "closed"):
+        return "reappeared"
+    return "changed" if changed else None
+
+
+async def recorded(settings: Any, run_id: int) -> set[tuple[str, str, frozenset[str]]]:
+    conn = await connect(settings.database_url, settings.db_schema)
+    try:
+        found = await list_changes(conn, run_id, None, None)
+    finally:
+        await conn.close()
+    return {(c["diningcode_place_id"], c["kind"], frozenset(c["fields"])) for c in found}
+
+
+async def crawl_day(settings: Any, day: int, faults: Faults | None = None) -> Any:
+    with ReplicaProcess(5, SCALE, faults, day=day) as site:
+        return await run_crawl(settings.model_copy(update={"site": site.url}), settings.database_url)
+
+
+async def test_four_days_give_exactly_the_truths_diff(make_settings: Any) -> None:
+    settings = make_settings(districts=",".join(DISTRICTS), vanish_after_runs=K)
+    expected = Expected()
+    kinds_seen: set[str] = set()
+    for day in range(4):
+        summary = await crawl_day(settings, day)
+        assert summary.status == "succeeded"
+        want = expected.day(build_world(5, SCALE, day))
+        got = await recorded(settings, summary.run_id)
+        assert got == want, f"day {day}: missing {sorted(want - got)[:5]}, extra {sorted(got - want)[:5]}"
+        assert summary.changes == {k: sum(1 for _, kind, _ in want if kind == k) for k in summary.changes}
+        kinds_seen |= {kind for _, kind, _ in got}
+    assert kinds_seen == {"new", "changed", "closed", "vanished", "reappeared"}
+
+
+async def test_a_partial_run_marks_nothing_vanished(make_settings: Any) -> None:
+    settings = make_settings(districts=",".join(DISTRICTS), vanish_after_runs=K, retry_attempts=1)
+    expected = Expected()
+    for day in (0, 1):
+        await crawl_day(settings, day)
+        expected.day(build_world(5, SCALE, day))
+    partial = await crawl_day(settings, 2, Faults(p5xx=0.2, fault_seed=3))
+    assert partial.status == "partial"
+    assert not any(kind == "vanished" for _, kind, _ in await recorded(settings, partial.run_id))
+    with psycopg.connect(settings.database_url) as conn:
+        statuses = dict(
+            conn.execute(
+                sql.SQL("SELECT status, count(*) FROM {}.stores GROUP BY status").format(
+                    sql.Identifier(settings.db_schema)
+                )
+            ).fetchall()
+        )
+    assert "폐업 추정" not in statuses  # day 1 was the only complete run to miss them: K is 2
+    # The next complete run counts the day-1 closures' second miss: they vanish now, not earlier.
+    complete = await crawl_day(settings, 3)
+    vanished = {rid for rid, kind, _ in await recorded(settings, complete.run_id) if kind == "vanished"}
+    closed_day1 = {
+        s.rid
+        for s in build_world(5, SCALE, 3).stores
+        if s.district in DISTRICTS and s.expect == "store" and s.closed_on == 1 and not s.listed
+    }
+    assert closed_day1 and closed_day1 <= vanished
+
+
+def test_exports_round_trip(make_settings: Any, replica: ReplicaProcess, tmp_path: Any) -> None:
+    settings = make_settings(site=replica.url, districts="마포구,강남구")
+    summary = asyncio.run(run_crawl(settings, settings.database_url))
+    db = ["--database-url", settings.database_url, "--db-schema", settings.db_schema]
+    out = tmp_path / "stores.csv"
+    assert main(["export", "--format", "csv", "--bom", "--out", str(out), *db]) == 0
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert len(rows) == summary.stores and {r["district"] for r in rows} == {"마포구", "강남구"}
+    refill = tmp_path / "refill.jsonl"
+    assert (
+        main(["export", "--format", "jsonl", "--refill-only", "--district", "마포구", "--out", str(refill), *db]) == 0
+    )
+    lines = [json.loads(line) for line in refill.read_text().splitlines()]
+    assert lines and all(r["is_confirmed_refill"] and r["district"] == "마포구" for r in lines)
+    with psycopg.connect(settings.database_url) as conn:
+        view = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.refill_stores WHERE district = '마포구'").format(
+                sql.Identifier(settings.db_schema)
+            )
+        ).fetchone()
+    assert view is not None and view[0] == len(lines)
+    geo = tmp_path / "stores.geojson"
+    assert main(["export", "--format", "geojson", "--out", str(geo), *db]) == 0
+    collection = json.loads(geo.read_text())
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == summary.stores
+    for feature in collection["features"]:
+        lng, lat = feature["geometry"]["coordinates"]
+        assert feature["geometry"]["type"] == "Point" and 126.7 < lng < 127.3 and 37.4 < lat < 37.8  # lon, lat
