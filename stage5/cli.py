@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -176,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stage5: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # `stage5 export | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return ExitCode.OK
 
 
 def cmd_replica(args: argparse.Namespace) -> int:
@@ -446,7 +450,6 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import os
 
     from stage5.crawl.celery_engine import configure
     from stage5.services import redis_url
