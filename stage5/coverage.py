@@ -104,11 +104,17 @@ def shares(coverage: Coverage, kind: str) -> dict[str, float]:
     return {n: entry.get("fields", {}).get(n, 0) / pages for n in names} if pages else {}
 
 
+MIN_PAGES = 30  # fewer pages of a kind than this say too little to call a drop
+
+
 def drops(now: Coverage, history: list[Coverage], points: float) -> list[dict[str, Any]]:
     """Fields whose share fell more than `points` below the median of earlier runs (kinds 'search' and
-    'detail'), with the detail layout where it fell most. No history: nothing (the first runs record)."""
+    'detail'), with the detail layout where it fell most. No history, or fewer than MIN_PAGES pages of
+    the kind (a change-driven night fetches few details): nothing."""
     found = []
     for kind in ("search", "detail"):
+        if now.get(kind, {}).get("pages", 0) < MIN_PAGES:
+            continue
         current = shares(now, kind)
         earlier = [s for s in (shares(h, kind) for h in history) if s]
         if not current or not earlier:

@@ -110,6 +110,7 @@ class StoreRecord:
     weekly_hours: dict[str, dict[str, Any]] | None = None
     missing: tuple[str, ...] = ()  # record fields neither the page nor the search answer gave: keep what is stored
     closed: bool = False  # its page says it closed: stored with status 폐업 at once
+    listing_hash: str | None = None  # fingerprint of the search answer's fields (the refresh policy's input)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -49,6 +49,13 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
             f"  SUSPECT        {shown}: far fewer stores than stored (a soft block?); stored rows were"
             " left as they are and these answers were not cached"
         )
+    if summary.details:
+        order = ("new", "listing_changed", "retry", "age", "skipped_unchanged")
+        lines.append(
+            "  details        "
+            + ", ".join(f"{r} {summary.details[r]}" for r in order if r in summary.details)
+            + " (change-driven refresh)"
+        )
     if summary.changes:
         lines.append(
             "  changes        "

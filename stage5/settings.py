@@ -131,6 +131,14 @@ class Settings(BaseSettings):
     worker_stall_s: float = Field(
         120.0, gt=0, description="A worker holding units that says nothing this long is killed, its units retried."
     )
+    detail_refresh: Literal["auto", "changed", "all"] = Field(
+        "auto",
+        description="'changed': fetch a detail page only when the store is new, its listing changed, its last"
+        " fetch failed or its detail is old; 'all': every one; 'auto': changed for scheduled runs, else all.",
+    )
+    detail_max_age_runs: int = Field(
+        7, ge=1, le=365, description="With 'changed', a detail older than this many runs (nights) is fetched again."
+    )
     vanish_after_runs: int = Field(
         2, ge=1, le=100, description="A store missing from this many complete runs in a row is presumed closed."
     )

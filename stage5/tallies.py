@@ -82,6 +82,7 @@ class DistrictTally:
     stored: int = 0
     refill: int = 0
     rejected: int = 0
+    kept: int = 0  # listed again, detail not refetched (change-driven refresh)
     out_of_area: set[str] = field(default_factory=set)
     failed: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -94,6 +95,7 @@ class DistrictTally:
             self.pages += result.get("pages", 0)
             self.found += result.get("found", 0)
             self.out_of_area.update(result.get("out_of_area", []))
+            self.kept += result.get("kept", 0)
         else:
             self.stored += result.get("stored", 0)
             self.refill += result.get("refill", 0)

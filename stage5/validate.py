@@ -7,6 +7,7 @@ kept as evidence.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -150,6 +151,16 @@ def _descriptive(summary: StoreSummary, detail: StoreDetail) -> dict[str, Any]:
     )
 
 
+LISTING_FIELDS = ("name", "branch", "address", "road_address", "phone", "score", "user_score", "review_count")
+
+
+def listing_fingerprint(summary: StoreSummary) -> str:
+    """What the search answer says of a store that its detail page would say too: when this is unchanged
+    since the last run, the detail page very likely is as well."""
+    material = "\x1f".join(str(getattr(summary, f)) for f in LISTING_FIELDS)
+    return hashlib.sha1(material.encode()).hexdigest()[:16]
+
+
 def build_record(summary: StoreSummary, detail: StoreDetail, district: str, source_url: str) -> StoreRecord | Rejection:
     """Merge what the search and the detail page say; the detail page wins where both speak."""
     try:
@@ -174,6 +185,7 @@ def build_record(summary: StoreSummary, detail: StoreDetail, district: str, sour
         refill_evidence=evidence,
         missing=_missing(descriptive, detail.missing),
         closed=detail.closed,
+        listing_hash=listing_fingerprint(summary),
         **descriptive,
     )
 

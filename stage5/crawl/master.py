@@ -25,9 +25,11 @@ import psutil
 
 from stage5.crawl.governor import Governor, MemoryDecision, effective_budget_mb, measure
 from stage5.crawl.progress import Figures, Progress
+from stage5.crawl.refresh import Stored, fetch_reason
 from stage5.crawl.worker import worker_main
 from stage5.errors import WorkerCrashLoop
 from stage5.logs import log_event
+from stage5.models import StoreSummary
 from stage5.settings import Settings
 from stage5.site.diningcode import queries_for
 from stage5.site.seoul import DISTRICT_BY_NAME
@@ -127,9 +129,16 @@ class Master:
     """
 
     def __init__(
-        self, settings: Settings, writer: StoreWriter, redis_url: str | None, progress: Progress | None = None
+        self,
+        settings: Settings,
+        writer: StoreWriter,
+        redis_url: str | None,
+        progress: Progress | None = None,
+        refresh: dict[str, Stored] | None = None,
     ) -> None:
         self.settings, self.writer, self.redis_url = settings, writer, redis_url
+        # Change-driven refresh: what is stored of each store (None: fetch every detail page).
+        self.refresh, self.run_id, self.max_age = refresh, writer.run_id if writer else 0, settings.detail_max_age_runs
         self.progress = progress
         self.budget_mb, budget_source = effective_budget_mb(settings.memory_budget_mb)
         if budget_source != "budget":
@@ -351,9 +360,10 @@ class Master:
             fresh = [s for s in result.found if s.rid not in self.claimed]
             self.claimed.update(s.rid for s in fresh)
             summary["found"] = len(fresh)  # stores this run had not claimed yet
+            fetch = self._choose_details(fresh, summary)
             size = self.settings.detail_batch
             children = [
-                DetailUnit(self._uid(), result.district, tuple(fresh[i : i + size])) for i in range(0, len(fresh), size)
+                DetailUnit(self._uid(), result.district, tuple(fetch[i : i + size])) for i in range(0, len(fetch), size)
             ]
             for child in children:
                 self._add_unit(child)
@@ -366,6 +376,20 @@ class Master:
         self._finish(unit, summary)
         if handle.units_done >= self.settings.worker_max_units:
             self._drain(handle, f"served {handle.units_done} units")
+
+    def _choose_details(self, fresh: list[StoreSummary], summary: dict[str, Any]) -> list[StoreSummary]:
+        """The stores whose detail page this run fetches (all, or by the change-driven policy); the
+        others are kept as stored and only marked seen. Reasons go into the search unit's result."""
+        if self.refresh is None:
+            return fresh
+        reasons = {s.rid: fetch_reason(s, self.refresh.get(s.rid), self.run_id, self.max_age) for s in fresh}
+        fetch = [s for s in fresh if reasons[s.rid]]
+        kept = [s.rid for s in fresh if not reasons[s.rid]]
+        summary["details"] = dict(Counter(r or "skipped_unchanged" for r in reasons.values()))
+        summary["kept"] = len(kept)
+        self.writer.keep(kept)
+        self.writer.mark_due([s.rid for s in fetch if s.rid in self.refresh])
+        return fetch
 
     def _finish(self, unit: Unit, summary: dict[str, Any]) -> None:
         state = "failed" if summary["failed"] else "done"

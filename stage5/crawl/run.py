@@ -25,6 +25,7 @@ from stage5.coverage import merge as merge_coverage
 from stage5.coverage import moved as coverage_moved
 from stage5.crawl.master import Master, MasterReport, Resume
 from stage5.crawl.progress import Progress
+from stage5.crawl.refresh import Stored
 from stage5.errors import ExitCode, LockLost, RunBusy, RunSkipped, UnfinishedRun
 from stage5.logs import log_event
 from stage5.notify import notify
@@ -51,7 +52,7 @@ from stage5.storage.runs import (
     unfinished_run,
 )
 from stage5.storage.schema import migrate
-from stage5.storage.stores import StoreWriter, district_sizes
+from stage5.storage.stores import StoreWriter, district_sizes, stored_listings
 from stage5.storage.unit_queue import (
     claimed_rids,
     last_failed_districts,
@@ -108,6 +109,7 @@ class RunSummary:
     coverage_moved: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     coverage_drops: list[dict[str, Any]] = field(default_factory=list)
     changes: dict[str, int] = field(default_factory=dict)  # new / changed / closed / vanished / reappeared
+    details: dict[str, int] = field(default_factory=dict)  # why detail pages were fetched (or kept)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,7 +162,11 @@ async def summarise(
     counters = await run_counters(conn, run_id)
     await conn.commit()
     looked = cost.cache_hits + cost.cache_misses
-    stored = sum(t.stored for t in tallies.values())
+    stored = sum(t.stored + t.kept for t in tallies.values())
+    details: dict[str, int] = {}
+    for result in results:
+        for reason, n in result.get("details", {}).items():
+            details[reason] = details.get(reason, 0) + n
     return RunSummary(
         run_id=run_id,
         status=_status(report, failed, stored, len(suspect) + len(drops)),
@@ -200,6 +206,7 @@ async def summarise(
         if history
         else {},
         coverage_drops=drops,
+        details=details,
     )
 
 
@@ -255,6 +262,13 @@ async def _forget_suspect_answers(settings: Settings, redis_url: str | None, sus
         await cache.close()
 
 
+def changed_only(settings: Settings, trigger: str) -> bool:
+    """Whether this run fetches only the details that may have changed (see stage5.crawl.refresh)."""
+    if settings.cache == "refresh" or settings.detail_refresh == "all":
+        return False
+    return settings.detail_refresh == "changed" or trigger == "schedule"
+
+
 @dataclass
 class RunStart:
     """What the master needs to begin: the run, its districts, and a resumed run's saved state."""
@@ -262,6 +276,7 @@ class RunStart:
     run_id: int
     districts: list[str]
     state: Resume | None = None
+    refresh: dict[str, Stored] | None = None  # change-driven: what is stored of each store; None: fetch all
 
 
 async def run_crawl(
@@ -293,6 +308,9 @@ async def run_crawl(
         else:
             start = await _open(conn, settings, trigger, job)
         session.run_id = start.run_id
+        if changed_only(settings, trigger):
+            start.refresh = {rid: Stored(*row) for rid, row in (await stored_listings(conn)).items()}
+            await conn.commit()
         if progress is None and show_progress:
             progress = Progress(settings.progress_interval_s, sys.stderr)
         return await _crawl(settings, db_url, redis_url, start, session, progress, started)
@@ -381,9 +399,9 @@ async def _crawl(
             if settings.engine == "celery":
                 from stage5.crawl.celery_engine import CeleryMaster  # Celery is imported only when used
 
-                master: Master = CeleryMaster(settings, writer, redis_url, progress)
+                master: Master = CeleryMaster(settings, writer, redis_url, progress, start.refresh)
             else:
-                master = Master(settings, writer, redis_url, progress)
+                master = Master(settings, writer, redis_url, progress, start.refresh)
             _install_stop_handlers(master)
             report = await master.run(start.districts, start.state)
     except LockLost:

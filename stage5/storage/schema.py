@@ -189,6 +189,19 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        6,
+        "change-driven refresh: the search listing's fingerprint, the run that last fetched the detail, due flag",
+        """
+        ALTER TABLE stores
+            ADD COLUMN listing_hash text,
+            ADD COLUMN detail_run_id bigint,
+            ADD COLUMN detail_due boolean NOT NULL DEFAULT false;
+        """,
+    ),
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -66,6 +66,7 @@ STORE_COLUMNS: tuple[str, ...] = (
     "weekly_hours",
     "fields_missing",
     "status",
+    "listing_hash",
     "source_url",
     "content_hash",
 )
@@ -108,15 +109,17 @@ _SEEN_NOW = (
 # Staged as one jsonb document per row: a single json.dumps per store in Python (C speed), and
 # PostgreSQL turns documents into typed columns (text[], jsonb, numbers) with jsonb_populate_record.
 UPSERT_SQL = f"""
-INSERT INTO stores AS s ({", ".join(STORE_COLUMNS)}, field_seen_at, first_run_id, last_run_id)
+INSERT INTO stores AS s ({", ".join(STORE_COLUMNS)}, field_seen_at, first_run_id, last_run_id, detail_run_id)
 SELECT DISTINCT ON (r.diningcode_place_id) {", ".join("r." + c for c in STORE_COLUMNS)}, {_SEEN_NOW},
-       %(run)s, %(run)s
+       %(run)s, %(run)s, %(run)s
 FROM stores_staging AS st, jsonb_populate_record(NULL::stores, st.doc) AS r
 ORDER BY r.diningcode_place_id  -- one row per store, and locks taken in key order
 ON CONFLICT (diningcode_place_id) DO UPDATE SET
     {", ".join(_set(c) for c in _UPDATED)},
     field_seen_at = s.field_seen_at || EXCLUDED.field_seen_at,
     missed_runs = 0,
+    detail_run_id = EXCLUDED.detail_run_id,
+    detail_due = false,
     status_changed_at = CASE WHEN s.status IS DISTINCT FROM EXCLUDED.status THEN now() ELSE s.status_changed_at END,
     last_run_id = EXCLUDED.last_run_id,
     last_seen_at = now(),
@@ -175,6 +178,7 @@ def store_values(record: StoreRecord) -> dict[str, Any]:
         record.weekly_hours,
         record.missing,
         STATUS_CLOSED if record.closed else STATUS_OPEN,
+        record.listing_hash,
     )
     return dict(zip(_DATA_COLUMNS, values))
 
@@ -278,6 +282,8 @@ class StoreWriter:
         self.new_units: list[Unit] = []
         self.leases: list[int] = []
         self.completions: list[Completion] = []
+        self.seen: list[str] = []  # stores whose listing was seen unchanged: only their bookkeeping moves
+        self.due: list[str] = []  # stores whose detail is to be fetched: due until a fetch succeeds
         self.counts = WriteCounts()
         self.conn: psycopg.AsyncConnection | None = None
         self._lock = asyncio.Lock()
@@ -325,12 +331,28 @@ class StoreWriter:
     def lease(self, uid: int) -> None:
         self.leases.append(uid)
 
+    def keep(self, rids: list[str]) -> None:
+        """These stores were listed again and their detail stands: mark them seen by this run."""
+        self.seen.extend(rids)
+
+    def mark_due(self, rids: list[str]) -> None:
+        """These stores' details are to be fetched: they stay due (retried next run) until one succeeds."""
+        self.due.extend(rids)
+
     def complete(self, completion: Completion) -> None:
         self.completions.append(completion)
 
     @property
     def pending(self) -> bool:
-        return bool(self.records or self.rejections or self.new_units or self.leases or self.completions)
+        return bool(
+            self.records
+            or self.rejections
+            or self.new_units
+            or self.leases
+            or self.completions
+            or self.seen
+            or self.due
+        )
 
     async def flush(self) -> None:
         async with self._lock:
@@ -338,9 +360,11 @@ class StoreWriter:
                 return
             records, rejections = list(self.records.values()), list(self.rejections.values())
             units, leases, completions = list(self.new_units), list(self.leases), list(self.completions)
+            seen, due = list(self.seen), list(self.due)
             async for attempt in db_retrying(attempts=5, on_retry=self._on_retry):
                 with attempt:
-                    await self._write(records, rejections, units, leases, completions)
+                    await self._write(records, rejections, units, leases, completions, seen, due)
+            del self.seen[: len(seen)], self.due[: len(due)]
             for r in records:
                 if self.records.get(r.rid) is r:
                     del self.records[r.rid]
@@ -361,6 +385,8 @@ class StoreWriter:
         units: list[Unit],
         leases: list[int],
         completions: list[Completion],
+        seen: list[str],
+        due: list[str],
     ) -> None:
         if self.conn is None or self.conn.closed:
             self.conn = await self.connect()
@@ -371,6 +397,9 @@ class StoreWriter:
                 await insert_units(conn, self.run_id, units)
             if leases:
                 await lease_units(conn, self.run_id, leases, self.owner)
+            if due:
+                await conn.execute("UPDATE stores SET detail_due = true WHERE diningcode_place_id = ANY(%s)", (due,))
+            kept = await keep_seen(conn, self.run_id, seen) if seen else 0
             results, refused = await self._upsert_isolating(conn, records)
             rejections = rejections + refused
             if rejections:
@@ -380,15 +409,16 @@ class StoreWriter:
             updated = sum(1 for inserted, changed in results if changed and not inserted)
             if completions:
                 await complete_units(conn, self.run_id, completions)
-            if results or rejections:
+            unchanged = len(results) - new - updated + kept
+            if results or rejections or kept:
                 await conn.execute(
                     "UPDATE crawl_runs SET stores_new = stores_new + %s, stores_updated = stores_updated + %s,"
                     " stores_unchanged = stores_unchanged + %s, stores_rejected = stores_rejected + %s WHERE id = %s",
-                    (new, updated, len(results) - new - updated, len(rejections), self.run_id),
+                    (new, updated, unchanged, len(rejections), self.run_id),
                 )
         self.counts.new += new
         self.counts.updated += updated
-        self.counts.unchanged += len(results) - new - updated
+        self.counts.unchanged += unchanged
         self.counts.rejected += len(rejections)
         self.counts.batches += 1
         if records or rejections:
@@ -528,3 +558,18 @@ async def store_hashes(conn: psycopg.AsyncConnection) -> dict[str, str]:
     """rid -> content_hash of every stored store: what changed between two moments, in one look."""
     cur = await conn.execute("SELECT diningcode_place_id, content_hash FROM stores")
     return dict(await cur.fetchall())
+
+
+async def keep_seen(conn: psycopg.AsyncConnection, run_id: int, rids: list[str]) -> int:
+    """Stores listed again whose detail was not refetched: seen by this run, nothing else changes."""
+    cur = await conn.execute(
+        "UPDATE stores SET last_run_id = %s, last_seen_at = now(), missed_runs = 0 WHERE diningcode_place_id = ANY(%s)",
+        (run_id, rids),
+    )
+    return cur.rowcount
+
+
+async def stored_listings(conn: psycopg.AsyncConnection) -> dict[str, tuple[str | None, int | None, bool]]:
+    """rid -> (listing_hash, detail_run_id, detail_due): what the refresh policy decides on."""
+    cur = await conn.execute("SELECT diningcode_place_id, listing_hash, detail_run_id, detail_due FROM stores")
+    return {rid: (h, run, due) for rid, h, run, due in await cur.fetchall()}
