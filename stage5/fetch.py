@@ -41,6 +41,7 @@ class Request:
     method: str
     url: str
     form: dict[str, str] | None = None
+    etag: str | None = None  # a validator from an earlier answer: sent as If-None-Match
 
     @property
     def label(self) -> str:
@@ -54,6 +55,10 @@ class Retryable(Stage5Error):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class NotModified(Stage5Error):
+    """The site answered 304 to a conditional request: what is stored is current."""
 
 
 class FetchFailed(Stage5Error):
@@ -70,6 +75,7 @@ class FetchStats:
     retries: int = 0
     failures: int = 0
     bytes: int = 0
+    not_modified: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -163,6 +169,7 @@ class Fetcher:
         self.gates: dict[str, HostGate] = {}
         self.user_agents = user_agent_pool()
         self.session: aiohttp.ClientSession | None = None
+        self.etags: dict[str, str] = {}  # url -> the ETag of its last 200 answer (taken by the caller)
         self._backoff = wait_exponential_jitter(
             multiplier=settings.retry_backoff_s, max=settings.retry_backoff_max_s, jitter=settings.retry_backoff_s
         )
@@ -212,13 +219,15 @@ class Fetcher:
         kind: Kind | None = None,
         scope: str = "",
         empty: Callable[[T], bool] | None = None,
+        read_cache: bool = True,
     ) -> T:
         """The parsed answer to `request`: from the cache when `kind` is given and it holds a readable
-        body, else from the site with retries (and then cached: under `scope`, and only briefly when
-        `empty(answer)` says it holds nothing). Raises FetchFailed."""
+        body (unless `read_cache` is off), else from the site with retries (and then cached: under
+        `scope`, and only briefly when `empty(answer)` says it holds nothing). Raises FetchFailed, or
+        NotModified for a conditional request (`request.etag`) the site answers 304."""
         cache = self.cache if kind and self.cache else None
         key = cache.key(kind, request.method, request.url, request.form, scope) if cache and kind else None
-        if cache and key and cache.reading:
+        if cache and key and cache.reading and read_cache:
             cached = await cache.get(key)
             if cached is not None:
                 try:
@@ -267,6 +276,8 @@ class Fetcher:
         assert self.session is not None, "use `async with Fetcher(...)`"
         gate = self.gate(request.url)
         headers = self.endpoints.headers(random.choice(self.user_agents))
+        if request.etag:
+            headers["If-None-Match"] = request.etag
         async with gate.slot():
             self.stats.requests += 1
             unit_tally().requests += 1
@@ -276,6 +287,8 @@ class Fetcher:
                 ) as resp:
                     status, retry_after = resp.status, resp.headers.get("Retry-After")
                     body = await self._read_capped(request, resp)
+                    if status == 200 and resp.headers.get("ETag"):
+                        self.etags[request.url] = resp.headers["ETag"]
             except (TimeoutError, aiohttp.ClientError) as exc:
                 reason = type(exc).__name__ if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
                 self.stats.errors[type(exc).__name__] += 1
@@ -311,6 +324,9 @@ class Fetcher:
     def _check_status(
         self, request: Request, status: int, retry_after: str | None, gate: HostGate, body: bytes
     ) -> bytes:
+        if status == 304:
+            self.stats.not_modified += 1
+            raise NotModified(f"{request.label}: not modified")
         if status == 429:
             wait = parse_retry_after(retry_after)
             if wait is not None:

@@ -111,6 +111,7 @@ class StoreRecord:
     missing: tuple[str, ...] = ()  # record fields neither the page nor the search answer gave: keep what is stored
     closed: bool = False  # its page says it closed: stored with status 폐업 at once
     listing_hash: str | None = None  # fingerprint of the search answer's fields (the refresh policy's input)
+    etag: str | None = None  # the detail page's ETag: the next refresh asks conditionally
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -50,7 +50,7 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
             " left as they are and these answers were not cached"
         )
     if summary.details:
-        order = ("new", "listing_changed", "retry", "age", "skipped_unchanged")
+        order = ("new", "listing_changed", "retry", "age", "not_modified", "skipped_unchanged")
         lines.append(
             "  details        "
             + ", ".join(f"{r} {summary.details[r]}" for r in order if r in summary.details)

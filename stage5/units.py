@@ -38,6 +38,9 @@ class DetailUnit:
     uid: int
     district: str
     stores: tuple[StoreSummary, ...]
+    # Change-driven refresh: ask the site itself (never the cache), conditionally where an ETag is known.
+    revalidate: bool = False
+    etags: tuple[str | None, ...] = ()
 
 
 Unit = SearchUnit | DetailUnit
@@ -64,6 +67,7 @@ class DetailResult:
     rejections: list[Rejection] = field(default_factory=list)
     failed: list[FailedUnit] = field(default_factory=list)
     coverage: dict[str, Any] = field(default_factory=dict)
+    not_modified: list[str] = field(default_factory=list)  # answered 304: the stored detail is current
 
 
 Result = SearchResult | DetailResult
@@ -75,7 +79,7 @@ Result = SearchResult | DetailResult
 def unit_payload(unit: Unit) -> dict[str, Any]:
     if isinstance(unit, SearchUnit):
         return {"query": asdict(unit.query)}
-    return {"stores": [asdict(s) for s in unit.stores]}
+    return {"stores": [asdict(s) for s in unit.stores], "revalidate": unit.revalidate, "etags": list(unit.etags)}
 
 
 def unit_kind(unit: Unit) -> str:
@@ -90,7 +94,8 @@ def unit_from_payload(uid: int, kind: str, district: str, payload: dict[str, Any
     if kind == "search":
         q = payload["query"]
         return SearchUnit(uid, SearchQuery(q["district"], q["keyword"], q["lat"], q["lng"], tuple(q["rect"])))
-    return DetailUnit(uid, district, tuple(_summary(s) for s in payload["stores"]))
+    stores = tuple(_summary(s) for s in payload["stores"])
+    return DetailUnit(uid, district, stores, payload.get("revalidate", False), tuple(payload.get("etags", ())))
 
 
 def _tuples(data: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +128,10 @@ def result_from_json(data: dict[str, Any]) -> Result:
             pages=data["pages"],
         )
     return DetailResult(
-        **common, records=[_record(r) for r in data["records"]], rejections=[Rejection(**r) for r in data["rejections"]]
+        **common,
+        records=[_record(r) for r in data["records"]],
+        rejections=[Rejection(**r) for r in data["rejections"]],
+        not_modified=data.get("not_modified", []),
     )
 
 
@@ -138,6 +146,9 @@ def result_summary(result: Result) -> dict[str, Any]:
         data.update(pages=result.pages, found=len(result.found), out_of_area=result.out_of_area)
     else:
         data.update(
-            stored=len(result.records), refill=sum(r.is_refill for r in result.records), rejected=len(result.rejections)
+            stored=len(result.records) + len(result.not_modified),
+            refill=sum(r.is_refill for r in result.records),
+            rejected=len(result.rejections),
+            not_modified=len(result.not_modified),
         )
     return data

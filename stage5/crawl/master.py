@@ -363,12 +363,13 @@ class Master:
             fetch = self._choose_details(fresh, summary)
             size = self.settings.detail_batch
             children = [
-                DetailUnit(self._uid(), result.district, tuple(fetch[i : i + size])) for i in range(0, len(fetch), size)
+                self._detail_unit(result.district, tuple(fetch[i : i + size])) for i in range(0, len(fetch), size)
             ]
             for child in children:
                 self._add_unit(child)
             self.writer.add_units(children)  # committed with this unit's completion
         elif isinstance(result, DetailResult):
+            self.writer.confirm(result.not_modified)
             for record in result.records:
                 await self.writer.add(record)
             for rejection in result.rejections:
@@ -376,6 +377,12 @@ class Master:
         self._finish(unit, summary)
         if handle.units_done >= self.settings.worker_max_units:
             self._drain(handle, f"served {handle.units_done} units")
+
+    def _detail_unit(self, district: str, stores: tuple[StoreSummary, ...]) -> DetailUnit:
+        if self.refresh is None:
+            return DetailUnit(self._uid(), district, stores)
+        etags = tuple(getattr(self.refresh.get(s.rid), "etag", None) for s in stores)
+        return DetailUnit(self._uid(), district, stores, revalidate=True, etags=etags)
 
     def _choose_details(self, fresh: list[StoreSummary], summary: dict[str, Any]) -> list[StoreSummary]:
         """The stores whose detail page this run fetches (all, or by the change-driven policy); the

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from stage5.cache import Kind
 from stage5.coverage import count_detail, count_search
-from stage5.fetch import Fetcher, FetchFailed, Request
+from stage5.fetch import Fetcher, FetchFailed, NotModified, Request
 from stage5.logs import log_event
 from stage5.models import Rejection, SearchPage, StoreSummary
 from stage5.site.parsers import parse_detail, parse_search
@@ -70,12 +71,18 @@ async def run_details(unit: DetailUnit, fetcher: Fetcher, result: DetailResult |
     stop the others."""
     result = result or DetailResult(unit.uid, unit.district)
 
-    async def one(summary: StoreSummary) -> None:
+    async def one(summary: StoreSummary, etag: str | None) -> None:
         url = fetcher.endpoints.detail_url(summary.rid)
+        request = Request("GET", url, etag=etag)
         try:
-            detail = await fetcher.fetch(Request("GET", url), lambda b: parse_detail(b, summary.rid), Kind.DETAIL)
+            detail = await fetcher.fetch(
+                request, lambda b: parse_detail(b, summary.rid), Kind.DETAIL, read_cache=not unit.revalidate
+            )
             count_detail(result.coverage, detail)
             outcome = build_record(summary, detail, unit.district, url)
+        except NotModified:
+            result.not_modified.append(summary.rid)
+            return
         except FetchFailed as exc:
             result.failed.append(_failure("detail", unit.district, exc))
             return
@@ -87,9 +94,10 @@ async def run_details(unit: DetailUnit, fetcher: Fetcher, result: DetailResult |
             log_event(log, "store_rejected", district=unit.district, rid=summary.rid, reason=outcome.reason, url=url)
             result.rejections.append(outcome)
         else:
-            result.records.append(outcome)
+            result.records.append(replace(outcome, etag=fetcher.etags.pop(url, None)))
 
-    await asyncio.gather(*(one(s) for s in unit.stores))
+    etags = unit.etags or (None,) * len(unit.stores)
+    await asyncio.gather(*(one(s, e) for s, e in zip(unit.stores, etags)))
     return result
 
 

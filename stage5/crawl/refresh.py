@@ -23,6 +23,7 @@ class Stored:
     listing_hash: str | None
     detail_run_id: int | None
     detail_due: bool
+    etag: str | None = None
 
 
 def fetch_reason(summary: StoreSummary, stored: Stored | None, run_id: int, max_age_runs: int) -> str | None:

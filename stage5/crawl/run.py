@@ -52,7 +52,7 @@ from stage5.storage.runs import (
     unfinished_run,
 )
 from stage5.storage.schema import migrate
-from stage5.storage.stores import StoreWriter, district_sizes, stored_listings
+from stage5.storage.stores import StoreWriter, district_sizes, refill_seen, stored_listings
 from stage5.storage.unit_queue import (
     claimed_rids,
     last_failed_districts,
@@ -165,8 +165,10 @@ async def summarise(
     stored = sum(t.stored + t.kept for t in tallies.values())
     details: dict[str, int] = {}
     for result in results:
-        for reason, n in result.get("details", {}).items():
+        for reason, n in [*result.get("details", {}).items(), ("not_modified", result.get("not_modified", 0))]:
             details[reason] = details.get(reason, 0) + n
+    if not details.get("not_modified"):
+        details.pop("not_modified", None)
     return RunSummary(
         run_id=run_id,
         status=_status(report, failed, stored, len(suspect) + len(drops)),
@@ -175,7 +177,7 @@ async def summarise(
         units=len(rows),
         units_failed=len({(f["kind"], f["url"]) for f in failed}),
         stores=stored,
-        refill_stores=sum(t.refill for t in tallies.values()),
+        refill_stores=await refill_seen(conn, run_id),
         new=counters["new"],
         updated=counters["updated"],
         unchanged=counters["unchanged"],

@@ -7,6 +7,7 @@ site's namespace: `GET /__replica/stats` (what it served) and `POST /__replica/r
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import signal
 import time
@@ -139,7 +140,12 @@ class Replica:
             raise web.HTTPNotFound(text="no such store")
         self.stats.detail_served[store.rid] += 1
         layout = render.layout_for(store.rid, self.faults.layout, self.faults.layout_shift)
-        return web.Response(body=render.detail_page(store, layout), content_type="text/html", charset="utf-8")
+        body = render.detail_page(store, layout)
+        etag = f'"{hashlib.sha1(body).hexdigest()[:20]}"'  # HTTP validators, as a site's CDN sends them
+        if request.headers.get("If-None-Match") == etag:
+            self.stats.by_status[304] += 1
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=body, content_type="text/html", charset="utf-8", headers={"ETag": etag})
 
     async def stats_handler(self, request: web.Request) -> web.Response:
         data = self.stats.as_json()

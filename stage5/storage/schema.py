@@ -197,7 +197,8 @@ MIGRATIONS += (
         ALTER TABLE stores
             ADD COLUMN listing_hash text,
             ADD COLUMN detail_run_id bigint,
-            ADD COLUMN detail_due boolean NOT NULL DEFAULT false;
+            ADD COLUMN detail_due boolean NOT NULL DEFAULT false,
+            ADD COLUMN detail_etag text;
         """,
     ),
 )

@@ -68,6 +68,7 @@ STORE_COLUMNS: tuple[str, ...] = (
     "status",
     "listing_hash",
     "source_url",
+    "detail_etag",
     "content_hash",
 )
 # Columns a page may not show, by the record field they come from (validate.PROTECTED): when that field
@@ -140,7 +141,7 @@ def _price_text(low: int | None, high: int | None) -> str | None:
     return f"{low:,}원" if low == high else f"{low:,}원~{high:,}원"
 
 
-_DATA_COLUMNS = STORE_COLUMNS[:-2]  # all but source_url and content_hash
+_DATA_COLUMNS = STORE_COLUMNS[:-3]  # all but source_url, detail_etag and content_hash (bookkeeping)
 
 
 def store_values(record: StoreRecord) -> dict[str, Any]:
@@ -185,10 +186,11 @@ def store_values(record: StoreRecord) -> dict[str, Any]:
 
 def store_doc(record: StoreRecord) -> str:
     """One store as a JSON object, the row COPY sends. Its content_hash fingerprints every column but
-    source_url, so an unchanged store keeps its updated_at."""
+    source_url and the ETag, so an unchanged store keeps its updated_at."""
     doc = json.dumps(store_values(record), ensure_ascii=False)
     fingerprint = hashlib.sha1(doc.encode()).hexdigest()
-    return f'{doc[:-1]}, "source_url": {json.dumps(record.source_url)}, "content_hash": "{fingerprint}"}}'
+    tail = json.dumps({"source_url": record.source_url, "detail_etag": record.etag, "content_hash": fingerprint})
+    return f"{doc[:-1]}, {tail[1:]}"
 
 
 INT4 = (-(2**31), 2**31 - 1)
@@ -284,6 +286,7 @@ class StoreWriter:
         self.completions: list[Completion] = []
         self.seen: list[str] = []  # stores whose listing was seen unchanged: only their bookkeeping moves
         self.due: list[str] = []  # stores whose detail is to be fetched: due until a fetch succeeds
+        self.confirmed: list[str] = []  # stores whose detail answered 304 (not modified)
         self.counts = WriteCounts()
         self.conn: psycopg.AsyncConnection | None = None
         self._lock = asyncio.Lock()
@@ -335,6 +338,10 @@ class StoreWriter:
         """These stores were listed again and their detail stands: mark them seen by this run."""
         self.seen.extend(rids)
 
+    def confirm(self, rids: list[str]) -> None:
+        """These stores' detail pages answered 304: the stored detail is current as of this run."""
+        self.confirmed.extend(rids)
+
     def mark_due(self, rids: list[str]) -> None:
         """These stores' details are to be fetched: they stay due (retried next run) until one succeeds."""
         self.due.extend(rids)
@@ -360,11 +367,11 @@ class StoreWriter:
                 return
             records, rejections = list(self.records.values()), list(self.rejections.values())
             units, leases, completions = list(self.new_units), list(self.leases), list(self.completions)
-            seen, due = list(self.seen), list(self.due)
+            seen, due, confirmed = list(self.seen), list(self.due), list(self.confirmed)
             async for attempt in db_retrying(attempts=5, on_retry=self._on_retry):
                 with attempt:
-                    await self._write(records, rejections, units, leases, completions, seen, due)
-            del self.seen[: len(seen)], self.due[: len(due)]
+                    await self._write(records, rejections, units, leases, completions, seen, due, confirmed)
+            del self.seen[: len(seen)], self.due[: len(due)], self.confirmed[: len(confirmed)]
             for r in records:
                 if self.records.get(r.rid) is r:
                     del self.records[r.rid]
@@ -387,6 +394,7 @@ class StoreWriter:
         completions: list[Completion],
         seen: list[str],
         due: list[str],
+        confirmed: list[str],
     ) -> None:
         if self.conn is None or self.conn.closed:
             self.conn = await self.connect()
@@ -400,6 +408,7 @@ class StoreWriter:
             if due:
                 await conn.execute("UPDATE stores SET detail_due = true WHERE diningcode_place_id = ANY(%s)", (due,))
             kept = await keep_seen(conn, self.run_id, seen) if seen else 0
+            kept += await keep_seen(conn, self.run_id, confirmed, fetched=True) if confirmed else 0
             results, refused = await self._upsert_isolating(conn, records)
             rejections = rejections + refused
             if rejections:
@@ -560,16 +569,30 @@ async def store_hashes(conn: psycopg.AsyncConnection) -> dict[str, str]:
     return dict(await cur.fetchall())
 
 
-async def keep_seen(conn: psycopg.AsyncConnection, run_id: int, rids: list[str]) -> int:
-    """Stores listed again whose detail was not refetched: seen by this run, nothing else changes."""
+async def keep_seen(conn: psycopg.AsyncConnection, run_id: int, rids: list[str], fetched: bool = False) -> int:
+    """Stores listed again whose stored detail stands: seen by this run, nothing else changes. `fetched`:
+    the site confirmed the detail is current (304), so it counts as read by this run."""
+    detail = ", detail_run_id = %(run)s, detail_due = false" if fetched else ""
     cur = await conn.execute(
-        "UPDATE stores SET last_run_id = %s, last_seen_at = now(), missed_runs = 0 WHERE diningcode_place_id = ANY(%s)",
-        (run_id, rids),
+        f"UPDATE stores SET last_run_id = %(run)s, last_seen_at = now(), missed_runs = 0{detail}"
+        " WHERE diningcode_place_id = ANY(%(rids)s)",
+        {"run": run_id, "rids": rids},
     )
     return cur.rowcount
 
 
-async def stored_listings(conn: psycopg.AsyncConnection) -> dict[str, tuple[str | None, int | None, bool]]:
-    """rid -> (listing_hash, detail_run_id, detail_due): what the refresh policy decides on."""
-    cur = await conn.execute("SELECT diningcode_place_id, listing_hash, detail_run_id, detail_due FROM stores")
-    return {rid: (h, run, due) for rid, h, run, due in await cur.fetchall()}
+async def stored_listings(conn: psycopg.AsyncConnection) -> dict[str, tuple[str | None, int | None, bool, str | None]]:
+    """rid -> (listing_hash, detail_run_id, detail_due, detail_etag): what the refresh policy decides on."""
+    cur = await conn.execute(
+        "SELECT diningcode_place_id, listing_hash, detail_run_id, detail_due, detail_etag FROM stores"
+    )
+    return {row[0]: tuple(row[1:]) for row in await cur.fetchall()}  # type: ignore[misc]
+
+
+async def refill_seen(conn: psycopg.AsyncConnection, run_id: int) -> int:
+    """All-you-can-eat stores this run saw (written, or kept as stored)."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM stores WHERE last_run_id = %s AND is_confirmed_refill AND status = '운영중'", (run_id,)
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
