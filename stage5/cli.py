@@ -231,6 +231,9 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     return _exit_code(summary.status)
 
 
+DEMO_SCHEMA = "stage5_demo"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stage5.replica.process import ReplicaProcess
     from stage5.report import print_score, print_summary
@@ -239,10 +242,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     fast.update({k: v for k, v in vars(args).items() if k in fast and v is not None})
     with ReplicaProcess(seed=args.seed, scale=args.scale) as replica:
         namespace = args.cache_namespace or f"replica-seed{args.seed}-scale{args.scale}"
-        settings = _settings(args, site=replica.url, **{**fast, "cache_namespace": namespace})
+        # Its own schema unless one is named on its command line: a demo never writes into, scores, or
+        # abandons runs of the user's real tables (STAGE5_DB_SCHEMA from the environment is not enough).
+        schema = args.db_schema or DEMO_SCHEMA
+        settings = _settings(args, site=replica.url, **{**fast, "cache_namespace": namespace, "db_schema": schema})
         print(
             f"replica at {replica.url} (seed {args.seed}, scale {args.scale}); crawling "
-            f"{len(settings.districts)} districts ...",
+            f"{len(settings.districts)} districts into schema {schema} ...",
             flush=True,
         )
         summary = _run(settings, fresh=True)  # a demo never resumes an old demo

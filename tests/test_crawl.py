@@ -179,3 +179,41 @@ def test_cli_crawl_json_and_parse(
     bad.write_text("<html><body>점검중</body></html>")
     failed = subprocess.run(run + ["parse", str(bad), "--kind", "detail"], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and "does not parse as detail" in failed.stderr
+
+
+def test_the_demo_never_touches_the_real_tables(make_settings: Any, replica: ReplicaProcess, pg_url: str) -> None:
+    """A real crawl, a paused run, then the demo with the same database and STAGE5_DB_SCHEMA: the real
+    rows and run states are exactly as they were; the demo crawled and scored its own schema."""
+    import asyncio
+    import os
+
+    import psycopg
+    from psycopg import sql
+
+    from stage5.cli import DEMO_SCHEMA, main
+
+    settings = make_settings(site=replica.url, districts="도봉구")
+    asyncio.run(run_crawl(settings, pg_url))
+    ident = sql.Identifier(settings.db_schema)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("UPDATE {}.crawl_runs SET status = 'interrupted'").format(ident))  # a paused run
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(DEMO_SCHEMA)))
+
+        def state() -> tuple[Any, ...]:
+            stores = conn.execute(sql.SQL("SELECT diningcode_place_id, content_hash FROM {}.stores").format(ident))
+            runs = conn.execute(sql.SQL("SELECT id, status FROM {}.crawl_runs").format(ident))
+            return sorted(stores.fetchall()), sorted(runs.fetchall())
+
+        before = state()
+        environ = dict(os.environ)
+        os.environ.update(STAGE5_DB_SCHEMA=settings.db_schema, DATABASE_URL=pg_url)
+        try:
+            code = main(["demo", "--scale", "0.1", "--districts", "도봉구,마포구", "--log-dir", str(settings.log_dir)])
+        finally:
+            os.environ.clear()
+            os.environ.update(environ)
+        assert code == 0
+        assert state() == before
+        demo = conn.execute(sql.SQL("SELECT count(*) FROM {}.stores").format(sql.Identifier(DEMO_SCHEMA))).fetchone()
+        assert demo is not None and demo[0] > len(before[0])
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(DEMO_SCHEMA)))
