@@ -372,8 +372,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from stage5.report import print_runs, print_slots
     from stage5.storage.runs import list_runs, show_run
-    from stage5.storage.schema import on_database
-    from stage5.storage.slots import slot_history
+    from stage5.storage.schema import migrate, on_database
+    from stage5.storage.slots import SlotStore
 
     action, run_id = args.action, args.run_id
     if action.isdigit():
@@ -388,7 +388,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
             return ExitCode.USAGE
         print(json.dumps(run, ensure_ascii=False, indent=2, default=str))
     elif action == "slots":
-        print_slots(on_database(url, settings.db_schema, slot_history)[-args.limit :])
+        on_database(url, settings.db_schema, migrate)  # so that schedule_slots exists
+        store = SlotStore(url, settings.db_schema)
+        try:
+            print_slots(store.history()[-args.limit :])
+        finally:
+            store.close()
     else:
         print_runs(on_database(url, settings.db_schema, lambda conn: list_runs(conn, args.limit)))
     return ExitCode.OK

@@ -75,7 +75,6 @@ class FetchStats:
     retries: int = 0
     failures: int = 0
     bytes: int = 0
-    not_modified: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -325,7 +324,6 @@ class Fetcher:
         self, request: Request, status: int, retry_after: str | None, gate: HostGate, body: bytes
     ) -> bytes:
         if status == 304:
-            self.stats.not_modified += 1
             raise NotModified(f"{request.label}: not modified")
         if status == 429:
             wait = parse_retry_after(retry_after)

@@ -43,9 +43,3 @@ class SlotStore:
 
     def close(self) -> None:
         self.conn.close()
-
-
-async def slot_history(conn: psycopg.AsyncConnection) -> list[tuple[str, datetime, str, str | None]]:
-    """Every slot of every job, oldest first: (job, slot, status, reason)."""
-    cur = await conn.execute("SELECT job, slot_at, status, reason FROM schedule_slots ORDER BY slot_at, job")
-    return list(await cur.fetchall())
