@@ -34,7 +34,7 @@ from stage5.replica.world import build_world
 from stage5.report import load_result
 from stage5.services import database_url
 from stage5.settings import load_settings
-from stage5.storage.stores import STORE_COLUMNS
+from stage5.storage.columns import STORE_COLUMNS
 
 LOGS = Path("benchmarks/results/chaos-logs")
 

@@ -337,9 +337,11 @@ def _download(url: str) -> bytes:
 
 
 def cmd_perftest(args: argparse.Namespace) -> int:
-    from stage5.perftest import plot, render, run_perftest, save
+    from stage5.perftest import check_plotting, plot, render, run_perftest, save
     from stage5.services import database_url, redis_url
 
+    if args.plot:
+        check_plotting()
     settings = load_settings(database_url=args.database_url, redis_url=args.redis_url, log_dir=args.log_dir)
     setup_logging(settings.log_dir)
     print("stage5 perftest: measuring (quick: under a minute; full: a few minutes) ...", flush=True)

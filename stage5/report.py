@@ -32,7 +32,8 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
         f" ({summary.cache_hit_rate:.1%} of look-ups served from Redis)",
         f"  memory         peak {summary.peak_memory_mb:.0f} MB of {summary.memory_budget_mb:.0f} MB budget;"
         f" governor {', '.join(f'{k} {v}' for k, v in summary.governor_actions.items())}",
-        f"  workers        up to {summary.workers_max} at once, {summary.workers_recycled} recycled,"
+        f"  workers        up to {summary.workers_max} at once (start {summary.worker_start_s:.2f} s),"
+        f" {summary.workers_recycled} recycled,"
         f" {summary.workers_died} died; {summary.units} units ({summary.units_failed} failed)",
     ]
     if summary.memory_note:

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     workers: int = Field(0, ge=0, le=64, description="Worker processes; 0 sizes them from cores and memory.")
     max_workers: int = Field(0, ge=0, le=64, description="Ceiling when scaling up; 0 means twice the cores.")
     worker_max_units: int = Field(200, ge=1, description="A worker is recycled after this many units.")
+    worker_start: Literal["forkserver", "spawn"] = Field(
+        "forkserver",
+        description="How workers start: forked from a server that imported stage5 once (fast), or a new interpreter.",
+    )
     detail_batch: int = Field(20, ge=1, le=500, description="Detail pages per unit of work.")
     memory_budget_mb: int = Field(2048, ge=64, description="Memory budget of the whole process tree (PSS).")
     memory_soft_ratio: float = Field(0.8, gt=0, lt=1, description="Above budget x this: no new work, less concurrency.")

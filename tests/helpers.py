@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import psutil
+
 HOLD = """
 import asyncio, sys, time
 from stage5.storage.db import connect
@@ -23,3 +25,21 @@ def hold_lock(pg_url: str, schema: str, seconds: float) -> subprocess.Popen[str]
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
     return proc
+
+
+def worker_processes(root: psutil.Process | None = None) -> list[psutil.Process]:
+    """The crawl workers below `root` (default: this process): forked by the forkserver, or spawned."""
+
+    def command(p: psutil.Process) -> str:
+        try:
+            return " ".join(p.cmdline())
+        except psutil.Error:
+            return ""
+
+    found = []
+    for p in (root or psutil.Process()).children(recursive=True):
+        parent = p.parent()
+        forked = "forkserver" in command(p) and parent is not None and "forkserver" in command(parent)
+        if forked or "multiprocessing.spawn" in command(p):
+            found.append(p)
+    return found

@@ -19,7 +19,7 @@ from psycopg import sql
 from stage5.crawl.run import run_crawl
 from stage5.replica.process import ReplicaProcess
 from stage5.replica.server import Faults
-from stage5.storage.stores import STORE_COLUMNS
+from stage5.storage.columns import STORE_COLUMNS
 
 SEED, SCALE = 5, 0.1
 DISTRICTS = "강남구,마포구,송파구,관악구,중구,도봉구"

@@ -8,8 +8,8 @@ import signal
 import uuid
 from typing import Any
 
-import psutil
 import psycopg
+from helpers import worker_processes
 from psycopg import sql
 
 from stage5.crawl.run import run_crawl
@@ -18,7 +18,7 @@ from stage5.replica.server import Faults
 from stage5.replica.truth import score
 from stage5.replica.world import World
 from stage5.report import load_result
-from stage5.storage.stores import STORE_COLUMNS
+from stage5.storage.columns import STORE_COLUMNS
 
 SEED, SCALE = 5, 0.1
 SOME = "강남구,마포구,송파구,중구,도봉구,관악구"
@@ -108,7 +108,7 @@ async def test_a_killed_worker_is_replaced_and_its_units_return(make_settings: A
         victim = None
         for _ in range(100):
             await asyncio.sleep(0.1)
-            workers = [p for p in psutil.Process().children() if "multiprocessing.spawn" in " ".join(p.cmdline())]
+            workers = worker_processes()
             if workers:
                 victim = workers[0]
                 break
@@ -126,7 +126,7 @@ async def test_a_killed_worker_is_replaced_and_its_units_return(make_settings: A
 async def test_small_budget_throttles_and_still_completes(make_settings: Any, small_world: World) -> None:
     """A budget below what master + workers need: the governor throttles, lowers and recycles, and the
     crawl still ends with the full result. (Latency keeps the crawl long enough for several samples.)"""
-    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=80)) as slow:
+    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=300)) as slow:
         settings = make_settings(site=slow.url, workers=2, memory_budget_mb=150, districts="강남구,마포구,송파구")
         summary = await run_crawl(settings, settings.database_url)
     stored, rejected = await load_result(settings)
@@ -137,10 +137,12 @@ async def test_small_budget_throttles_and_still_completes(make_settings: Any, sm
 
 BROKEN_WORKERS = """
 import importlib.abc, sys
+# a spawned worker's argv, or the forkserver's (whose forks are the workers)
+IN_WORKER = "--multiprocessing-fork" in sys.orig_argv or any("multiprocessing.forkserver" in a for a in sys.orig_argv)
 
 class BrokenInWorkers(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name == "stage5.crawl.pipeline" and "--multiprocessing-fork" in sys.orig_argv:
+        if name == "stage5.crawl.pipeline" and IN_WORKER:
             raise ImportError("planted: this install is broken in worker processes")
         return None
 
@@ -176,7 +178,7 @@ async def test_a_worker_stuck_in_a_unit_is_replaced(make_settings: Any, small_wo
         victim = None
         while victim is None:
             await asyncio.sleep(0.1)
-            workers = [p for p in psutil.Process().children() if "multiprocessing.spawn" in " ".join(p.cmdline())]
+            workers = worker_processes()
             victim = workers[0] if workers and slow.stats()["requests"] > 30 else None
         os.kill(victim.pid, signal.SIGSTOP)
         summary = await crawl

@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 import psycopg
 import pytest
+from helpers import worker_processes
 from psycopg import sql
 
 from stage5.crawl.run import run_crawl
@@ -109,7 +110,8 @@ def test_stop_then_resume(
             text=True,
         )
         _wait_for_done_details(pg_url, schema)
-        workers = psutil.Process(first.pid).children()
+        workers = worker_processes(psutil.Process(first.pid))
+        assert workers
         stopped_at = time.monotonic()
         first.send_signal(kill)
         first.wait(timeout=30)

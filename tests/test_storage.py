@@ -10,6 +10,7 @@ import pytest
 
 from stage5.errors import DatabaseUnavailable
 from stage5.models import MenuItem, Rejection, StoreRecord
+from stage5.storage.columns import STAGED_COLUMNS
 from stage5.storage.db import connect
 from stage5.storage.runs import start_run
 from stage5.storage.schema import LATEST, migrate
@@ -136,4 +137,42 @@ async def test_writer_survives_a_dropped_connection(pg_url: str, schema: str) ->
         assert writer.counts.batch_retries >= 1
     cur = await conn.execute("SELECT count(*) FROM stores")
     assert await cur.fetchone() == (2,)
+    await conn.close()
+
+
+async def test_column_definitions_match_the_migrated_table(pg_url: str, schema: str) -> None:
+    conn, _ = await _setup(pg_url, schema)
+    cur = await conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid = 'stores'::regclass AND attnum > 0 AND NOT attisdropped"
+    )
+    table = dict(await cur.fetchall())
+    assert {c.name: c.pg_type for c in STAGED_COLUMNS} == {c.name: table[c.name] for c in STAGED_COLUMNS}
+    await conn.close()
+
+
+async def test_an_unchanged_store_is_not_rewritten_but_marked_seen(pg_url: str, schema: str) -> None:
+    conn, first_run = await _setup(pg_url, schema)
+    records = [record(i, phone="02-123-4567") for i in range(20)]
+    await _write(pg_url, schema, first_run, records)
+    cur = await conn.execute("SELECT diningcode_place_id, xmin::text, updated_at FROM stores")
+    before = {rid: (xmin, updated) for rid, xmin, updated in await cur.fetchall()}
+    await conn.commit()
+
+    second_run = await start_run(conn, "http://test", ["마포구"], {})
+    changed = dataclasses.replace(records[3], name="새 이름")
+    writer = await _write(pg_url, schema, second_run, [*records[:3], changed, *records[4:]])
+    assert (writer.counts.new, writer.counts.updated, writer.counts.unchanged) == (0, 1, 19)
+
+    cur = await conn.execute(
+        "SELECT diningcode_place_id, xmin::text, updated_at, last_run_id, detail_run_id,"
+        " field_seen_at->>'phone' FROM stores"
+    )
+    rows = {rid: rest for rid, *rest in await cur.fetchall()}
+    assert all(rows[r.rid][2:] == [second_run, second_run, str(second_run)] for r in records)
+    kept = [r.rid for r in records if r.rid != changed.rid]
+    assert all(rows[rid][1] == before[rid][1] for rid in kept)  # updated_at: the content did not change
+    assert rows[changed.rid][1] > before[changed.rid][1]
+    cur = await conn.execute("SELECT count(*) FROM store_changes WHERE run_id = %s", (second_run,))
+    assert await cur.fetchone() == (1,)
     await conn.close()

@@ -52,11 +52,21 @@ def process_mb(proc: psutil.Process) -> float:
 def measure(master_pid: int, workers: dict[int, int]) -> dict[int | str, float]:
     """MB of the crawler's tree: the master itself, and each worker with its own children.
 
-    The master's other children (a replica started by the demo or a benchmark) are not the crawler's.
+    The master's other children (a replica started by the demo or a benchmark) are not the crawler's;
+    the forkserver the workers were forked from is (its pages are shared with them: PSS splits them).
     """
     sizes: dict[int | str, float] = {"master": _tree_mb(master_pid, children=False)}
     sizes.update({wid: _tree_mb(pid, children=True) for wid, pid in workers.items()})
+    starters = {_parent(pid) for pid in workers.values()} - {master_pid, None}
+    sizes.update({f"forkserver-{pid}": _tree_mb(pid, children=False) for pid in starters if pid})
     return sizes
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return psutil.Process(pid).ppid()
+    except psutil.Error:
+        return None
 
 
 def _tree_mb(pid: int, children: bool) -> float:

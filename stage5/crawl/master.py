@@ -14,6 +14,7 @@ import logging.handlers
 import math
 import multiprocessing as mp
 import os
+import statistics
 import threading
 import time
 from collections import Counter, deque
@@ -49,7 +50,29 @@ from stage5.units import (
 )
 
 log = logging.getLogger("stage5.crawl")
-_ctx = mp.get_context("spawn")  # a clean interpreter: no inherited event loop, threads or sockets
+# Both start a clean process (no inherited event loop, threads or sockets). A forkserver imports the
+# worker's modules once, so each worker is a fork of it (about 0.02 s) instead of a new interpreter
+# importing aiohttp, lxml, redis and pydantic again (about 0.5 s here): see benchmarks/README.md.
+WORKER_MODULE = "stage5.crawl.worker"
+
+
+def _context(method: str) -> mp.context.BaseContext:
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload([WORKER_MODULE])
+    return ctx
+
+
+def stop_forkserver() -> None:
+    """End the forkserver with the run, and wait for it: no idle process outlives the crawl, and its
+    workers' CPU time is accounted to this process (what `time` and the benchmarks read)."""
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)  # CPython's; absent elsewhere
+    if callable(stop):
+        stop()
+
+
 EST_WORKER_MB = 120.0
 WORKER_RPS = 150.0  # requests/s one worker sustains here (CPU-bound); measured: ~400/s with 2 workers
 SCALE_EVERY_S = 5.0
@@ -94,6 +117,7 @@ class MasterReport:
     memory_note: str | None
     governor_actions: dict[str, int]
     workers_max: int
+    worker_start_s: float  # median seconds from start to "ready"
     workers_recycled: int
     workers_died: int
     interrupted: bool
@@ -159,7 +183,9 @@ class Master:
         self.next_uid = self.next_wid = 0
         self.workers_max = self.recycled = self.died = 0
         self.events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        self.log_queue: Any = _ctx.Queue()
+        self.ctx = _context(settings.worker_start)
+        self.start_costs: list[float] = []  # seconds from start() to the worker's "ready"
+        self.log_queue: Any = self.ctx.Queue()
         self.listener = logging.handlers.QueueListener(
             self.log_queue, *logging.getLogger("stage5").handlers, respect_handler_level=True
         )
@@ -241,9 +267,9 @@ class Master:
     def _start_worker(self) -> None:
         self.next_wid += 1
         wid = self.next_wid
-        ours, theirs = _ctx.Pipe()
+        ours, theirs = self.ctx.Pipe()
         delay, concurrency = self._limits()
-        process = _ctx.Process(
+        process = self.ctx.Process(
             target=worker_main,
             name=f"stage5-worker-{wid}",
             daemon=True,
@@ -441,8 +467,10 @@ class Master:
             if unit is not None:
                 self._finish(unit, {"failed": [asdict(failure)]})
         elif kind == "ready":
-            self.workers[event[1]].pid = event[2]
-            self.workers[event[1]].ready = True
+            handle = self.workers[event[1]]
+            handle.pid, handle.ready = event[2], True
+            self.start_costs.append(time.monotonic() - handle.started)
+            log_event(log, "worker_ready", worker=handle.wid, start_s=round(self.start_costs[-1], 3))
         elif kind == "fatal":
             self.fatal[event[1]] = event[2]
         elif kind == "bye":
@@ -605,6 +633,8 @@ class Master:
             if not handle.gone:
                 handle.process.kill()
                 self._worker_gone(handle.wid)
+        if self.settings.worker_start == "forkserver":
+            stop_forkserver()
 
     def _report(self) -> MasterReport:
         return MasterReport(
@@ -615,6 +645,7 @@ class Master:
             memory_note=self.governor.explain(),
             governor_actions=dict(self.governor.actions),
             workers_max=self.workers_max,
+            worker_start_s=round(statistics.median(self.start_costs), 3) if self.start_costs else 0.0,
             workers_recycled=self.recycled,
             workers_died=self.died,
             interrupted=bool(self.queued or self.in_flight),

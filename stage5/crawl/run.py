@@ -99,6 +99,7 @@ class RunSummary:
     memory_note: str | None
     governor_actions: dict[str, int]
     workers_max: int
+    worker_start_s: float
     workers_recycled: int
     workers_died: int
     resumed: int
@@ -197,6 +198,7 @@ async def summarise(
         memory_note=report.memory_note,
         governor_actions=report.governor_actions,
         workers_max=report.workers_max,
+        worker_start_s=report.worker_start_s,
         workers_recycled=report.workers_recycled,
         workers_died=report.workers_died,
         resumed=counters["resumed"],

@@ -16,9 +16,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from stage5.models import StoreRecord
+from stage5.storage.columns import STATUS_CLOSED, STATUS_OPEN, STATUS_VANISHED
 
-# stores.status: open; presumed closed (missing from K complete runs in a row); closed (its page says so).
-STATUS_OPEN, STATUS_VANISHED, STATUS_CLOSED = "운영중", "폐업 추정", "폐업"
 KINDS = ("new", "changed", "closed", "vanished", "reappeared")
 # The columns whose change is news to a reader of the data (ratings and review counts move daily: not).
 TRACKED: dict[str, str] = {  # column -> the record field that `missing` names for it
@@ -48,19 +47,36 @@ class Change:
     fields: dict[str, list[Any]] = field(default_factory=dict)  # column -> [old, new]
 
 
+FINGERPRINT = ("content_hash", "status", "detail_etag", "source_url", "fields_missing")
+
+
+async def fingerprints(conn: psycopg.AsyncConnection, rids: list[str]) -> dict[str, tuple[Any, ...]]:
+    """rid -> FINGERPRINT of each stored store: enough to tell an unchanged one without reading its row."""
+    cur = await conn.execute(
+        f"SELECT diningcode_place_id, {', '.join(FINGERPRINT)} FROM stores WHERE diningcode_place_id = ANY(%s)",
+        (rids,),
+    )
+    return {row[0]: tuple(row[1:]) for row in await cur.fetchall()}
+
+
 async def rows_before(conn: psycopg.AsyncConnection, rids: list[str]) -> dict[str, dict[str, Any]]:
     """The stored rows of these stores (tracked columns and status), before a batch changes them."""
-    columns = ", ".join(TRACKED)
-    cur = await conn.execute(
-        f"SELECT diningcode_place_id, status, {columns} FROM stores WHERE diningcode_place_id = ANY(%s)", (rids,)
-    )
+    if not rids:
+        return {}
     names = ["status", *TRACKED]
+    cur = await conn.execute(
+        f"SELECT diningcode_place_id, {', '.join(names)} FROM stores WHERE diningcode_place_id = ANY(%s)", (rids,)
+    )
     return {row[0]: dict(zip(names, row[1:])) for row in await cur.fetchall()}
 
 
 def _plain(value: Any) -> Any:
     """Both sides as JSON would write them (tuples and lists alike, no float/int surprises)."""
     return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _differ(old: Any, new: Any) -> bool:
+    return old != new and _plain(old) != _plain(new)  # equal values (most of them) skip the JSON round trip
 
 
 def detect_changes(
@@ -76,7 +92,7 @@ def detect_changes(
         diff = {
             column: [_plain(old[column]), _plain(values[column])]
             for column, source in TRACKED.items()
-            if source not in record.missing and _plain(old[column]) != _plain(values[column])
+            if source not in record.missing and _differ(old[column], values[column])
         }
         kind = _kind(old["status"], values["status"], bool(diff))
         if kind:
@@ -96,11 +112,11 @@ async def insert_changes(conn: psycopg.AsyncConnection, run_id: int, changes: li
     if not changes:
         return
     async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO store_changes (run_id, diningcode_place_id, kind, district, name, fields)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            [(run_id, c.rid, c.kind, c.district, c.name, Jsonb(c.fields)) for c in changes],
-        )
+        columns = "run_id, diningcode_place_id, kind, district, name, fields"
+        async with cur.copy(f"COPY store_changes ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["bigint", "text", "text", "text", "text", "jsonb"])
+            for c in changes:
+                await copy.write_row((run_id, c.rid, c.kind, c.district, c.name, Jsonb(c.fields)))
 
 
 async def mark_vanished(conn: psycopg.AsyncConnection, run_id: int, districts: list[str], after_runs: int) -> int:

@@ -203,6 +203,16 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        7,
+        "room in each page of stores: a run that only moves a store's bookkeeping updates it in place (HOT)",
+        """
+        ALTER TABLE stores SET (fillfactor = 80);
+        """,
+    ),
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

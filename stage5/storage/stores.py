@@ -1,4 +1,5 @@
-"""Bulk loading of stores: COPY into a staging table, then one INSERT … ON CONFLICT DO UPDATE.
+"""Bulk loading of stores: binary COPY of typed rows into a staging table, then one INSERT … ON CONFLICT
+DO UPDATE; a store whose content did not change is not rewritten (only its bookkeeping moves).
 
 A batch is one transaction: its stores and its rejections land together or not at all, and the
 rows stay buffered until the commit succeeded, so a dropped connection loses nothing.
@@ -7,7 +8,6 @@ rows stay buffered until the commit succeeded, so a dropped connection loses not
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import math
@@ -24,7 +24,17 @@ from psycopg.types.json import Jsonb
 from stage5.errors import DatabaseUnavailable, LockLost
 from stage5.logs import log_event
 from stage5.models import Rejection, StoreRecord
-from stage5.storage.changes import STATUS_CLOSED, STATUS_OPEN, detect_changes, insert_changes, rows_before
+from stage5.storage.changes import detect_changes, fingerprints, insert_changes, rows_before
+from stage5.storage.columns import (
+    COPY_SQL,
+    COPY_TYPES,
+    REFETCHED_SQL,
+    UPSERT_SQL,
+    StoreRow,
+    field_seen,
+    staging_ddl,
+    store_row,
+)
 from stage5.storage.db import db_retrying
 from stage5.storage.lock import LockSession
 from stage5.storage.unit_queue import Completion, complete_units, insert_units, lease_units
@@ -33,164 +43,10 @@ from stage5.units import DetailResult, Unit
 log = logging.getLogger("stage5.storage")
 FENCE_CHECK_S = 3.0
 
-# Data columns, in COPY order. Bookkeeping columns (run ids, timestamps) are set by the upsert.
-STORE_COLUMNS: tuple[str, ...] = (
-    "diningcode_place_id",
-    "name",
-    "branch",
-    "district",
-    "address",
-    "road_address",
-    "position_lat",
-    "position_lng",
-    "phone_number",
-    "raw_categories_diningcode",
-    "keywords",
-    "diningcode_rating",
-    "review_count",
-    "diningcode_score",
-    "open_hours",
-    "break_time",
-    "last_order",
-    "holiday",
-    "menu_items",
-    "price",
-    "price_min",
-    "price_max",
-    "image_urls",
-    "main_image",
-    "is_confirmed_refill",
-    "refill_type",
-    "refill_items",
-    "refill_evidence",
-    "weekly_hours",
-    "fields_missing",
-    "status",
-    "listing_hash",
-    "source_url",
-    "detail_etag",
-    "content_hash",
-)
-# Columns a page may not show, by the record field they come from (validate.PROTECTED): when that field
-# is listed in fields_missing (the page showed no sign of it), the stored value stays.
-PROTECTED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "branch": ("branch",),
-    "road_address": ("road_address",),
-    "phone": ("phone_number",),
-    "rating": ("diningcode_rating",),
-    "review_count": ("review_count",),
-    "score": ("diningcode_score",),
-    "keywords": ("keywords",),
-    "open_hours": ("open_hours",),
-    "break_time": ("break_time",),
-    "last_order": ("last_order",),
-    "holiday": ("holiday",),
-    "weekly_hours": ("weekly_hours",),
-    "menu": ("menu_items", "price", "price_min", "price_max"),
-    "image_urls": ("image_urls", "main_image"),
-}
-_FIELD_OF = {column: field for field, columns in PROTECTED_COLUMNS.items() for column in columns}
-_TRACKED = sorted({*PROTECTED_COLUMNS, "name", "address", "position"})
-
-
-def _set(column: str) -> str:
-    field = _FIELD_OF.get(column)
-    if field is None:
-        return f"{column} = EXCLUDED.{column}"
-    return f"{column} = CASE WHEN '{field}' = ANY(EXCLUDED.fields_missing) THEN s.{column} ELSE EXCLUDED.{column} END"
-
-
-_UPDATED = [c for c in STORE_COLUMNS if c != "diningcode_place_id"]
-# field -> run id of the last run whose page showed it (staleness per field, in the row).
-_SEEN_NOW = (
-    f"(SELECT coalesce(jsonb_object_agg(f, %(run)s::bigint), '{{}}') FROM unnest(ARRAY{_TRACKED}::text[]) AS f"
-    " WHERE f <> ALL(r.fields_missing))"
-)
-
-# Staged as one jsonb document per row: a single json.dumps per store in Python (C speed), and
-# PostgreSQL turns documents into typed columns (text[], jsonb, numbers) with jsonb_populate_record.
-UPSERT_SQL = f"""
-INSERT INTO stores AS s ({", ".join(STORE_COLUMNS)}, field_seen_at, first_run_id, last_run_id, detail_run_id)
-SELECT DISTINCT ON (r.diningcode_place_id) {", ".join("r." + c for c in STORE_COLUMNS)}, {_SEEN_NOW},
-       %(run)s, %(run)s, %(run)s
-FROM stores_staging AS st, jsonb_populate_record(NULL::stores, st.doc) AS r
-ORDER BY r.diningcode_place_id  -- one row per store, and locks taken in key order
-ON CONFLICT (diningcode_place_id) DO UPDATE SET
-    {", ".join(_set(c) for c in _UPDATED)},
-    field_seen_at = s.field_seen_at || EXCLUDED.field_seen_at,
-    missed_runs = 0,
-    detail_run_id = EXCLUDED.detail_run_id,
-    detail_due = false,
-    status_changed_at = CASE WHEN s.status IS DISTINCT FROM EXCLUDED.status THEN now() ELSE s.status_changed_at END,
-    last_run_id = EXCLUDED.last_run_id,
-    last_seen_at = now(),
-    updated_at = CASE WHEN s.content_hash IS DISTINCT FROM EXCLUDED.content_hash
-                      THEN now() ELSE s.updated_at END
-RETURNING (xmax = 0) AS inserted, (updated_at = now()) AS changed
-"""
-STAGING_SQL = "CREATE TEMP TABLE IF NOT EXISTS stores_staging (doc jsonb NOT NULL) ON COMMIT DELETE ROWS"
 REJECT_SQL = """
 INSERT INTO rejected_stores (run_id, diningcode_place_id, district, reason, source_url, payload)
 VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, diningcode_place_id) DO NOTHING
 """
-
-
-def _price_text(low: int | None, high: int | None) -> str | None:
-    if low is None or high is None:
-        return None
-    return f"{low:,}원" if low == high else f"{low:,}원~{high:,}원"
-
-
-_DATA_COLUMNS = STORE_COLUMNS[:-3]  # all but source_url, detail_etag and content_hash (bookkeeping)
-
-
-def store_values(record: StoreRecord) -> dict[str, Any]:
-    """One store as column -> value (JSON-able), as COPY sends it and as changes are compared."""
-    menu = [{"name": m.name, "price": m.price, "price_text": m.price_text} for m in record.menu]
-    values = (
-        record.rid,
-        record.name,
-        record.branch,
-        record.district,
-        record.address,
-        record.road_address,
-        record.lat,
-        record.lng,
-        record.phone,
-        record.categories,
-        record.keywords,
-        record.rating,
-        record.review_count,
-        record.score,
-        record.open_hours,
-        record.break_time,
-        record.last_order,
-        record.holiday,
-        menu,
-        _price_text(record.price_min, record.price_max),
-        record.price_min,
-        record.price_max,
-        record.image_urls,
-        record.image_urls[0] if record.image_urls else None,
-        record.is_refill,
-        record.refill_type,
-        record.refill_items,
-        record.refill_evidence,
-        record.weekly_hours,
-        record.missing,
-        STATUS_CLOSED if record.closed else STATUS_OPEN,
-        record.listing_hash,
-    )
-    return dict(zip(_DATA_COLUMNS, values))
-
-
-def store_doc(record: StoreRecord) -> str:
-    """One store as a JSON object, the row COPY sends. Its content_hash fingerprints every column but
-    source_url and the ETag, so an unchanged store keeps its updated_at."""
-    doc = json.dumps(store_values(record), ensure_ascii=False)
-    fingerprint = hashlib.sha1(doc.encode()).hexdigest()
-    tail = json.dumps({"source_url": record.source_url, "detail_etag": record.etag, "content_hash": fingerprint})
-    return f"{doc[:-1]}, {tail[1:]}"
 
 
 INT4 = (-(2**31), 2**31 - 1)
@@ -239,11 +95,6 @@ def _value_problem(value: object) -> str | None:
     if isinstance(value, (list, tuple)):
         return next((p for p in map(_value_problem, value) if p), None)
     return f"unexpected {type(value).__name__}"
-
-
-def copy_text(docs: list[str]) -> bytes:
-    """COPY text format, one jsonb column: JSON has no raw tabs or newlines, only backslashes to double."""
-    return "".join(d.replace("\\", "\\\\") + "\n" for d in docs).encode()
 
 
 @dataclass
@@ -455,18 +306,35 @@ class StoreWriter:
         return first + second, refused_first + refused_second
 
     async def _upsert(self, conn: psycopg.AsyncConnection, records: list[StoreRecord]) -> list[tuple[bool, bool]]:
-        before = await rows_before(conn, [r.rid for r in records])
-        await conn.execute(STAGING_SQL)
+        """COPY the changed and new rows into the staging table and upsert them; a store fetched again with
+        the same content, URL and ETag is not rewritten: only its bookkeeping moves."""
+        rows = {r.rid: store_row(r) for r in records}
+        stored = await fingerprints(conn, list(rows))
+        same = [row for row in rows.values() if stored.get(row.rid) == row.fingerprint()]
+        for missing, group in _by_missing(same).items():
+            seen = field_seen(missing, self.run_id)
+            await conn.execute(REFETCHED_SQL, {"run": self.run_id, "rids": group, "seen": seen})
+        kept = {row.rid for row in same}
+        changed = [r for r in records if r.rid not in kept]
+        results: list[tuple[bool, bool]] = [(False, False)] * len(same)
+        if changed:
+            before = await rows_before(conn, [r.rid for r in changed])
+            results += await self._copy_upsert(conn, [rows[r.rid] for r in changed])
+            found = detect_changes(before, [(r, rows[r.rid].values) for r in changed])
+            await insert_changes(conn, self.run_id, found)
+            self.counts.changes.update(c.kind for c in found)
+        return results
+
+    async def _copy_upsert(self, conn: psycopg.AsyncConnection, rows: list[StoreRow]) -> list[tuple[bool, bool]]:
+        await conn.execute(staging_ddl())
         async with conn.cursor() as cur:
             await cur.execute("DELETE FROM stores_staging")  # what a refused attempt left in this transaction
-            async with cur.copy("COPY stores_staging (doc) FROM STDIN") as copy:
-                await copy.write(copy_text([store_doc(r) for r in records]))
+            async with cur.copy(COPY_SQL) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows:
+                    await copy.write_row(row.staged(self.run_id))
             await cur.execute(UPSERT_SQL, {"run": self.run_id})
-            results = [(bool(a), bool(b)) for a, b in await cur.fetchall()]
-        found = detect_changes(before, [(r, store_values(r)) for r in records])
-        await insert_changes(conn, self.run_id, found)
-        self.counts.changes.update(c.kind for c in found)
-        return results
+            return [(bool(a), bool(b)) for a, b in await cur.fetchall()]
 
     async def _check_fence(self, conn: psycopg.AsyncConnection) -> None:
         """Write only while the master still holds its run lock (checked inside the transaction that
@@ -499,6 +367,14 @@ class StoreWriter:
                         self.conn = await self.connect()
                     async with self.conn.transaction():
                         await self._check_fence(self.conn)
+
+
+def _by_missing(rows: list[StoreRow]) -> dict[tuple[str, ...], list[str]]:
+    """rids grouped by the fields their page did not show (one bookkeeping UPDATE per group)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.values["fields_missing"]), []).append(row.rid)
+    return groups
 
 
 def _rejection_row(run_id: int, rejection: Rejection) -> tuple[object, ...]:
