@@ -29,6 +29,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stage5.replica.process import ReplicaProcess
+from stage5.replica.server import Faults
 from stage5.replica.world import build_world
 from stage5.services import database_url
 from stage5.settings import load_settings
@@ -84,12 +85,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--render-live", action="store_true", help="the replica renders every answer (as before)")
     args = parser.parse_args()
     db = database_url(load_settings())
     world = build_world(args.seed, args.scale)
     truth = {s.rid: (s.district, s.is_refill) for s in world.stores if s.expect == "store"}
     runs: dict[str, list[dict[str, float]]] = {"stage5": [], "scrapy": []}
-    with ReplicaProcess(args.seed, args.scale) as replica:
+    # Pre-rendered answers: on 2 cores the replica's own rendering would otherwise be measured too.
+    with ReplicaProcess(args.seed, args.scale, Faults(prerender=not args.render_live)) as replica:
         for round_no in range(1, args.rounds + 1):
             for name in ("stage5", "scrapy"):
                 schema = f"cmp_{name}_{uuid.uuid4().hex[:6]}"

@@ -29,7 +29,8 @@ class ReplicaProcess:
         for f in fields(Faults):
             value = getattr(self.faults, f.name)
             if value != getattr(defaults, f.name):
-                cmd += [f"--{f.name.replace('_', '-')}", str(value)]
+                flag = f"--{f.name.replace('_', '-')}"
+                cmd += [flag] if isinstance(value, bool) else [flag, str(value)]
         return cmd
 
     def start(self) -> ReplicaProcess:

@@ -13,6 +13,7 @@ import signal
 import time
 import zlib
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,9 @@ class Faults:
     # half the stores to the next layout (a site redesign half rolled out).
     layout: str = ""
     layout_shift: int = 0
+    # Render every detail page once at start and keep answers in memory, so that on a small machine a
+    # benchmark measures the crawler rather than the replica's rendering (bodies are the same bytes).
+    prerender: bool = False
 
 
 @dataclass
@@ -82,6 +86,25 @@ class Replica:
         self.stats = Stats()
         self.recent: dict[str, deque[float]] = defaultdict(deque)
         self._short_names = {d[:-1]: d for d in world.by_district if len(d) > 2}
+        self._rendered: dict[tuple[str, ...], tuple[bytes, str]] = {}
+        if self.faults.prerender:
+            for store in world.stores:
+                if store.listed:
+                    self._detail_body(store)
+
+    def _remembered(self, key: tuple[str, ...], make: Callable[[], bytes]) -> tuple[bytes, str]:
+        """(body, ETag) of an answer; kept in memory when prerendering (the world does not change)."""
+        found = self._rendered.get(key)
+        if found is None:
+            body = make()
+            found = (body, f'"{hashlib.sha1(body).hexdigest()[:20]}"')  # as a site's CDN sends them
+            if self.faults.prerender:
+                self._rendered[key] = found
+        return found
+
+    def _detail_body(self, store: Store) -> tuple[bytes, str]:
+        layout = render.layout_for(store.rid, self.faults.layout, self.faults.layout_shift)
+        return self._remembered(("detail", store.rid, layout), lambda: render.detail_page(store, layout))
 
     # --- what a query matches ----------------------------------------------------------------
     def match(self, query: str) -> list[Store]:
@@ -123,10 +146,14 @@ class Replica:
             offset = (max(1, _int(form.get("page"), 1)) - 1) * size
         if not query.strip():
             return web.Response(body=render.error_json("400", "query is empty"), content_type="application/json")
-        stores, total = self.page(query, offset, size)
-        word = _query_word(query)[1].removeprefix("고기")
-        items = [render.search_item(s, word) for s in stores]
-        return web.Response(body=render.search_json(items, total), content_type="application/json")
+
+        def answer() -> bytes:
+            stores, total = self.page(query, offset, size)
+            word = _query_word(query)[1].removeprefix("고기")
+            return render.search_json([render.search_item(s, word) for s in stores], total)
+
+        body, _ = self._remembered(("search", query, str(offset), str(size)), answer)
+        return web.Response(body=body, content_type="application/json")
 
     async def list_page(self, request: web.Request) -> web.Response:
         query = request.query.get("query", "")
@@ -139,9 +166,7 @@ class Replica:
         if store is None or not store.listed:  # a closed store the site no longer lists: gone
             raise web.HTTPNotFound(text="no such store")
         self.stats.detail_served[store.rid] += 1
-        layout = render.layout_for(store.rid, self.faults.layout, self.faults.layout_shift)
-        body = render.detail_page(store, layout)
-        etag = f'"{hashlib.sha1(body).hexdigest()[:20]}"'  # HTTP validators, as a site's CDN sends them
+        body, etag = self._detail_body(store)
         if request.headers.get("If-None-Match") == etag:
             self.stats.by_status[304] += 1
             return web.Response(status=304, headers={"ETag": etag})

@@ -10,11 +10,13 @@ was stored. A field whose section is there but empty is *absent*: the page says 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
 
 import lxml.html
+from lxml import etree
 
 from stage5.errors import ParseError
 from stage5.models import MenuItem, StoreDetail
@@ -38,12 +40,23 @@ LAYOUTS = ("jsonld", "classic", "no-jsonld")
 TEXT_FIELDS = ("branch", "address", "road_address", "phone", "open_hours", "break_time", "last_order", "holiday")
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(expr: str) -> etree.XPath:
+    return etree.XPath(expr)
+
+
+def _find(node: Doc, expr: str) -> list[Any]:
+    """node.xpath(expr), with the expression compiled once per process (compiling cost more than running)."""
+    return _compiled(expr)(node)  # type: ignore[no-any-return]
+
+
 def _has_class(cls: str) -> str:
-    return f"contains(concat(' ', normalize-space(@class), ' '), ' {cls} ')"
+    # the plain substring test first: cheap, and false for nearly every element
+    return f"contains(@class, '{cls}') and contains(concat(' ', normalize-space(@class), ' '), ' {cls} ')"
 
 
 def _first_text(doc: Doc, xpath: str) -> str | None:
-    nodes = doc.xpath(xpath)
+    nodes = _find(doc, xpath)
     return text_of(" ".join(nodes[0].itertext())) if nodes else None
 
 
@@ -57,7 +70,7 @@ def _own_text(node: Doc) -> str | None:
 
 def json_ld(doc: Doc) -> dict[str, Any]:
     """The FoodEstablishment (or Restaurant) node, or {} when the page has none."""
-    for raw in doc.xpath("//script[@type='application/ld+json']/text()"):
+    for raw in _find(doc, "//script[@type='application/ld+json']/text()"):
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, RecursionError):
@@ -91,7 +104,7 @@ class Reader:
         return value
 
     def meta(self, prop: str) -> str | None:
-        values = self.doc.xpath(f"//meta[@property='{prop}' or @name='{prop}']/@content")
+        values = _find(self.doc, f"//meta[@property='{prop}' or @name='{prop}']/@content")
         return text_of(values[0]) if values else None
 
 
@@ -114,7 +127,7 @@ def _name_and_branch(page: Reader, title_name: str | None) -> tuple[str | None, 
     branch = _first_text(doc, f"//*[{_has_class('branch')}]") or _first_text(
         doc, "//span[contains(@class,'Info__Title__Place')]"
     )
-    heading = doc.xpath(f"//h1 | //*[{_has_class('tit-point')}]//*[{_has_class('tit')}]")
+    heading = _find(doc, f"//h1 | //*[{_has_class('tit-point')}]//*[{_has_class('tit')}]")
     marked = heading[0] if heading else None
     if marked is not None and marked.find("span") is not None:
         branch = branch or text_of(marked.find("span").text_content())
@@ -124,8 +137,8 @@ def _name_and_branch(page: Reader, title_name: str | None) -> tuple[str | None, 
 
 def _breadcrumb_address(doc: Doc) -> str | None:
     """`li.locat`: '서울특별시 › 종로구 › 관철동' as links, then the lot number as plain text."""
-    for li in doc.xpath(f"//li[{_has_class('locat')}]"):
-        links = li.xpath(".//a")
+    for li in _find(doc, f"//li[{_has_class('locat')}]"):
+        links = _find(li, ".//a")
         if not links:
             continue
         parts = [text_of(a.text_content()) for a in links]
@@ -180,10 +193,10 @@ def _unique(texts: list[str | None]) -> tuple[str, ...]:
 
 def _tags(doc: Doc) -> tuple[str, ...] | None:
     """`li.tag span`, `.tags a`, or `#tag` text; None when the page has no tag section."""
-    spans = doc.xpath(f"//li[{_has_class('tag')}]//span | //*[{_has_class('tags')}]//a")
+    spans = _find(doc, f"//li[{_has_class('tag')}]//span | //*[{_has_class('tags')}]//a")
     if spans:
         return _unique([text_of(s.text_content()) for s in spans])
-    block = doc.xpath(f"//*[@id='tag'] | //li[{_has_class('tag')}] | //*[{_has_class('tags')}]")
+    block = _find(doc, f"//*[@id='tag'] | //li[{_has_class('tag')}] | //*[{_has_class('tags')}]")
     if not block:
         return None
     return _unique(re.split(r"[\s#,]+", block[0].text_content()[: MAX_LINE * 4]))
@@ -195,10 +208,10 @@ def _is_breadcrumb(texts: list[str]) -> bool:
 
 def _keywords(doc: Doc) -> tuple[str, ...] | None:
     """`div.btxt > a` (the keyword links); a `btxt` holding a region breadcrumb is not keywords."""
-    blocks = doc.xpath(f"//div[{_has_class('btxt')}]")
+    blocks = _find(doc, f"//div[{_has_class('btxt')}]")
     if not blocks:
         return None
-    texts = [text_of(a.text_content()) or "" for a in blocks[0].xpath(".//a")]
+    texts = [text_of(a.text_content()) or "" for a in _find(blocks[0], ".//a")]
     return None if _is_breadcrumb(texts) else _unique(texts)
 
 
@@ -215,7 +228,7 @@ def _span(match: re.Match[str] | None) -> str | None:
 
 def _lines(node: Doc) -> list[str]:
     """The text lines of one hours entry, whether they sit in p.r-txt, p, div or the li itself."""
-    parts = node.xpath(f".//*[{_has_class('r-txt')}]") or node.xpath(".//p | .//div") or [node]
+    parts = _find(node, f".//*[{_has_class('r-txt')}]") or _find(node, ".//p | .//div") or [node]
     return [" ".join(" ".join(p.itertext())[: MAX_LINE * 4].split())[:MAX_LINE] for p in parts]
 
 
@@ -239,10 +252,10 @@ def _day_hours(lines: list[str]) -> dict[str, Any]:
 
 def _hours(doc: Doc) -> dict[str, Any] | None:
     """Today's hours and the weekly table; None when the page has no hours section at all."""
-    section = doc.xpath(f"//*[@id='div_hour'] | //*[{_has_class('busi-hours')}]")
+    section = _find(doc, f"//*[@id='div_hour'] | //*[{_has_class('busi-hours')}]")
     if not section:
         return None
-    entries = section[0].xpath(".//li")
+    entries = _find(section[0], ".//li")
     weekly = {day: _day_hours(_lines(li)) for li in entries if (day := _day_of(li))}
     today = [li for li in entries if not _day_of(li)]
     lines = [line for li in today for line in _lines(li)]
@@ -276,11 +289,11 @@ def won(text: str | None) -> int | None:
 
 def _menu(doc: Doc) -> tuple[MenuItem, ...] | None:
     """`ul.Restaurant_MenuList li` or `div.menu-info ul.list li` (p.l-txt / p.r-txt); None without a menu."""
-    lists = doc.xpath(f"//ul[contains(@class,'Restaurant_MenuList')] | //div[{_has_class('menu-info')}]//ul")
+    lists = _find(doc, f"//ul[contains(@class,'Restaurant_MenuList')] | //div[{_has_class('menu-info')}]//ul")
     if not lists:
         return None
     items = []
-    for li in lists[0].xpath("./li"):
+    for li in _find(lists[0], "./li"):
         name = _first_text(li, ".//span[contains(@class,'Restaurant_Menu')]") or _first_text(
             li, f".//*[{_has_class('l-txt')}]"
         )
@@ -307,7 +320,7 @@ def _images(page: Reader) -> tuple[str, ...]:
 def _layout(page: Reader) -> str:
     if not page.ld:
         return "no-jsonld"
-    return "jsonld" if page.doc.xpath("//ul[contains(@class,'Restaurant_MenuList')]") else "classic"
+    return "jsonld" if _find(page.doc, "//ul[contains(@class,'Restaurant_MenuList')]") else "classic"
 
 
 def _missing(fields: dict[str, Any], sections: dict[str, bool]) -> frozenset[str]:
@@ -322,7 +335,7 @@ def parse_detail(body: bytes, rid: str) -> StoreDetail:
     title = text_of(page.doc.findtext(".//title"))
     title_name, title_categories = _title_parts(title)
     og_name, og_categories = _title_parts(page.meta("og:title"))
-    if not (page.ld or title_name or og_name or page.doc.xpath("//*[@id='div_profile']")):
+    if not (page.ld or title_name or og_name or _find(page.doc, "//*[@id='div_profile']")):
         raise ParseError("not a store page (no JSON-LD, no store title, no profile block): an error or notice page?")
     name, branch = _name_and_branch(page, title_name or og_name)
     if not name:
@@ -357,8 +370,9 @@ def parse_detail(body: bytes, rid: str) -> StoreDetail:
 
 def _says_closed(doc: Doc) -> bool:
     """A notice that the store closed (폐업): a `closed-info` block, or its words in a notice."""
-    notice = doc.xpath(
-        f"//*[{_has_class('closed-info')}] | //div[contains(text(), '폐업한 가게') or contains(text(), '폐업 신고')]"
+    notice = _find(
+        doc,
+        f"//*[{_has_class('closed-info')}] | //div[contains(text(), '폐업한 가게') or contains(text(), '폐업 신고')]",
     )
     return bool(notice)
 
