@@ -80,6 +80,9 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return load_settings(**overrides)
 
 
+_SCHEDULE_FLAGS = ("site", "database_url", "redis_url", "db_schema", "log_dir", "schedule_file", "timezone")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stage5", description=__doc__.split("\n\n")[0].replace("\n", " "))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     replica.add_argument("--day", type=int, default=0, help="serve day N of the world (stores change, close, open)")
     replica.add_argument("--truth", action="store_true", help="print the ground truth as JSON lines and exit")
     for f in fields(Faults):
-        replica.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(f.default, bool):
+            replica.add_argument(flag, action="store_true")
+        else:
+            replica.add_argument(flag, type=type(f.default), default=f.default)
 
     parse = sub.add_parser("parse", help="parse one saved response (or a URL) and print its records as JSON")
     parse.add_argument("source", help="a file path (…_<rid>.html names the store), an http(s) URL, or a folder")
@@ -126,9 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     schedule = sub.add_parser("schedule", help="run jobs on their cron (default: crawl at 01:00 Asia/Seoul)")
     schedule.add_argument("--once", action="store_true", help="print the next fire times and exit")
-    _add_settings_flags(
-        schedule, ("site", "database_url", "redis_url", "db_schema", "log_dir", "schedule_file", "timezone")
-    )
+    _add_settings_flags(schedule, _SCHEDULE_FLAGS)
+
+    serve = sub.add_parser("serve", help="web console and JSON API (jobs, runs live, stores); runs the scheduler")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond loopback: STAGE5_API_TOKEN)")
+    serve.add_argument("--port", type=int, default=8000)
+    _add_settings_flags(serve, _SCHEDULE_FLAGS)
 
     cleanup = sub.add_parser("cleanup", help="prune run history and schedule slots older than a retention")
     cleanup.add_argument("--retention-days", type=int, default=90)
@@ -483,14 +493,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     from stage5.schedule.service import serve
 
-    settings = load_settings(
-        **{
-            k: getattr(args, k)
-            for k in ("site", "database_url", "redis_url", "db_schema", "log_dir", "schedule_file", "timezone")
-        }
-    )
+    settings = load_settings(**{k: getattr(args, k) for k in _SCHEDULE_FLAGS})
     setup_logging(settings.log_dir)
     return serve(settings, once=args.once)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from stage5.web.app import serve
+
+    settings = load_settings(**{k: getattr(args, k) for k in _SCHEDULE_FLAGS})
+    setup_logging(settings.log_dir)
+    return serve(settings, args.host, args.port)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -500,6 +513,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "parse": cmd_parse,
     "worker": cmd_worker,
     "schedule": cmd_schedule,
+    "serve": cmd_serve,
     "cleanup": cmd_cleanup,
     "perftest": cmd_perftest,
     "db": cmd_db,

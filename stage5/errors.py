@@ -35,6 +35,10 @@ class ConfigError(Stage5Error):
 class JobError(ConfigError):
     """A scheduled job definition stage5 cannot use; the message names the job and the field."""
 
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
 
 class ParseError(Stage5Error, ValueError):
     """A response that does not have the shape stage5 expects (what was missing is in the message)."""

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
         None, description="TOML file of scheduled jobs; unset: nightly crawl + weekly cleanup."
     )
     timezone: str = Field("Asia/Seoul", description="Timezone of cron expressions (timestamps are stored in UTC).")
+    api_token: str | None = Field(
+        None, description="Token the console's API asks for on every change (needed to serve beyond loopback)."
+    )
 
     notify_command: str | None = Field(
         None, description="Shell command run when a run ends (any status); the summary JSON on its stdin."

@@ -14,6 +14,7 @@ import logging.handlers
 import math
 import multiprocessing as mp
 import os
+import socket
 import statistics
 import threading
 import time
@@ -189,7 +190,7 @@ class Master:
         self.listener = logging.handlers.QueueListener(
             self.log_queue, *logging.getLogger("stage5").handlers, respect_handler_level=True
         )
-        self._last_scale = time.monotonic()
+        self._last_scale = self.started = time.monotonic()
         self.finishing = False
         self.stop_requested = False
         self._sizes: dict[int | str, float] = {}
@@ -570,6 +571,17 @@ class Master:
             in_flight=self.in_flight,
         )
 
+    def _live(self, f: Figures) -> dict[str, Any]:
+        """What the console's live view shows (crawl_runs.live), with what it needs to stop the run."""
+        return {
+            **{k: v for k, v in asdict(f).items() if k != "per_process_mb"},
+            "memory_mb": round(f.memory_mb),
+            "elapsed_s": round(time.monotonic() - self.started, 1),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "at": time.time(),
+        }
+
     async def run(self, districts: list[str], resume: Resume | None = None) -> MasterReport:
         self.listener.start()
         try:
@@ -604,8 +616,10 @@ class Master:
                 await self._check_health()
                 decision = self._govern()
                 self._scale(decision)
+                figures = self.figures()
                 if self.progress:
-                    self.progress.update(self.figures())
+                    self.progress.update(figures)
+                self.writer.set_live(self._live(figures))
             self._ensure_workers()
             self._dispatch(decision.throttle)
             try:
@@ -615,8 +629,10 @@ class Master:
             await self._on_event(event)
             while not self.events.empty():
                 await self._on_event(self.events.get_nowait())
+        figures = self.figures()
         if self.progress:
-            self.progress.update(self.figures(), force=True)
+            self.progress.update(figures, force=True)
+        self.writer.set_live(self._live(figures))  # the last figures, written with the last flush
 
     async def _stop_all(self) -> None:
         self.finishing = True

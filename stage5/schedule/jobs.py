@@ -19,7 +19,7 @@ retention_days = 90
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -63,27 +63,54 @@ DEFAULT_JOBS = (
 )
 
 
-def _job(raw: dict[str, Any]) -> Job:
+# What a job stored in `scheduled_jobs` keeps in its `params` (the rest are columns).
+PARAMS = ("districts", "overlap", "wait_timeout_s", "min_gap_s", "grace_s", "timeout_s", "retries", "retention_days")
+
+
+def parse_job(raw: dict[str, Any]) -> Job:
+    """A Job from a TOML table or an API body; JobError names the job, the field and the reason."""
     known = {f.name for f in fields(Job)}
     name = raw.get("name", "?")
     unknown = set(raw) - known
     if unknown:
+        field = sorted(unknown)[0]
         raise JobError(
-            f"job {name!r}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+            f"job {name!r}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}", field
         )
-    if "districts" in raw:
-        raw = {**raw, "districts": tuple(raw["districts"])}
+    if not isinstance(name, str) or not name.strip() or len(name) > 80:
+        raise JobError(f"job {name!r}: name must be 1 to 80 characters", "name")
+    raw = {**raw, "districts": tuple(raw.get("districts") or ())} if "districts" in raw else raw
+    for f in fields(Job):
+        if f.name in raw and f.name not in ("name", "districts"):
+            _check_type(name, f.name, raw[f.name], type(f.default))
     job = Job(**raw)
     if not croniter.is_valid(job.cron):
-        raise JobError(f"job {name!r}: cron {job.cron!r} is not a cron expression (e.g. '0 1 * * *')")
+        raise JobError(f"job {name!r}: cron {job.cron!r} is not a cron expression (e.g. '0 1 * * *')", "cron")
     if job.kind not in ("crawl", "cleanup"):
-        raise JobError(f"job {name!r}: kind must be 'crawl' or 'cleanup', got {job.kind!r}")
+        raise JobError(f"job {name!r}: kind must be 'crawl' or 'cleanup', got {job.kind!r}", "kind")
     unknown = [d for d in job.districts if d not in DISTRICT_NAMES]
     if unknown:
-        raise JobError(f"job {name!r}: unknown district(s) {', '.join(unknown)}; use Seoul's 구 names")
+        raise JobError(
+            f"job {name!r}: unknown district(s) {', '.join(map(str, unknown))}; use Seoul's 구 names", "districts"
+        )
     if job.overlap not in ("skip", "wait"):
-        raise JobError(f"job {name!r}: overlap must be 'skip' or 'wait', got {job.overlap!r}")
+        raise JobError(f"job {name!r}: overlap must be 'skip' or 'wait', got {job.overlap!r}", "overlap")
     return job
+
+
+def _check_type(name: str, field: str, value: Any, wanted: type) -> None:
+    ok = isinstance(value, wanted) or (wanted is float and isinstance(value, int))
+    if not ok or isinstance(value, bool) or (isinstance(value, (int, float)) and value < 0):
+        raise JobError(f"job {name!r}: {field} must be a non-negative {wanted.__name__}, got {value!r}", field)
+
+
+def job_from_row(name: str, kind: str, cron: str, params: dict[str, Any]) -> Job:
+    """A job as `scheduled_jobs` stores it (validated again: the table may have been edited by hand)."""
+    return parse_job({"name": name, "kind": kind, "cron": cron, **{k: v for k, v in params.items() if k in PARAMS}})
+
+
+def job_params(job: Job) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(job).items() if k in PARAMS}
 
 
 def load_jobs(path: Path | None) -> tuple[Job, ...]:
@@ -95,7 +122,7 @@ def load_jobs(path: Path | None) -> tuple[Job, ...]:
         raise JobError(f"cannot read schedule file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise JobError(f"schedule file {path} is not valid TOML: {exc}") from None
-    jobs = tuple(_job(raw) for raw in data.get("job", []))
+    jobs = tuple(parse_job(raw) for raw in data.get("job", []))
     if not jobs:
         raise JobError(f"schedule file {path} defines no [[job]]")
     return jobs

@@ -33,6 +33,8 @@ log = logging.getLogger("stage5.schedule")
 
 
 class Launcher(Protocol):
+    jobs: tuple[Job, ...]
+
     def lock_holder(self) -> str | None: ...  # who holds the crawl lock, None when free
     def start(self, job: Job, slot: datetime) -> int: ...  # pid of the run
     def finished(self) -> dict[str, datetime]: ...  # job -> when its last run ended (polls processes)
@@ -71,6 +73,18 @@ class Scheduler:
             for j in jobs
         }
         self.last_end: dict[str, datetime] = {}
+
+    def set_jobs(self, jobs: Sequence[Job]) -> None:
+        """Take a new job list (the console changed it): a new job starts from now, not from the past."""
+        now = self.clock()
+        self.cursor = {j.name: self.cursor.get(j.name, now) for j in jobs}
+        self.jobs = jobs
+        self.launcher.jobs = tuple(jobs)
+
+    def run_now(self, job: Job) -> SlotDecision:
+        """Fire `job` now, as its cron would: the same slot record, lock and overlap rules."""
+        now = self.clock().replace(microsecond=0)
+        return self._fire(job, now, now)
 
     def next_fires(self, n: int = 3) -> dict[str, list[datetime]]:
         now = self.clock()

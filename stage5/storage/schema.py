@@ -213,6 +213,33 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        8,
+        "web console: scheduled_jobs (jobs managed from the console), the scheduler's pause switch, live run figures",
+        """
+        CREATE TABLE scheduled_jobs (
+            id serial PRIMARY KEY,
+            name text NOT NULL UNIQUE,
+            kind text NOT NULL CHECK (kind IN ('crawl', 'cleanup')),
+            cron text NOT NULL,
+            timezone text NOT NULL DEFAULT 'Asia/Seoul',
+            enabled boolean NOT NULL DEFAULT true,
+            params jsonb NOT NULL DEFAULT '{}',
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE scheduler_state (
+            id integer PRIMARY KEY CHECK (id = 1),
+            paused boolean NOT NULL DEFAULT false,
+            changed_at timestamptz NOT NULL DEFAULT now()
+        );
+        INSERT INTO scheduler_state (id) VALUES (1);
+        ALTER TABLE crawl_runs ADD COLUMN live jsonb;
+        """,
+    ),
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -40,6 +41,18 @@ class SlotStore:
             " ORDER BY slot_at, job",
             (job, job),
         ).fetchall()
+
+    def stored_jobs(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """(name, kind, cron, params) of the enabled jobs in `scheduled_jobs` (the console's)."""
+        return self.conn.execute(
+            "SELECT name, kind, cron, params FROM scheduled_jobs WHERE enabled ORDER BY name"
+        ).fetchall()
+
+    def has_stored_jobs(self) -> bool:
+        return self.conn.execute("SELECT EXISTS (SELECT 1 FROM scheduled_jobs)").fetchone() == (True,)
+
+    def paused(self) -> bool:
+        return self.conn.execute("SELECT paused FROM scheduler_state WHERE id = 1").fetchone() == (True,)
 
     def close(self) -> None:
         self.conn.close()

@@ -139,6 +139,8 @@ class StoreWriter:
         self.due: list[str] = []  # stores whose detail is to be fetched: due until a fetch succeeds
         self.confirmed: list[str] = []  # stores whose detail answered 304 (not modified)
         self.counts = WriteCounts()
+        self.live: dict[str, Any] | None = None  # the master's figures for the console, written with a flush
+        self.live_pending: dict[str, Any] | None = None
         self.conn: psycopg.AsyncConnection | None = None
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
@@ -197,6 +199,9 @@ class StoreWriter:
         """These stores' details are to be fetched: they stay due (retried next run) until one succeeds."""
         self.due.extend(rids)
 
+    def set_live(self, figures: dict[str, Any]) -> None:
+        self.live = figures
+
     def complete(self, completion: Completion) -> None:
         self.completions.append(completion)
 
@@ -210,6 +215,7 @@ class StoreWriter:
             or self.completions
             or self.seen
             or self.due
+            or self.live is not None
         )
 
     async def flush(self) -> None:
@@ -219,6 +225,7 @@ class StoreWriter:
             records, rejections = list(self.records.values()), list(self.rejections.values())
             units, leases, completions = list(self.new_units), list(self.leases), list(self.completions)
             seen, due, confirmed = list(self.seen), list(self.due), list(self.confirmed)
+            self.live_pending, self.live = self.live, None  # ephemeral: a failed flush drops it
             async for attempt in db_retrying(attempts=5, on_retry=self._on_retry):
                 with attempt:
                     await self._write(records, rejections, units, leases, completions, seen, due, confirmed)
@@ -252,6 +259,9 @@ class StoreWriter:
         conn = self.conn
         async with conn.transaction():
             await self._check_fence(conn)
+            if self.live_pending is not None:
+                live = Jsonb(self.live_pending)
+                await conn.execute("UPDATE crawl_runs SET live = %s WHERE id = %s", (live, self.run_id))
             if units:
                 await insert_units(conn, self.run_id, units)
             if leases:

@@ -1,0 +1,203 @@
+"""The console's API against a real server (aiohttp on loopback) and PostgreSQL: every endpoint, the token
+and cross-site rules, the 400 cases; a job run from the API crawls a replica through the lock rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse, ClientSession
+from aiohttp.test_utils import TestServer
+
+from stage5.crawl.run import run_crawl
+from stage5.replica.process import ReplicaProcess
+from stage5.web.app import make_app
+
+JSON = {"Content-Type": "application/json"}
+
+
+class Console:
+    def __init__(self, server: TestServer, session: ClientSession) -> None:
+        self.server, self.session = server, session
+
+    async def call(self, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body)
+        async with self.session.request(
+            method, self.server.make_url(path), data=data, headers={**JSON, **headers}
+        ) as answer:
+            return answer.status, await _json(answer)
+
+
+async def _json(answer: ClientResponse) -> Any:
+    return json.loads(await answer.text() or "null")
+
+
+@pytest.fixture
+async def console(make_settings: Any, replica: ReplicaProcess) -> AsyncIterator[Console]:
+    settings = make_settings(site=replica.url, districts="도봉구")
+    server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
+    await server.start_server()
+    async with ClientSession() as session:
+        yield Console(server, session)
+    await server.close()
+
+
+async def test_jobs_crud_presets_and_validation(console: Console) -> None:
+    status, created = await console.call(
+        "POST", "/api/jobs", {"name": "dobong", "cron": "*/5 * * * *", "params": {"districts": ["도봉구"]}}
+    )
+    assert status == 201 and created["params"]["districts"] == ["도봉구"] and created["enabled"] is True
+    job_id = created["id"]
+    assert (await console.call("GET", "/api/jobs"))[1][0]["name"] == "dobong"
+    assert (await console.call("GET", f"/api/jobs/{job_id}"))[1]["cron"] == "*/5 * * * *"
+
+    status, patched = await console.call("PATCH", f"/api/jobs/{job_id}", {"enabled": False, "params": {"retries": 2}})
+    assert status == 200 and patched["enabled"] is False
+    assert patched["params"]["districts"] == ["도봉구"] and patched["params"]["retries"] == 2
+
+    bad = [
+        ({"name": "x", "cron": "at one"}, "cron"),
+        ({"name": "x", "params": {"districts": ["마포"]}}, "districts"),
+        ({"name": "x", "kind": "dance"}, "kind"),
+        ({"name": "x", "params": {"overlap": "maybe"}}, "overlap"),
+        ({"name": "x", "params": {"timeout_s": -1}}, "timeout_s"),
+        ({"name": "x", "params": {"colour": "red"}}, "colour"),
+        ({"name": "x", "timezone": "Mars/Base"}, "timezone"),
+        ({"name": ""}, "name"),
+    ]
+    for body, field in bad:
+        status, answer = await console.call("POST", "/api/jobs", body)
+        assert (status, answer.get("field")) == (400, field), (body, answer)
+        assert answer["error"]
+    assert (await console.call("POST", "/api/jobs", {"name": "dobong"}))[0] == 409  # the name is taken
+    assert (await console.call("GET", "/api/jobs/9999"))[0] == 404
+    assert (await console.call("GET", "/api/jobs/abc"))[0] == 400
+
+    status, presets = await console.call("POST", "/api/jobs/presets", {})
+    assert status == 201 and presets["created"] == ["crawl-all", "cleanup-weekly"]
+    assert (await console.call("POST", "/api/jobs/presets", {}))[1]["created"] == []  # not twice
+    assert (await console.call("DELETE", f"/api/jobs/{job_id}"))[0] == 200
+    assert sorted(j["name"] for j in (await console.call("GET", "/api/jobs"))[1]) == ["cleanup-weekly", "crawl-all"]
+
+
+async def test_scheduler_pause_and_resume(console: Console) -> None:
+    status, state = await console.call("GET", "/api/scheduler")
+    assert status == 200 and state["running"] and state["next"]  # the defaults until jobs are stored
+    assert (await console.call("POST", "/api/scheduler/stop", {}))[1]["paused"] is True
+    assert (await console.call("GET", "/api/scheduler"))[1]["running"] is False
+    await console.call("POST", "/api/scheduler/start", {})
+    assert (await console.call("GET", "/api/scheduler"))[1]["running"] is True
+
+
+async def test_run_now_crawls_and_runs_are_listed_with_events(console: Console) -> None:
+    _, job = await console.call("POST", "/api/jobs", {"name": "dobong", "params": {"districts": ["도봉구"]}})
+    status, fired = await console.call("POST", f"/api/jobs/{job['id']}/run", {})
+    assert status == 202 and fired["status"] == "started"
+    for _ in range(600):  # the crawl is a child process: wait for its run to finish
+        _, runs = await console.call("GET", "/api/runs?limit=5")
+        if runs and runs[0]["status"] != "running":
+            break
+        await asyncio.sleep(0.1)
+    run = runs[0]
+    assert run["status"] == "succeeded" and run["districts"] == ["도봉구"]
+    status, detail = await console.call("GET", f"/api/runs/{run['id']}")
+    assert status == 200 and detail["job"] == "dobong" and detail["district_units"][0]["district"] == "도봉구"
+    assert detail["live"]["workers"] >= 0 and detail["live"]["pid"] > 0
+    assert (await console.call("GET", "/api/runs?status=failed"))[1] == []
+    _, history = await console.call("GET", f"/api/jobs/{job['id']}/runs?limit=5")
+    assert [h["id"] for h in history if h["kind"] == "run"] == [run["id"]]
+    assert (await console.call("POST", f"/api/runs/{run['id']}/stop", {}))[0] == 409  # not running any more
+    assert (await console.call("GET", "/api/runs/999999"))[0] == 404
+
+    async with console.session.get(console.server.make_url(f"/api/runs/{run['id']}/events")) as answer:
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        text = await answer.text()
+    event = json.loads(text.split("data: ", 1)[1])
+    assert event["status"] == "succeeded" and event["stores_new"] > 0
+
+    status, page = await console.call("GET", "/api/stores?district=도봉구&limit=5")
+    assert status == 200 and len(page["stores"]) == 5 and {s["district"] for s in page["stores"]} == {"도봉구"}
+    _, rest = await console.call("GET", f"/api/stores?district=도봉구&limit=1000&after={page['next_after']}")
+    assert not {s["rid"] for s in page["stores"]} & {s["rid"] for s in rest["stores"]}  # keyset: no overlap
+    refill = (await console.call("GET", "/api/stores?refill=true&limit=1000"))[1]["stores"]
+    assert refill and all(s["refill"] for s in refill)
+    rid = page["stores"][0]["rid"]
+    assert (await console.call("GET", f"/api/stores/{rid}"))[1]["diningcode_place_id"] == rid
+    assert (await console.call("GET", "/api/stores/nope"))[0] == 404
+    assert (await console.call("GET", "/api/stores?district=마포"))[1]["field"] == "district"
+    assert (await console.call("GET", "/api/stores?refill=maybe"))[1]["field"] == "refill"
+    assert (await console.call("GET", "/api/stores?limit=x"))[1]["field"] == "limit"
+
+
+async def test_run_now_is_refused_while_another_crawl_holds_the_lock(console: Console, make_settings: Any) -> None:
+    """The same lock and overlap rules as a cron slot: a crawl is going, the job (overlap skip) is skipped."""
+    settings = make_settings()
+    _, job = await console.call("POST", "/api/jobs", {"name": "dobong", "params": {"districts": ["도봉구"]}})
+    from helpers import hold_lock
+
+    holder = hold_lock(settings.database_url, settings.db_schema, 30)
+    try:
+        status, fired = await console.call("POST", f"/api/jobs/{job['id']}/run", {})
+    finally:
+        holder.kill()
+    assert status == 409 and fired["status"] == "skipped" and "crawl lock held" in fired["reason"]
+
+
+async def test_token_and_cross_site_rules(make_settings: Any, replica: ReplicaProcess) -> None:
+    settings = make_settings(site=replica.url, api_token="s3cret")
+    server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession() as session:
+            console = Console(server, session)
+            assert (await console.call("POST", "/api/jobs", {"name": "a"}))[0] == 401
+            assert (await console.call("POST", "/api/jobs", {"name": "a"}, Authorization="Bearer wrong"))[0] == 401
+            assert (await console.call("GET", "/api/jobs"))[0] == 200  # reading needs no token
+            ok = {"Authorization": "Bearer s3cret"}
+            assert (await console.call("POST", "/api/jobs", {"name": "a"}, **ok))[0] == 201
+            evil = {**ok, "Origin": "http://evil.example"}
+            assert (await console.call("POST", "/api/jobs", {"name": "b"}, **evil))[0] == 403
+            url = server.make_url("/api/jobs")
+            async with session.post(url, data="name=c", headers={**ok, "Content-Type": "text/plain"}) as answer:
+                assert answer.status == 400  # a form-like body, as a cross-site form would send
+    finally:
+        await server.close()
+
+
+def test_serving_beyond_loopback_needs_a_token(make_settings: Any) -> None:
+    from stage5.errors import ConfigError
+    from stage5.web.app import serve
+
+    with pytest.raises(ConfigError, match="STAGE5_API_TOKEN"):
+        serve(make_settings(), "0.0.0.0", 0)
+
+
+async def test_live_figures_are_written_while_a_run_goes(make_settings: Any, replica: ReplicaProcess) -> None:
+    """The master writes its figures into crawl_runs.live (what the events stream sends)."""
+    settings = make_settings(site=replica.url, districts="도봉구")
+    summary = await run_crawl(settings, settings.database_url)
+    import psycopg
+
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(f"SET search_path TO {settings.db_schema}")
+        (live,) = conn.execute("SELECT live FROM crawl_runs WHERE id = %s", (summary.run_id,)).fetchone()
+    assert live["budget_mb"] > 0 and live["districts"] == 1 and live["requests"] > 0
+
+
+async def test_the_scheduler_takes_jobs_from_the_table_within_a_tick(console: Console, make_settings: Any) -> None:
+    from stage5.schedule.service import SchedulerService
+
+    service = await asyncio.to_thread(SchedulerService, make_settings(), 3600)
+    try:
+        assert [j.name for j in service.scheduler.jobs] == ["crawl-all", "cleanup-weekly"]  # no stored jobs yet
+        await console.call("POST", "/api/jobs", {"name": "every-minute", "cron": "* * * * *"})
+        await console.call("POST", "/api/jobs", {"name": "off", "enabled": False})
+        await asyncio.to_thread(service.tick)
+        assert [j.name for j in service.scheduler.jobs] == ["every-minute"]  # enabled ones, no restart
+        await console.call("POST", "/api/scheduler/stop", {})
+        assert await asyncio.to_thread(service.tick) == []  # paused: nothing fires
+    finally:
+        await asyncio.to_thread(service.close)
