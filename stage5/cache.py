@@ -29,6 +29,7 @@ MAX_CONNECTIONS = 32
 class Kind(str, Enum):
     SEARCH = "search"
     DETAIL = "detail"
+    ROBOTS = "robots"
 
 
 class Mode(str, Enum):
@@ -177,5 +178,6 @@ def make_cache(settings: Settings, redis_url: str | None) -> ResponseCache:
     ttls = {
         Kind.SEARCH: settings.cache_ttl_search_s,
         Kind.DETAIL: settings.cache_ttl_detail_s,
+        Kind.ROBOTS: 86_400,  # robots.txt is read once a day at most
     }
     return ResponseCache(redis_url, settings.cache_namespace_or_site, ttls, Mode(settings.cache))

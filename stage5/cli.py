@@ -1,5 +1,5 @@
-"""`python -m stage5 <command>` (or `stage5 <command>`): crawl, demo, replica, parse, worker, schedule,
-cleanup, perftest, db, runs.
+"""`python -m stage5 <command>` (or `stage5 <command>`): crawl DiningCode's all-you-can-eat restaurants
+of Seoul into PostgreSQL, and run, schedule, watch and query those crawls.
 
 Exit codes (stage5.errors.ExitCode): 0 done, 1 failed, 2 bad configuration or input, 3 partial,
 4 an unfinished run is in the way, 5 skipped (crawl lock held), 130 interrupted.
@@ -15,52 +15,42 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, fields
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from stage5.errors import ConfigError, ExitCode, ParseError, Stage5Error
 from stage5.logs import setup_logging
 from stage5.replica.server import Faults
 from stage5.settings import Settings, load_settings
 
-# Settings that the crawl-type commands accept as --flags (the rest: env or .env).
-CRAWL_FLAGS = (
-    "site",
-    "districts",
-    "page_size",
-    "max_pages",
-    "request_delay_s",
-    "host_concurrency",
-    "request_timeout_s",
-    "retry_attempts",
-    "retry_backoff_s",
-    "batch_size",
-    "flush_interval_s",
-    "db_schema",
-    "database_url",
-    "redis_url",
-    "log_dir",
-    "workers",
-    "max_workers",
-    "worker_max_units",
-    "detail_batch",
-    "memory_budget_mb",
-    "cache",
-    "cache_namespace",
-    "overlap",
-    "lock_wait_s",
-    "engine",
-    "celery_tasks_in_flight",
-    "celery_visibility_s",
-    "notify_command",
-    "notify_url",
-)
+# Every setting is a --flag of the crawl-type commands, generated from Settings (env and .env below them).
+# The scheduler and the console take their own few.
+CRAWL_FLAGS = tuple(name for name in Settings.model_fields if name not in ("schedule_file", "timezone", "api_token"))
+_ENV_NAMES = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+
+
+def version() -> str:
+    try:
+        return metadata.version("stage5")
+    except metadata.PackageNotFoundError:
+        return "(not installed: pip install -e .)"
+
+
+def _setting_help(name: str) -> str:
+    info = Settings.model_fields[name]
+    default = "all 25" if name == "districts" else ("unset" if info.default is None else info.default)
+    env = _ENV_NAMES.get(name, f"STAGE5_{name.upper()}")
+    return f"{info.description} [default: {default}; env {env}]".replace("%", "%%")
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    group = parser.add_argument_group("settings (each also an environment variable or a .env line)")
     for name in names:
-        info = Settings.model_fields[name]
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=info.description)
+        annotation = Settings.model_fields[name].annotation
+        choices = get_args(annotation) if get_origin(annotation) is Literal else None
+        flag = f"--{name.replace('_', '-')}"
+        group.add_argument(flag, dest=name, default=None, choices=choices, help=_setting_help(name))
 
 
 def _add_cache_flags(parser: argparse.ArgumentParser) -> None:
@@ -80,11 +70,26 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return load_settings(**overrides)
 
 
-_SCHEDULE_FLAGS = ("site", "database_url", "redis_url", "db_schema", "log_dir", "schedule_file", "timezone")
+_SCHEDULE_FLAGS = (
+    "site",
+    "database_url",
+    "redis_url",
+    "db_schema",
+    "log_dir",
+    "log_format",
+    "log_level",
+    "schedule_file",
+    "timezone",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stage5", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser = argparse.ArgumentParser(
+        prog="python -m stage5",
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        epilog=__doc__.split("\n\n")[1].replace("\n", " "),
+    )
+    parser.add_argument("--version", action="version", version=f"stage5 {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     crawl = sub.add_parser("crawl", help="crawl districts of the site into PostgreSQL")
@@ -216,7 +221,7 @@ def _run(
     from stage5.crawl.run import run_crawl
     from stage5.services import database_url, redis_url
 
-    setup_logging(settings.log_dir)
+    setup_logging(settings.log_dir, style=settings.log_format, level=settings.log_level)
     redis = None if settings.cache == "off" and settings.engine == "local" else redis_url(settings)
     return asyncio.run(
         run_crawl(
@@ -353,7 +358,7 @@ def cmd_perftest(args: argparse.Namespace) -> int:
     if args.plot:
         check_plotting()
     settings = load_settings(database_url=args.database_url, redis_url=args.redis_url, log_dir=args.log_dir)
-    setup_logging(settings.log_dir)
+    setup_logging(settings.log_dir, style=settings.log_format, level=settings.log_level)
     print("stage5 perftest: measuring (quick: under a minute; full: a few minutes) ...", flush=True)
     result = run_perftest(settings, database_url(settings), redis_url(settings), args.quick)
     print(render(result))
@@ -483,7 +488,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         celery_visibility_s=args.celery_visibility_s,
         log_dir=args.log_dir,
     )
-    setup_logging(settings.log_dir, console_level=logging.INFO)
+    setup_logging(settings.log_dir, logging.INFO, settings.log_format, settings.log_level)
     app = configure(redis_url(settings), settings.celery_visibility_s)
     processes = settings.worker_concurrency or os.cpu_count() or 1
     app.worker_main(["worker", f"--concurrency={processes}", "--loglevel=INFO", "-n", f"stage5-{os.getpid()}@%h"])
@@ -494,7 +499,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from stage5.schedule.service import serve
 
     settings = load_settings(**{k: getattr(args, k) for k in _SCHEDULE_FLAGS})
-    setup_logging(settings.log_dir)
+    setup_logging(settings.log_dir, style=settings.log_format, level=settings.log_level)
     return serve(settings, once=args.once)
 
 
@@ -502,7 +507,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from stage5.web.app import serve
 
     settings = load_settings(**{k: getattr(args, k) for k in _SCHEDULE_FLAGS})
-    setup_logging(settings.log_dir)
+    setup_logging(settings.log_dir, style=settings.log_format, level=settings.log_level)
     return serve(settings, args.host, args.port)
 
 

@@ -69,14 +69,22 @@ class UnfinishedRun(Stage5Error):
 
     exit_code = ExitCode.UNFINISHED
 
-    def __init__(self, run: dict[str, Any]) -> None:
+    def __init__(self, run: dict[str, Any], command: str = "python -m stage5 crawl") -> None:
         self.run = run
         super().__init__(
             f"run {run['id']} is unfinished ({run['status']}, started {run['started_at']:%Y-%m-%d %H:%M} UTC,"
-            f" {run['units_done']}/{run['units']} units done).\n"
-            "  Resume it:         python -m stage5 crawl --resume\n"
-            f"  Or start afresh:   python -m stage5 crawl --fresh   (run {run['id']} is then marked abandoned)"
+            f" {run['units_done']}/{run['units']} units done; site {run['site']}).\n"
+            f"  Resume it:         {command} --resume   (its site, districts and page settings are the run's)\n"
+            f"  Or start afresh:   {command} --fresh   (run {run['id']} is then marked abandoned)"
         )
+
+
+class RunConflict(ConfigError):
+    """`--resume` with a setting that contradicts the run being resumed (its site, its districts)."""
+
+
+class RobotsDisallowed(ConfigError):
+    """The site's robots.txt disallows a path the crawl needs (and robots_txt is 'obey')."""
 
 
 class RunSkipped(Stage5Error):

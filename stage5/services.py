@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from stage5.logs import log_event
 from stage5.settings import Settings
@@ -39,12 +40,27 @@ def _ensure_database(admin_url: str, name: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            log_event(log, "database_created", name=name)
+            log_event(log, "database_created", logging.WARNING, name=name, reason="it did not exist")
+
+
+def _create_if_missing(url: str) -> None:
+    """A configured database the server does not have is created (the server itself must answer)."""
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+    except psycopg.OperationalError as exc:
+        name = conninfo_to_dict(url).get("dbname")
+        if name and f'database "{name}" does not exist' in str(exc):
+            try:
+                _ensure_database(make_conninfo(url, dbname="postgres"), str(name))
+            except psycopg.Error:
+                pass  # no right to create it: the connection error that follows says what is wrong
 
 
 def database_url(settings: Settings) -> str:
-    """The PostgreSQL URL to use; creates the `stage5` database on a default local server."""
+    """The PostgreSQL URL to use; creates its database when the server lacks it (the `stage5` database on
+    a default local server)."""
     if settings.database_url:
+        _create_if_missing(settings.database_url)
         return settings.database_url
     host, port = DEFAULT_PG
     if listening(host, port):

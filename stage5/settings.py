@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path(".stage5"), description="Embedded servers' data lives here.")
     log_dir: Path = Field(Path("logs"), description="Folder of the tail-able log files.")
+    log_format: Literal["logfmt", "json"] = Field("logfmt", description="Log file lines: logfmt or JSON lines.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Least level logged.")
 
     # --- target site ----------------------------------------------------------------------
     site: str = Field(REAL_SITE, description="Base URL; a replica's http://127.0.0.1:N redirects every endpoint.")
@@ -73,6 +75,11 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(4, ge=1, le=20, description="Attempts per request (first try included).")
     retry_backoff_s: float = Field(1.0, ge=0, description="First retry wait; doubles each attempt, with jitter.")
     retry_backoff_max_s: float = Field(30.0, ge=0, description="Longest wait between two attempts.")
+    robots_txt: Literal["obey", "log"] = Field(
+        "obey",
+        description="robots.txt: 'obey' stops a run whose paths it disallows and takes its Crawl-delay as a floor"
+        " under request_delay_s; 'log' only logs what it says.",
+    )
     retry_after_max_s: float = Field(120.0, ge=0, description="Longest Retry-After stage5 will honour.")
 
     # --- parallel engine ------------------------------------------------------------------

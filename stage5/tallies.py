@@ -76,7 +76,8 @@ class WorkerStats:
 
 @dataclass
 class DistrictTally:
-    pending: int = 0
+    pending: int = 0  # units not finished
+    units: int = 0  # units planned or found so far
     pages: int = 0
     found: int = 0
     stored: int = 0
@@ -114,6 +115,13 @@ def finished_units(rows: Iterable[UnitRow]) -> Iterator[tuple[str, str, dict[str
 def district_tallies(districts: list[str], rows: Iterable[UnitRow]) -> dict[str, DistrictTally]:
     """Per-district counters rebuilt from a run's crawl_units rows."""
     tallies = {name: DistrictTally() for name in districts}
+    rows = list(rows)
+    for district, _, state, _ in rows:  # done: no unit of the district left pending or leased
+        tally = tallies.setdefault(district, DistrictTally())
+        tally.pending += state not in ("done", "failed")
+        tally.units += 1
+    for tally in tallies.values():
+        tally.done = tally.pending == 0
     for district, kind, result in finished_units(rows):
         tallies.setdefault(district, DistrictTally()).add(kind, result)
     return tallies

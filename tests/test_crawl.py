@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -167,8 +168,17 @@ def test_cli_crawl_json_and_parse(
     summary = json.loads(out.stdout)
     expected = [s for s in small_world.stores if s.district == "도봉구" and s.expect == "store"]
     assert summary["stores"] == len(expected) and summary["status"] == "succeeded"
-    log = (tmp_path / "logs" / "parallel_crawler.log").read_text()
-    assert "district_finished district=도봉구" in log
+    lines = (tmp_path / "logs" / "parallel_crawler.log").read_text().splitlines()
+    events = [_logfmt(line) for line in lines]
+    run_id = str(summary["run_id"])
+    finished = [e for e in events if e["event"] == "district_finished"]
+    assert finished and finished[0]["district"] == "도봉구" and finished[0]["run_id"] == run_id
+    # every line after the run started carries its id, the workers' lines included
+    started = next(i for i, e in enumerate(events) if e["event"] == "run_started")
+    assert all(e.get("run_id") == run_id for e in events[started:] if e["event"] != "log")
+    assert {e["logger"] for e in events[started:]} >= {"stage5.crawl", "stage5.storage", "stage5.worker"}
+    assert not any("{'" in line or "Error(" in line for line in lines)  # values, not Python reprs
+    assert not any(e["event"] == "db_batch" and e.get("rows") == "0" for e in events)
 
     page = tmp_path / "profile.php?rid=x.html"
     with urllib.request.urlopen(f"{replica.url}/profile.php?rid={expected[0].rid}", timeout=10) as answer:
@@ -179,6 +189,16 @@ def test_cli_crawl_json_and_parse(
     bad.write_text("<html><body>점검중</body></html>")
     failed = subprocess.run(run + ["parse", str(bad), "--kind", "detail"], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and "does not parse as detail" in failed.stderr
+
+
+_PAIR = re.compile(r'([\w.]+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def _logfmt(line: str) -> dict[str, str]:
+    """One logfmt line as a dict; fails on anything that is not key=value pairs."""
+    pairs = _PAIR.findall(line)
+    assert " ".join(f"{k}={v}" for k, v in pairs) == line, line
+    return {k: json.loads(v) if v.startswith('"') else v for k, v in pairs}
 
 
 def test_the_demo_never_touches_the_real_tables(make_settings: Any, replica: ReplicaProcess, pg_url: str) -> None:
@@ -217,3 +237,31 @@ def test_the_demo_never_touches_the_real_tables(make_settings: Any, replica: Rep
         demo = conn.execute(sql.SQL("SELECT count(*) FROM {}.stores").format(sql.Identifier(DEMO_SCHEMA))).fetchone()
         assert demo is not None and demo[0] > len(before[0])
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(DEMO_SCHEMA)))
+
+
+async def test_robots_txt_refusal_stops_before_any_run_and_log_mode_goes_on(make_settings: Any) -> None:
+    from stage5.errors import RobotsDisallowed
+
+    rules = "User-agent: *\\nDisallow: /profile\\nCrawl-delay: 0.05\\n"
+    with ReplicaProcess(5, 0.1, Faults(robots=rules)) as replica:
+        settings = make_settings(site=replica.url, districts="도봉구", request_delay_s=0)
+        with pytest.raises(RobotsDisallowed, match=r"disallows /profile.php \('Disallow: /profile'\).*ROBOTS_TXT=log"):
+            await run_crawl(settings, settings.database_url)
+        assert replica.stats()["by_endpoint"] == {"/robots.txt": 1}  # nothing else was asked
+        with psycopg.connect(settings.database_url) as conn:
+            conn.execute(f"SET search_path TO {settings.db_schema}")
+            assert conn.execute("SELECT count(*) FROM crawl_runs").fetchone() == (0,)  # no run left behind
+
+        logged = make_settings(site=replica.url, districts="도봉구", request_delay_s=0, robots_txt="log")
+        summary = await run_crawl(logged, logged.database_url)
+    assert summary.status == "succeeded" and summary.stores > 0
+
+
+async def test_robots_crawl_delay_is_a_floor_under_the_request_delay(make_settings: Any) -> None:
+    from stage5.crawl.politeness import apply_robots
+
+    with ReplicaProcess(5, 0.1, Faults(robots="User-agent: *\\nCrawl-delay: 2\\n")) as replica:
+        settings = make_settings(site=replica.url, request_delay_s=0.5, cache="off")
+        assert (await apply_robots(settings, None)).request_delay_s == 2.0
+        slower = settings.model_copy(update={"request_delay_s": 3.0})
+        assert (await apply_robots(slower, None)).request_delay_s == 3.0  # a floor, not a ceiling

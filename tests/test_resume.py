@@ -4,6 +4,7 @@ restart, each followed by the end state checked against the replica's ground tru
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -165,3 +166,40 @@ async def test_postgres_restart_mid_load(
     assert score(small_world, stored, rejected, settings.districts).perfect
     assert summary.new == summary.stores  # counted once each, though batches were retried
     assert any("db_batch_retry" in r.getMessage() for r in caplog.records)
+
+
+def test_resume_keeps_the_runs_site_and_refuses_another(
+    make_settings: Any, pg_url: str, schema: str, tmp_path: Path, small_world: World
+) -> None:
+    """A run stopped mid-way is resumed against its own site even when the command names none (the real
+    site is the default); naming another site or other districts is refused with exit 2."""
+    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=50)) as replica:
+        first = subprocess.Popen(
+            _crawl_cmd(replica, pg_url, schema, tmp_path, "--flush-interval-s", "0.3"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _wait_for_done_details(pg_url, schema)
+        first.send_signal(signal.SIGTERM)
+        out, err = first.communicate(timeout=30)
+        hint = json.loads(out)["resume_hint"]  # the summary (--json) says how to resume, right as printed
+        assert first.returncode == 130 and hint.endswith(f"crawl --db-schema {schema} --resume"), err[-1500:]
+
+        base = [sys.executable, "-m", "stage5", "crawl", "--database-url", pg_url, "--db-schema", schema]
+        base += ["--log-dir", str(tmp_path), "--request-delay-s", "0", "--no-cache"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STAGE5_SITE")}
+        for extra, said in (
+            (["--site", "http://127.0.0.1:9"], "resuming it with --site http://127.0.0.1:9"),
+            (["--districts", "강남구"], "--districts 강남구 differs"),
+        ):
+            refused = subprocess.run([*base, "--resume", *extra], env=env, capture_output=True, text=True, timeout=60)
+            assert refused.returncode == 2 and said in refused.stderr, refused.stderr[-1500:]
+        before = replica.stats()["requests"]
+        resumed = subprocess.run([*base, "--resume", "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert resumed.returncode == 0, resumed.stderr[-1500:]
+        assert replica.stats()["requests"] > before  # the rest went to the run's own site (the replica)
+    assert _run_status(pg_url, schema)[-1][1:] == ("succeeded", 1)
+    settings = make_settings(site=replica.url, districts=DISTRICTS)
+    stored, rejected = asyncio.run(load_result(settings))
+    assert score(small_world, stored, rejected, settings.districts).perfect

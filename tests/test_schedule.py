@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -221,3 +222,24 @@ def test_real_launcher_runs_a_scheduled_crawl(store: SlotStore, pg_url: str, sch
             sql.SQL("SELECT status, trigger, job FROM {}.crawl_runs").format(sql.Identifier(schema))
         ).fetchall()
     assert rows == [("succeeded", "schedule", "mapo")]
+
+
+def test_an_every_minute_job_says_its_missed_slots_in_one_line(
+    store: SlotStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started an hour after it last ran: 59 slots missed are recorded one by one, logged as one line."""
+    clock = FakeClock(kst(23, 9, 0))
+    launcher = FakeLauncher(clock, timedelta(seconds=10))
+    job = Job("minutely", cron="* * * * *")
+    store.claim("minutely", kst(23, 8, 0).astimezone(UTC), "s0")
+    clock.now = kst(
+        23,
+        9,
+        0,
+    ).astimezone(UTC) + timedelta(seconds=5)
+    with caplog.at_level(logging.WARNING, logger="stage5.schedule"):
+        decisions = Scheduler([job], SEOUL, store, launcher, clock, "s1").tick()
+    assert [d.status for d in decisions].count("missed") == 59 and decisions[-1].status == "started"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([m for m in lines if m.startswith("slots_missed")]) == 1 and "count=59" in lines[0]
+    assert not any(m.startswith("slot_missed") for m in lines)

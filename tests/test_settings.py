@@ -68,3 +68,42 @@ def test_unusable_values_exit_2_with_the_setting_named_and_no_secret(
     err = capsys.readouterr().err
     assert env in err and message in err and "Traceback" not in err
     assert "hunter22" not in err
+
+
+def test_env_example_works_copied_unchanged(tmp_path: Path, pg_url: str) -> None:
+    """`.env.example` copied to `.env`: its URLs point at this machine's services, and a database the
+    server lacks is created (said in the log) — here under a scratch name, dropped afterwards."""
+    import subprocess
+    import sys
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text(encoding="utf-8")
+    (tmp_path / ".env").write_text(example, encoding="utf-8")
+    settings = load_settings(_env_file=tmp_path / ".env")  # type: ignore[call-arg]
+    assert conninfo_to_dict(settings.database_url or "")["host"] == "127.0.0.1"
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+
+    name = f"stage5_envtest_{uuid.uuid4().hex[:8]}"
+    scratch = example.replace("/stage5\n", f"/{name}\n")
+    assert scratch != example
+    (tmp_path / ".env").write_text(scratch, encoding="utf-8")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    done = subprocess.run(
+        [sys.executable, "-m", "stage5", "runs"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    admin = make_conninfo(pg_url, dbname="postgres")
+    try:
+        assert done.returncode == 0, done.stderr[-1500:]
+        assert f"database_created name={name}" in done.stderr
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")

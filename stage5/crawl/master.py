@@ -217,6 +217,9 @@ class Master:
     def restore(self, districts: list[str], resume: Resume) -> None:
         """Counters from the finished units, the queue from the open ones, dedupe from the claimed stores."""
         self.tally = district_tallies(districts, resume.rows)
+        for tally in self.tally.values():  # the open units are counted again as they are queued
+            tally.units -= tally.pending
+            tally.pending = 0
         for unit in resume.open_units:
             self._add_unit(unit)
         for tally in self.tally.values():
@@ -323,7 +326,7 @@ class Master:
         if not handle.ready and not self.finishing:
             self._note_start_failure(handle)
         if handle.inflight:  # it died holding units: they go back to the front of the queue
-            self.died += 1
+            self.died += not self.stop_requested  # stopped with the run (Ctrl-C reaches it too): no death
             log_event(
                 log,
                 "worker_died",
@@ -433,6 +436,7 @@ class Master:
 
     def _add_unit(self, unit: Unit) -> None:
         self.tally[unit.district].pending += 1
+        self.tally[unit.district].units += 1
         self._enqueue(unit)
 
     def _unit_done(self, district: str) -> None:
@@ -569,6 +573,7 @@ class Master:
             concurrency=self._limits()[1],
             queued=self.queued,
             in_flight=self.in_flight,
+            district_units={d: (t.units - t.pending, t.units) for d, t in self.tally.items()},
         )
 
     def _live(self, f: Figures) -> dict[str, Any]:

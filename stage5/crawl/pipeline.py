@@ -87,7 +87,7 @@ async def run_details(unit: DetailUnit, fetcher: Fetcher, result: DetailResult |
             result.failed.append(_failure("detail", unit.district, exc))
             return
         except Exception as exc:  # this store's answer broke something: it alone fails, with its URL
-            log_event(log, "store_failed", logging.ERROR, district=unit.district, url=url, error=repr(exc))
+            log_event(log, "store_failed", logging.ERROR, district=unit.district, url=url, error=exc)
             result.failed.append(FailedUnit("detail", unit.district, url, f"store failed: {exc!r}"[:300]))
             return
         if isinstance(outcome, Rejection):

@@ -24,10 +24,11 @@ from stage5.coverage import drops as coverage_drops
 from stage5.coverage import merge as merge_coverage
 from stage5.coverage import moved as coverage_moved
 from stage5.crawl.master import Master, MasterReport, Resume
+from stage5.crawl.politeness import apply_robots
 from stage5.crawl.progress import Progress
 from stage5.crawl.refresh import Stored
-from stage5.errors import ExitCode, LockLost, RunBusy, RunSkipped, UnfinishedRun
-from stage5.logs import log_event
+from stage5.errors import ExitCode, LockLost, RunBusy, RunConflict, RunSkipped, UnfinishedRun
+from stage5.logs import bind, log_event
 from stage5.notify import notify
 from stage5.settings import Settings
 from stage5.storage.changes import change_counts, mark_vanished
@@ -67,7 +68,44 @@ log = logging.getLogger("stage5.crawl")
 T = TypeVar("T")
 MIN_BASELINE = 5  # stored stores below which a district's count is too small to call a drop
 # What a run records of the settings that shaped it.
-RUN_PARAMS = ("page_size", "request_delay_s", "host_concurrency", "workers", "memory_budget_mb", "cache")
+RUN_PARAMS = (
+    "page_size",
+    "max_pages",
+    "detail_refresh",
+    "detail_max_age_runs",
+    "request_delay_s",
+    "host_concurrency",
+    "workers",
+    "memory_budget_mb",
+    "cache",
+)
+# Settings that shape what a run stores: a resumed run keeps the values it started with.
+SHAPING = ("page_size", "max_pages", "detail_refresh", "detail_max_age_runs")
+
+
+def crawl_command(settings: Settings) -> str:
+    """The crawl command for this dataset, as a hint to print (the schema only when not the default)."""
+    schema = f" --db-schema {settings.db_schema}" if settings.db_schema != "public" else ""
+    return f"python -m stage5 crawl{schema}"
+
+
+def bound_to_run(settings: Settings, run: dict[str, Any]) -> Settings:
+    """The settings a resumed run goes on with: its own site, districts and shaping settings. A site or
+    districts given explicitly (flag or environment) that differ are refused, not silently replaced."""
+    given, run_id = settings.model_fields_set, run["id"]
+    if "site" in given and settings.site.rstrip("/") != str(run["site"]).rstrip("/"):
+        raise RunConflict(
+            f"run {run_id} crawls {run['site']}; resuming it with --site {settings.site} would send the rest"
+            f" of it elsewhere. Resume without --site (the run's is used): {crawl_command(settings)} --resume;"
+            " or start a new run there: add --fresh"
+        )
+    if "districts" in given and set(settings.districts) != set(run["districts"]):
+        raise RunConflict(
+            f"run {run_id} covers {len(run['districts'])} districts ({', '.join(run['districts'][:5])}…);"
+            f" --districts {','.join(settings.districts)} differs. Resume without --districts, or add --fresh"
+        )
+    recorded = {k: v for k, v in (run.get("params") or {}).items() if k in SHAPING}
+    return settings.model_copy(update={"site": run["site"], "districts": list(run["districts"]), **recorded})
 
 
 @dataclass
@@ -76,6 +114,7 @@ class RunSummary:
     status: str  # succeeded | partial | failed | interrupted
     districts: int
     districts_failed: list[str]
+    districts_done: int
     units: int
     units_failed: int
     stores: int
@@ -109,6 +148,7 @@ class RunSummary:
     coverage: dict[str, Any] = field(default_factory=dict)
     coverage_moved: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     coverage_drops: list[dict[str, Any]] = field(default_factory=list)
+    resume_hint: str = "python -m stage5 crawl --resume"
     changes: dict[str, int] = field(default_factory=dict)  # new / changed / closed / vanished / reappeared
     details: dict[str, int] = field(default_factory=dict)  # why detail pages were fetched (or kept)
 
@@ -175,6 +215,7 @@ async def summarise(
         status=_status(report, failed, stored, len(suspect) + len(drops)),
         districts=len(tallies),
         districts_failed=sorted(d for d, t in tallies.items() if t.failed and not t.stored),
+        districts_done=sum(1 for t in tallies.values() if t.done),
         units=len(rows),
         units_failed=len({(f["kind"], f["url"]) for f in failed}),
         stores=stored,
@@ -203,6 +244,7 @@ async def summarise(
         workers_died=report.workers_died,
         resumed=counters["resumed"],
         elapsed_s=round(elapsed_s, 2),
+        resume_hint=f"{crawl_command(settings)} --resume",
         failed_units=failed,
         suspect_districts=suspect,
         coverage=coverage,
@@ -304,14 +346,18 @@ async def run_crawl(
         await _take_crawl_lock(conn, settings, trigger)
         pending = await unfinished_run(conn)
         if pending and not (resume or fresh):
-            raise UnfinishedRun(pending)
+            raise UnfinishedRun(pending, crawl_command(settings))
         if pending and fresh:
             await _abandon(conn, settings.db_schema, pending["id"])
+        if resume and pending:
+            settings = bound_to_run(settings, pending)
+        settings = await apply_robots(settings, redis_url)  # before a run is opened: a refusal leaves none
         if resume and pending:
             start = await _reopen(conn, settings.db_schema, pending)
         else:
             start = await _open(conn, settings, trigger, job)
         session.run_id = start.run_id
+        bind(run_id=start.run_id)  # on every log line of this process (and of its workers) from now on
         if changed_only(settings, trigger):
             start.refresh = {rid: Stored(*row) for rid, row in (await stored_listings(conn)).items()}
             await conn.commit()
@@ -319,6 +365,7 @@ async def run_crawl(
             progress = Progress(settings.progress_interval_s, sys.stderr)
         return await _crawl(settings, db_url, redis_url, start, session, progress, started)
     finally:
+        bind(run_id=None)
         await session.close()
 
 
@@ -411,7 +458,7 @@ async def _crawl(
     except LockLost:
         raise  # the run may be another master's now: leave its row and its units alone
     except BaseException as exc:
-        log_event(log, "run_failed", logging.ERROR, run_id=run_id, error=repr(exc))
+        log_event(log, "run_failed", logging.ERROR, run_id=run_id, error=exc)
         error = f"{type(exc).__name__}: {exc}"
 
         async def fail(conn: psycopg.AsyncConnection) -> None:

@@ -114,7 +114,7 @@ async def _do(wid: int, unit: Unit, fetcher: Fetcher, settings: Settings, conn: 
     try:
         result = await run_unit(unit, fetcher)
     except Exception as exc:  # a bug or an unforeseen answer: the unit fails alone, the worker goes on
-        log_event(log, "unit_crashed", logging.ERROR, worker=wid, unit=unit.uid, error=repr(exc))
+        log_event(log, "unit_crashed", logging.ERROR, worker=wid, unit=unit.uid, error=exc)
         failure = FailedUnit("unit", unit.district, f"unit {unit.uid}", repr(exc))
         conn.send(("failed", wid, unit.uid, failure, snapshot(fetcher)))
         return

@@ -51,6 +51,8 @@ class Faults:
     # Render every detail page once at start and keep answers in memory, so that on a small machine a
     # benchmark measures the crawler rather than the replica's rendering (bodies are the same bytes).
     prerender: bool = False
+    # The replica's robots.txt ("" serves one that allows the crawl, as the tests and the demo need).
+    robots: str = ""
 
 
 @dataclass
@@ -172,6 +174,10 @@ class Replica:
             return web.Response(status=304, headers={"ETag": etag})
         return web.Response(body=body, content_type="text/html", charset="utf-8", headers={"ETag": etag})
 
+    async def robots(self, request: web.Request) -> web.Response:
+        text = self.faults.robots.replace("\\n", "\n") or "User-agent: *\nDisallow: /__replica/\n"
+        return web.Response(text=text, content_type="text/plain")
+
     async def stats_handler(self, request: web.Request) -> web.Response:
         data = self.stats.as_json()
         if request.query.get("detail"):
@@ -223,8 +229,10 @@ class Replica:
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/__replica/"):
             return await handler(request)
-        self.stats.requests += 1
         self.stats.by_endpoint[request.path] += 1
+        if request.path == "/robots.txt":  # served plainly and not counted: `requests` is the crawl's pages
+            return await handler(request)
+        self.stats.requests += 1
         response = await self._answer(request, handler)
         self.stats.by_status[response.status] += 1
         return response
@@ -269,6 +277,7 @@ class Replica:
         app.router.add_route("GET", "/API/isearch/", self.search)
         app.router.add_get("/list.dc", self.list_page)
         app.router.add_get("/profile.php", self.detail)
+        app.router.add_get("/robots.txt", self.robots)
         app.router.add_get("/__replica/stats", self.stats_handler)
         app.router.add_post("/__replica/reset", self.reset_handler)
         return app

@@ -101,8 +101,19 @@ class Scheduler:
             if not due:
                 continue
             *older, latest = due
-            for slot in older:
-                decisions.append(self._record(job, slot, "missed", f"scheduler was not running at {slot.isoformat()}"))
+            for slot in older:  # each recorded in the history; one log line says how many
+                decisions.append(self._record(job, slot, "missed", "scheduler was not running", quiet=True))
+            if older:
+                log_event(
+                    log,
+                    "slots_missed",
+                    logging.WARNING,
+                    job=job.name,
+                    count=len(older),
+                    first=older[0].isoformat(),
+                    last=older[-1].isoformat(),
+                    reason="scheduler was not running",
+                )
             if now - latest > timedelta(seconds=job.grace_s):
                 decisions.append(self._record(job, latest, "missed", f"more than grace_s={job.grace_s:.0f}s late"))
             else:
@@ -115,11 +126,12 @@ class Scheduler:
             log_event(log, "run_timeout", logging.WARNING, job=job.name, running_s=(now - since).total_seconds())
             self.launcher.stop(job)
 
-    def _record(self, job: Job, slot: datetime, status: str, reason: str) -> SlotDecision:
+    def _record(self, job: Job, slot: datetime, status: str, reason: str, quiet: bool = False) -> SlotDecision:
         if not self.store.claim(job.name, slot, self.name):
             return SlotDecision(job.name, slot, "taken", "claimed by another scheduler")
         self.store.decide(job.name, slot, status, reason)
-        log_event(log, f"slot_{status}", logging.WARNING, job=job.name, slot=slot.isoformat(), reason=reason)
+        if not quiet:
+            log_event(log, f"slot_{status}", logging.WARNING, job=job.name, slot=slot.isoformat(), reason=reason)
         return SlotDecision(job.name, slot, status, reason)
 
     def _fire(self, job: Job, slot: datetime, now: datetime) -> SlotDecision:

@@ -72,7 +72,7 @@ async def coverage_history(conn: psycopg.AsyncConnection, before_run: int, limit
 async def unfinished_run(conn: psycopg.AsyncConnection) -> dict[str, Any] | None:
     """The newest run left running (its master died) or interrupted, with its unit progress."""
     cur = await conn.execute(
-        "SELECT r.id, r.status, r.started_at, r.districts, r.site, r.trigger,"
+        "SELECT r.id, r.status, r.started_at, r.districts, r.site, r.trigger, r.params,"
         " count(u.uid) FILTER (WHERE u.state IN ('done', 'failed')) AS units_done, count(u.uid) AS units"
         " FROM crawl_runs r LEFT JOIN crawl_units u ON u.run_id = r.id"
         " WHERE r.status IN ('running', 'interrupted') GROUP BY r.id ORDER BY r.id DESC LIMIT 1"

@@ -1,10 +1,10 @@
-"""stage5 against the Scrapy baseline, same replica, same machine, A B A B, medians.
+"""stage5 against the Scrapy and Crawlee baselines: same replica, same machine, A B C A B C, medians.
 
     .venv/bin/pip install -r benchmarks/requirements.txt
-    .venv/bin/python benchmarks/compare_scrapy.py --rounds 3
+    .venv/bin/python benchmarks/compare.py --rounds 3
 
-Both crawl all 25 districts of one zero-latency replica into PostgreSQL (a fresh schema each) with
-the same concurrency (16 in flight, no delay) and no cache. For each run: wall time (start to exit,
+All crawl all 25 districts of one zero-latency replica (answers pre-rendered) into PostgreSQL (a fresh
+schema each) with the same concurrency (16 in flight, no delay) and no cache. For each run: wall time (start to exit,
 the database load included), pages/s, stores/s, CPU seconds of the whole process tree, peak memory of
 the tree (RSS sampled every 0.2 s); both results are checked against the replica's ground truth.
 """
@@ -80,61 +80,38 @@ def stored(db: str, schema: str, table: str) -> dict[str, tuple[str, bool]]:
     return {rid: (district, refill) for rid, district, refill in rows}
 
 
+def command(name: str, site: str, db: str, schema: str) -> tuple[list[str], str]:
+    """(command line, table) of one contender: the same site, database, concurrency 16 and no delay."""
+    if name == "stage5":
+        cmd = [sys.executable, "-m", "stage5", "crawl", "--site", site, "--database-url", db, "--db-schema", schema]
+        cmd += ["--no-cache", "--request-delay-s", "0", "--host-concurrency", "16"]
+        return [*cmd, "--log-dir", str(HERE / "results" / "logs")], "stores"
+    script = HERE / f"{name}_baseline.py"
+    cmd = [sys.executable, str(script), "--site", site, "--database-url", db, "--schema", schema]
+    return [*cmd, "--concurrency", "16", *(["--delay", "0"] if name == "scrapy" else [])], f"{name}_stores"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--only", default="stage5,scrapy,crawlee", help="contenders, in round order")
     parser.add_argument("--render-live", action="store_true", help="the replica renders every answer (as before)")
     args = parser.parse_args()
     db = database_url(load_settings())
     world = build_world(args.seed, args.scale)
     truth = {s.rid: (s.district, s.is_refill) for s in world.stores if s.expect == "store"}
-    runs: dict[str, list[dict[str, float]]] = {"stage5": [], "scrapy": []}
+    names = args.only.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     # Pre-rendered answers: on 2 cores the replica's own rendering would otherwise be measured too.
     with ReplicaProcess(args.seed, args.scale, Faults(prerender=not args.render_live)) as replica:
         for round_no in range(1, args.rounds + 1):
-            for name in ("stage5", "scrapy"):
+            for name in names:
                 schema = f"cmp_{name}_{uuid.uuid4().hex[:6]}"
-                if name == "stage5":
-                    cmd = [
-                        sys.executable,
-                        "-m",
-                        "stage5",
-                        "crawl",
-                        "--site",
-                        replica.url,
-                        "--database-url",
-                        db,
-                        "--db-schema",
-                        schema,
-                        "--no-cache",
-                        "--request-delay-s",
-                        "0",
-                        "--host-concurrency",
-                        "16",
-                        "--log-dir",
-                        str(HERE / "results" / "logs"),
-                    ]
-                    table = "stores"
-                else:
-                    cmd = [
-                        sys.executable,
-                        str(HERE / "scrapy_baseline.py"),
-                        "--site",
-                        replica.url,
-                        "--database-url",
-                        db,
-                        "--schema",
-                        schema,
-                        "--concurrency",
-                        "16",
-                        "--delay",
-                        "0",
-                    ]
-                    table = "scrapy_stores"
+                cmd, table = command(name, replica.url, db, schema)
                 replica.reset()
-                figures = measure(cmd)
+                figures: dict[str, Any] = measure(cmd)
                 figures["requests"] = replica.stats()["requests"]
                 result = stored(db, schema, table)
                 figures["stores"] = len(result)
@@ -146,31 +123,37 @@ def main() -> None:
                     f"{'matches ground truth' if figures['matches_truth'] else 'DIFFERS from ground truth'}",
                     flush=True,
                 )
+    report(runs, args.rounds, args.scale, len(truth))
+
+
+def report(runs: dict[str, list[dict[str, Any]]], rounds: int, scale: float, expected: int) -> None:
     med: dict[str, dict[str, Any]] = {}
     for name, rs in runs.items():
-        wall = statistics.median(r["wall_s"] for r in rs)
         med[name] = {
-            "wall_s": wall,
+            "wall_s": statistics.median(r["wall_s"] for r in rs),
             "cpu_s": statistics.median(r["cpu_s"] for r in rs),
             "peak_mb": statistics.median(r["peak_mb"] for r in rs),
             "pages_per_s": statistics.median(r["requests"] / r["wall_s"] for r in rs),
             "stores_per_s": statistics.median(r["stores"] / r["wall_s"] for r in rs),
+            "cpu_ms_per_page": statistics.median(r["cpu_s"] / r["requests"] * 1000 for r in rs),
             "all_match": all(r["matches_truth"] for r in rs),
         }
-    a, b = med["stage5"], med["scrapy"]
-    print(f"\nmedians of {args.rounds} rounds (A B A B), replica scale {args.scale}, {len(truth)} stores expected")
-    print(f"{'':10}{'wall s':>9}{'pages/s':>10}{'stores/s':>10}{'CPU s':>9}{'peak MB':>9}  ground truth")
+    order = " ".join(chr(65 + i) for i in range(len(runs)))
+    print(f"\nmedians of {rounds} rounds ({order} …), replica scale {scale}, {expected} stores expected")
+    print(f"{'':10}{'wall s':>9}{'pages/s':>10}{'stores/s':>10}{'CPU s':>9}{'CPU ms/page':>12}{'peak MB':>9}  truth")
     for name, m in med.items():
         print(
             f"{name:10}{m['wall_s']:9.1f}{m['pages_per_s']:10.1f}{m['stores_per_s']:10.1f}{m['cpu_s']:9.1f}"
-            f"{m['peak_mb']:9.0f}  {'all runs match' if m['all_match'] else 'MISMATCH'}"
+            f"{m['cpu_ms_per_page']:12.2f}{m['peak_mb']:9.0f}  {'all runs match' if m['all_match'] else 'MISMATCH'}"
         )
-    print(
-        f"{'ratio':10}{b['wall_s'] / a['wall_s']:8.2f}x{a['pages_per_s'] / b['pages_per_s']:9.2f}x"
-        f"{a['stores_per_s'] / b['stores_per_s']:9.2f}x{b['cpu_s'] / a['cpu_s']:8.2f}x"
-        f"{b['peak_mb'] / a['peak_mb']:8.2f}x"
-        "  (stage5 better when > 1)"
-    )
+    if "stage5" in med:
+        a = med["stage5"]
+        for name, b in med.items():
+            if name != "stage5":
+                print(
+                    f"stage5 vs {name}: {a['stores_per_s'] / b['stores_per_s']:.2f}x the stores/s,"
+                    f" {b['cpu_s'] / a['cpu_s']:.2f}x less CPU, {b['peak_mb'] / a['peak_mb']:.2f}x the memory ratio"
+                )
 
 
 if __name__ == "__main__":

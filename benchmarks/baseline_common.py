@@ -1,0 +1,103 @@
+"""What the Scrapy and Crawlee baselines share: the same table, the same district filter, the same
+parsing of a detail page with parsel selectors (Scrapy's `response` and Crawlee's `context.selector`
+both are one), the same refill words. A benchmark dependency only, not part of stage5."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from stage5.site.seoul import DISTRICT_BY_NAME
+
+REFILL_WORDS = ("무한리필", "무제한", "셀프바", "뷔페", "리필")
+TAG = re.compile(r"<[^>]+>")
+PRICE = re.compile(r"(\d[\d,]*)\s*원")
+SEOUL_LAT, SEOUL_LNG = (37.41, 37.72), (126.73, 127.27)
+
+TABLE_SQL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    diningcode_place_id text PRIMARY KEY, name text NOT NULL, district text NOT NULL, address text NOT NULL,
+    position_lat double precision, position_lng double precision, phone_number text, categories text[],
+    menu_items jsonb, is_confirmed_refill boolean NOT NULL, refill_evidence text[], source_url text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+UPSERT = """
+INSERT INTO {table} (diningcode_place_id, name, district, address, position_lat, position_lng, phone_number,
+    categories, menu_items, is_confirmed_refill, refill_evidence, source_url)
+VALUES (%(rid)s, %(name)s, %(district)s, %(address)s, %(lat)s, %(lng)s, %(phone)s, %(categories)s, %(menu)s,
+    %(refill)s, %(evidence)s, %(url)s)
+ON CONFLICT (diningcode_place_id) DO UPDATE SET name = EXCLUDED.name, district = EXCLUDED.district,
+    address = EXCLUDED.address, position_lat = EXCLUDED.position_lat, position_lng = EXCLUDED.position_lng,
+    phone_number = EXCLUDED.phone_number, categories = EXCLUDED.categories, menu_items = EXCLUDED.menu_items,
+    is_confirmed_refill = EXCLUDED.is_confirmed_refill, refill_evidence = EXCLUDED.refill_evidence,
+    source_url = EXCLUDED.source_url, updated_at = now()
+"""
+
+
+def district_of(address: str | None) -> str | None:
+    if not address or not re.match(r"^\s*서울(특별시|시)?\s", address):
+        return None
+    return next((t for t in address.split()[1:3] if t in DISTRICT_BY_NAME), None)
+
+
+def parse_detail(page: Any, summary: dict[str, Any], url: str) -> dict[str, Any] | None:
+    """One store from its detail page (`page`: a parsel selector) and its search answer."""
+    ld = json.loads(page.css('script[type="application/ld+json"]::text').get() or "{}")
+    address = (ld.get("address") or {}).get("streetAddress") or summary.get("addr")
+    geo = ld.get("geo") or {}
+    lat, lng = (
+        float(geo.get("latitude") or summary.get("lat") or 0),
+        float(geo.get("longitude") or summary.get("lng") or 0),
+    )
+    district = district_of(address)
+    if district is None or not (SEOUL_LAT[0] <= lat <= SEOUL_LAT[1] and SEOUL_LNG[0] <= lng <= SEOUL_LNG[1]):
+        return None  # outside Seoul or unusable: dropped, as such spiders usually do
+    menu = []
+    for li in page.css("ul.Restaurant_MenuList li"):
+        price = PRICE.search(li.css("p.Restaurant_MenuPrice::text").get() or "")
+        menu.append(
+            {
+                "name": li.css("span.Restaurant_Menu::text").get(),
+                "price": int(price.group(1).replace(",", "")) if price else None,
+            }
+        )
+    categories = [TAG.sub("", c).strip() for c in (summary.get("category") or "").split(",") if c.strip()]
+    tags = [t.lstrip("#") for t in page.css(".tags a::text").getall()]
+    keywords = [k.get("term", "") for k in summary.get("keyword") or []]
+    texts = [ld.get("name") or summary["nm"], *categories, *keywords, *tags, *(m["name"] or "" for m in menu)]
+    evidence = [t for t in texts if any(w in t for w in REFILL_WORDS)]
+    phone = re.search(r"0\d{1,3}-\d{3,4}-\d{4}", ld.get("telephone") or summary.get("phone") or "")
+    return {
+        "rid": summary["v_rid"],
+        "name": ld.get("name") or summary["nm"],
+        "district": district,
+        "address": address,
+        "lat": lat,
+        "lng": lng,
+        "phone": phone.group(0) if phone else None,
+        "categories": categories,
+        "menu": menu,
+        "refill": bool(evidence),
+        "evidence": evidence,
+        "url": url,
+    }
+
+
+def search_step(
+    section: dict[str, Any], district: str, page: int, page_size: int, seen: set[str], claimed: set[str]
+) -> tuple[list[dict[str, Any]], bool]:
+    """(the stores of this answer to fetch, whether to ask for the next page): stop when a page brings
+    nothing new; a store is fetched once, by the first query of its own district that lists it."""
+    new = [item for item in section["list"] if item["v_rid"] not in seen]
+    if not new:
+        return [], False
+    seen.update(item["v_rid"] for item in new)
+    fetch = []
+    for item in new:
+        here = district in (district_of(item.get("addr")), district_of(item.get("road_addr")))
+        if here and item["v_rid"] not in claimed:
+            claimed.add(item["v_rid"])
+            fetch.append(item)
+    return fetch, page * page_size < int(section.get("total_cnt") or 0)
