@@ -4,11 +4,12 @@ both are one), the same refill words. A benchmark dependency only, not part of s
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from typing import Any
 
-from stage5.site.seoul import DISTRICT_BY_NAME
+from stage5.site.seoul import DISTRICT_BY_NAME, DISTRICT_NAMES
 
 REFILL_WORDS = ("무한리필", "무제한", "셀프바", "뷔페", "리필")
 TAG = re.compile(r"<[^>]+>")
@@ -101,3 +102,15 @@ def search_step(
             claimed.add(item["v_rid"])
             fetch.append(item)
     return fetch, page * page_size < int(section.get("total_cnt") or 0)
+
+
+def baseline_arguments(description: str) -> argparse.ArgumentParser:
+    """The command line both baselines take (compare.py passes the same values to each)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--site", required=True)
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/stage5")
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--districts", default=",".join(DISTRICT_NAMES))
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--page-size", type=int, default=20)
+    return parser

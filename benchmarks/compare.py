@@ -152,7 +152,7 @@ def report(runs: dict[str, list[dict[str, Any]]], rounds: int, scale: float, exp
             if name != "stage5":
                 print(
                     f"stage5 vs {name}: {a['stores_per_s'] / b['stores_per_s']:.2f}x the stores/s,"
-                    f" {b['cpu_s'] / a['cpu_s']:.2f}x less CPU, {b['peak_mb'] / a['peak_mb']:.2f}x the memory ratio"
+                    f" {b['cpu_s'] / a['cpu_s']:.2f}x less CPU, {a['peak_mb'] / b['peak_mb']:.2f}x the peak memory"
                 )
 
 

@@ -11,7 +11,6 @@ A benchmark dependency only (benchmarks/requirements.txt), not part of stage5.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -29,10 +28,10 @@ from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baseline_common import TABLE_SQL, UPSERT, parse_detail, search_step
+from baseline_common import TABLE_SQL, UPSERT, baseline_arguments, parse_detail, search_step
 
 from stage5.site.diningcode import SearchQuery, queries_for
-from stage5.site.seoul import DISTRICT_BY_NAME, DISTRICT_NAMES
+from stage5.site.seoul import DISTRICT_BY_NAME
 
 TABLE = "crawlee_stores"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -51,14 +50,7 @@ def search_request(site: str, query: SearchQuery, page: int, page_size: int) -> 
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--site", required=True)
-    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/stage5")
-    parser.add_argument("--schema", required=True)
-    parser.add_argument("--districts", default=",".join(DISTRICT_NAMES))
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--page-size", type=int, default=20)
-    args = parser.parse_args()
+    args = baseline_arguments(__doc__.split("\n\n")[0]).parse_args()
     site = args.site.rstrip("/")
 
     conn = await psycopg.AsyncConnection.connect(args.database_url)

@@ -1,6 +1,6 @@
 """Scaling and politeness.
 
-    .venv/bin/python benchmarks/scaling.py --scales 1,4,10          # time and peak memory against world size
+    .venv/bin/python benchmarks/scaling.py --scales 1,10,30         # time, CPU and peak memory against world size
     .venv/bin/python benchmarks/scaling.py --polite --rate 25         # wall time against the politeness bound
 
 Scaling: a full crawl (cache off, no delay, 16 in flight) of worlds of growing size; time should grow
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import sys
 import uuid
 from pathlib import Path
@@ -43,22 +44,32 @@ def crawl(url: str, db: str, **overrides: object) -> RunSummary:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its children that ended (the workers, via the forkserver)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def scaling(scales: list[float], db: str) -> None:
     rows = []
     for scale in scales:
         with ReplicaProcess(5, scale) as replica:
+            before = _cpu_s()
             s = crawl(replica.url, db, request_delay_s=0, host_concurrency=16)
-        rows.append((scale, s))
+            cpu = _cpu_s() - before  # measured before the replica ends: its CPU is not the crawler's
+        rows.append((scale, s, cpu))
         print(
-            f"scale {scale:>4}: {s.stores} stores, {s.requests} requests, {s.elapsed_s}s, peak {s.peak_memory_mb} MB",
+            f"scale {scale:>4}: {s.stores} stores, {s.requests} requests, {s.elapsed_s}s, peak {s.peak_memory_mb} MB,"
+            f" {cpu:.1f} CPU s",
             flush=True,
         )
-    base_scale, base = rows[0]
-    print(f"\n{'scale':>5} {'stores':>7} {'requests':>9} {'wall s':>8} {'s per 1k stores':>16} {'peak MB':>8}")
-    for scale, s in rows:
+    print(
+        f"\n{'scale':>5} {'stores':>7} {'requests':>9} {'wall s':>8} {'stores/s':>9} {'CPU ms/page':>12} {'peak MB':>8}"
+    )
+    for scale, s, cpu in rows:
         print(
-            f"{scale:>5} {s.stores:>7} {s.requests:>9} {s.elapsed_s:>8.1f} {s.elapsed_s / s.stores * 1000:>16.2f}"
-            f" {s.peak_memory_mb:>8.0f}"
+            f"{scale:>5} {s.stores:>7} {s.requests:>9} {s.elapsed_s:>8.1f} {s.stores / s.elapsed_s:>9.1f}"
+            f" {cpu / s.requests * 1000:>12.2f} {s.peak_memory_mb:>8.0f}"
         )
 
 
@@ -77,7 +88,7 @@ def polite(rate: float, scale: float, db: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scales", default="1,4,10")
+    parser.add_argument("--scales", default="1,10,30")
     parser.add_argument("--polite", action="store_true", help="run the politeness benchmark instead")
     parser.add_argument("--rate", type=float, default=25.0)
     parser.add_argument("--polite-scale", type=float, default=0.2)

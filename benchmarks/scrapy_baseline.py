@@ -10,7 +10,6 @@ and commits it. A benchmark dependency only (benchmarks/requirements.txt), not p
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ from scrapy.crawler import CrawlerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baseline_common import TABLE_SQL, UPSERT, parse_detail, search_step
+from baseline_common import TABLE_SQL, UPSERT, baseline_arguments, parse_detail, search_step
 
 from stage5.site.diningcode import queries_for
-from stage5.site.seoul import DISTRICT_BY_NAME, DISTRICT_NAMES
+from stage5.site.seoul import DISTRICT_BY_NAME
 
 
 class PostgresPipeline:
@@ -94,12 +93,7 @@ class DiningCodeSpider(scrapy.Spider):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--site", required=True)
-    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/stage5")
-    parser.add_argument("--schema", required=True)
-    parser.add_argument("--districts", default=",".join(DISTRICT_NAMES))
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser = baseline_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--delay", type=float, default=0.0)
     args = parser.parse_args()
     process = CrawlerProcess(
@@ -122,7 +116,7 @@ def main() -> None:
             ),
         }
     )
-    process.crawl(DiningCodeSpider, site=args.site, districts=args.districts.split(","))
+    process.crawl(DiningCodeSpider, site=args.site, districts=args.districts.split(","), page_size=args.page_size)
     process.start()
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import free_port, wait_for_port
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -93,29 +92,18 @@ def replica() -> Iterator[ReplicaProcess]:
         yield process
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def private_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A Redis of this test's own, so it can be stopped mid-run without touching the shared one."""
     server = shutil.which("redis-server")
     if server is None:
         pytest.fail("redis-server is needed for this test (apt-get install redis-server)")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
     )
-    for _ in range(50):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_for_port(port)
     yield f"redis://127.0.0.1:{port}/0", proc
     proc.kill()
     proc.wait()

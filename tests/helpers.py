@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 
 import psutil
 
@@ -43,3 +45,20 @@ def worker_processes(root: psutil.Process | None = None) -> list[psutil.Process]
         if forked or "multiprocessing.spawn" in command(p):
             found.append(p)
     return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, tries: int = 100) -> None:
+    """Until something listens on 127.0.0.1:port (a server child process starting)."""
+    for _ in range(tries):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")

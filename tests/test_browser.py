@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import free_port, wait_for_port
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from stage5.replica.process import ReplicaProcess
 from stage5.replica.server import Faults
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +41,15 @@ def console(make_settings: Any, tmp_path: Path) -> Iterator[str]:
     long enough to be watched)."""
     settings = make_settings()
     with ReplicaProcess(5, 0.1, Faults(latency_ms=60)) as replica:
-        port = _free_port()
+        port = free_port()
         command = [sys.executable, "-m", "stage5", "serve", "--port", str(port), "--site", replica.url]
         command += ["--db-schema", settings.db_schema, "--log-dir", str(tmp_path / "logs")]
         env = {**os.environ, "DATABASE_URL": settings.database_url, "STAGE5_CACHE": "off"}
         server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert server.stdout is not None
         assert "stage5 console on" in server.stdout.readline(), server.stderr.read() if server.stderr else ""
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
         server.terminate()
         server.wait(timeout=15)
 

@@ -72,6 +72,18 @@ def _wait_for_done_details(pg_url: str, schema: str, timeout: float = 60) -> Non
         time.sleep(0.1)
 
 
+def _crawl_under_way(replica: ReplicaProcess, pg_url: str, schema: str, logs: Path) -> subprocess.Popen[str]:
+    """A crawl in a child process, returned once some of its detail units are committed."""
+    crawl = subprocess.Popen(
+        _crawl_cmd(replica, pg_url, schema, logs, "--flush-interval-s", "0.3"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_done_details(pg_url, schema)
+    return crawl
+
+
 def _done_detail_rids(pg_url: str, schema: str) -> set[str]:
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute(
@@ -104,13 +116,7 @@ def test_stop_then_resume(
     kill: signal.Signals, make_settings: Any, pg_url: str, schema: str, tmp_path: Path, small_world: World
 ) -> None:
     with ReplicaProcess(SEED, SCALE, Faults(latency_ms=50)) as replica:
-        first = subprocess.Popen(
-            _crawl_cmd(replica, pg_url, schema, tmp_path, "--flush-interval-s", "0.3"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _wait_for_done_details(pg_url, schema)
+        first = _crawl_under_way(replica, pg_url, schema, tmp_path)
         workers = worker_processes(psutil.Process(first.pid))
         assert workers
         stopped_at = time.monotonic()
@@ -174,13 +180,7 @@ def test_resume_keeps_the_runs_site_and_refuses_another(
     """A run stopped mid-way is resumed against its own site even when the command names none (the real
     site is the default); naming another site or other districts is refused with exit 2."""
     with ReplicaProcess(SEED, SCALE, Faults(latency_ms=50)) as replica:
-        first = subprocess.Popen(
-            _crawl_cmd(replica, pg_url, schema, tmp_path, "--flush-interval-s", "0.3"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _wait_for_done_details(pg_url, schema)
+        first = _crawl_under_way(replica, pg_url, schema, tmp_path)
         first.send_signal(signal.SIGTERM)
         out, err = first.communicate(timeout=30)
         hint = json.loads(out)["resume_hint"]  # the summary (--json) says how to resume, right as printed

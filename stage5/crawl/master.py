@@ -64,6 +64,16 @@ def _context(method: str) -> mp.context.BaseContext:
     return ctx
 
 
+def prepare_workers(method: str) -> None:
+    """Start the forkserver now, so it imports the worker's modules while the master migrates, locks and
+    plans (its first workers then fork at once instead of waiting for those imports)."""
+    if method == "forkserver":
+        from multiprocessing import forkserver
+
+        _context(method)
+        forkserver.ensure_running()
+
+
 def stop_forkserver() -> None:
     """End the forkserver with the run, and wait for it: no idle process outlives the crawl, and its
     workers' CPU time is accounted to this process (what `time` and the benchmarks read)."""

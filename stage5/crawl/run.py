@@ -23,7 +23,7 @@ from stage5.cache import Kind, make_cache
 from stage5.coverage import drops as coverage_drops
 from stage5.coverage import merge as merge_coverage
 from stage5.coverage import moved as coverage_moved
-from stage5.crawl.master import Master, MasterReport, Resume
+from stage5.crawl.master import Master, MasterReport, Resume, prepare_workers
 from stage5.crawl.politeness import apply_robots
 from stage5.crawl.progress import Progress
 from stage5.crawl.refresh import Stored
@@ -339,6 +339,8 @@ async def run_crawl(
     """A new run, or with `resume` the newest unfinished one. Without either flag an unfinished run
     raises UnfinishedRun; with `fresh` it is marked abandoned first."""
     started = time.monotonic()
+    if settings.engine == "local":
+        prepare_workers(settings.worker_start)
     conn = await connect(db_url, settings.db_schema, role="master")  # holds the locks for the run's life
     session = LockSession(conn, lambda: connect(db_url, settings.db_schema, role="master"), settings.db_schema)
     try:

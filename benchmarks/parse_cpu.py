@@ -1,0 +1,38 @@
+"""CPU per detail page parse (all three layouts, as the replica serves them), in one process.
+
+.venv/bin/python benchmarks/parse_cpu.py --pages 600 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stage5.replica import render
+from stage5.replica.world import build_world
+from stage5.site.detail import parse_detail
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=600)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    world = build_world(5, 0.3)
+    pages = [
+        (render.detail_page(s, render.layout_for(s.rid, "", 0)), s.rid) for s in world.stores[: args.pages] if s.listed
+    ]
+    started = time.process_time()
+    for _ in range(args.repeat):
+        for body, rid in pages:
+            parse_detail(body, rid)
+    spent = time.process_time() - started
+    print(f"{len(pages) * args.repeat} parses: {spent / len(pages) / args.repeat * 1000:.3f} ms CPU per page")
+
+
+if __name__ == "__main__":
+    main()
