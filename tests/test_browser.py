@@ -60,7 +60,7 @@ def _shot(page: Page, name: str, tmp_path: Path) -> None:
     page.screenshot(path=str(folder / name), full_page=True)
 
 
-def test_create_run_watch_and_disable_a_job(browser: Browser, console: str, tmp_path: Path) -> None:
+def test_create_run_watch_edit_and_disable_a_job(browser: Browser, console: str, tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1100, "height": 800})
     page.goto(console + "/")
     expect(page.locator("#sched")).to_contain_text("running")
@@ -89,6 +89,11 @@ def test_create_run_watch_and_disable_a_job(browser: Browser, console: str, tmp_
     _shot(page, "console-run.png", tmp_path)
 
     page.goto(console + "/jobs")
+    page.locator("#jobs tr", has_text="dobong-nightly").locator("button", has_text="Edit").click()
+    expect(page.locator("input[name=cron]")).to_have_value("30 2 * * *")
+    page.fill("input[name=cron]", "45 3 * * *")
+    page.click("button[type=submit]")
+    expect(page.locator("#jobs tr", has_text="dobong-nightly")).to_contain_text("45 3 * * *")
     box = page.locator("#jobs tr", has_text="dobong-nightly").locator("input[type=checkbox]")
     expect(box).to_be_checked()
     box.uncheck()

@@ -72,13 +72,17 @@ def _wait_for_done_details(pg_url: str, schema: str, timeout: float = 60) -> Non
         time.sleep(0.1)
 
 
-def _crawl_under_way(replica: ReplicaProcess, pg_url: str, schema: str, logs: Path) -> subprocess.Popen[str]:
-    """A crawl in a child process, returned once some of its detail units are committed."""
+def _crawl_under_way(
+    replica: ReplicaProcess, pg_url: str, schema: str, logs: Path, own_group: bool = False
+) -> subprocess.Popen[str]:
+    """A crawl in a child process, returned once some of its detail units are committed. `own_group`:
+    in a process group of its own, as a terminal's foreground job (Ctrl-C reaches all its processes)."""
     crawl = subprocess.Popen(
         _crawl_cmd(replica, pg_url, schema, logs, "--flush-interval-s", "0.3"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=own_group,
     )
     _wait_for_done_details(pg_url, schema)
     return crawl
@@ -180,11 +184,14 @@ def test_resume_keeps_the_runs_site_and_refuses_another(
     """A run stopped mid-way is resumed against its own site even when the command names none (the real
     site is the default); naming another site or other districts is refused with exit 2."""
     with ReplicaProcess(SEED, SCALE, Faults(latency_ms=50)) as replica:
-        first = _crawl_under_way(replica, pg_url, schema, tmp_path)
-        first.send_signal(signal.SIGTERM)
+        first = _crawl_under_way(replica, pg_url, schema, tmp_path, own_group=True)
+        os.killpg(first.pid, signal.SIGINT)  # Ctrl-C: the master and its workers all get it
         out, err = first.communicate(timeout=30)
-        hint = json.loads(out)["resume_hint"]  # the summary (--json) says how to resume, right as printed
+        summary = json.loads(out)
+        hint = summary["resume_hint"]  # the summary (--json) says how to resume, right as printed
         assert first.returncode == 130 and hint.endswith(f"crawl --db-schema {schema} --resume"), err[-1500:]
+        assert summary["workers_died"] == 0  # a stop is not a death
+        assert summary["districts_done"] < summary["districts"]  # counted from the units left, not assumed
 
         base = [sys.executable, "-m", "stage5", "crawl", "--database-url", pg_url, "--db-schema", schema]
         base += ["--log-dir", str(tmp_path), "--request-delay-s", "0", "--no-cache"]

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from stage5.crawl.run import run_crawl
 from stage5.replica.process import ReplicaProcess
+from stage5.replica.server import Faults
 from stage5.web.app import make_app
 
 JSON = {"Content-Type": "application/json"}
@@ -201,3 +202,73 @@ async def test_the_scheduler_takes_jobs_from_the_table_within_a_tick(console: Co
         assert await asyncio.to_thread(service.tick) == []  # paused: nothing fires
     finally:
         await asyncio.to_thread(service.close)
+
+
+async def test_the_schedule_file_becomes_the_consoles_jobs(
+    make_settings: Any, replica: ReplicaProcess, tmp_path: Any
+) -> None:
+    path = tmp_path / "jobs.toml"
+    path.write_text('[[job]]\nname = "mapo"\ncron = "30 2 * * *"\ndistricts = ["마포구"]\n', encoding="utf-8")
+    settings = make_settings(site=replica.url, schedule_file=path)
+    server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession() as session:
+            _, jobs = await Console(server, session).call("GET", "/api/jobs")
+    finally:
+        await server.close()
+    assert [(j["name"], j["cron"], j["params"]["districts"]) for j in jobs] == [("mapo", "30 2 * * *", ["마포구"])]
+
+
+async def test_stop_ends_a_running_run_gracefully(make_settings: Any) -> None:
+    """POST /api/runs/{id}/stop sends the master its SIGTERM: the run ends interrupted (resumable)."""
+    with ReplicaProcess(5, 0.1, Faults(latency_ms=150)) as slow:
+        settings = make_settings(site=slow.url, districts="강남구,마포구,송파구")
+        server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with ClientSession() as session:
+                console = Console(server, session)
+                _, job = await console.call("POST", "/api/jobs", {"name": "three", "params": {"districts": ["강남구"]}})
+                await console.call("POST", f"/api/jobs/{job['id']}/run", {})
+                run = await _until(
+                    console, lambda r: r and r["status"] == "running" and (r.get("live") or {}).get("pid")
+                )
+                status, answer = await console.call("POST", f"/api/runs/{run['id']}/stop", {})
+                assert status == 202 and answer == {"stopping": run["id"]}
+                ended = await _until(console, lambda r: r and r["status"] != "running")
+        finally:
+            await server.close()
+    assert ended["status"] == "interrupted"
+
+
+def _running_with_a_master(run: dict[str, Any] | None) -> bool:
+    return bool(run and run["status"] == "running" and (run.get("live") or {}).get("pid"))
+
+
+async def _until(console: Console, ok: Any, seconds: float = 60) -> dict[str, Any]:
+    """The newest run, once `ok` says so (polled every 0.1 s)."""
+    for _ in range(int(seconds * 10)):
+        _, runs = await console.call("GET", "/api/runs?limit=1")
+        run = (await console.call("GET", f"/api/runs/{runs[0]['id']}"))[1] if runs else None
+        if ok(run):
+            return run  # type: ignore[no-any-return]
+        await asyncio.sleep(0.1)
+    raise AssertionError("the run did not get there in time")
+
+
+def test_the_scheduler_stops_at_once_not_at_its_next_tick(make_settings: Any) -> None:
+    import threading
+    import time
+
+    from stage5.schedule.service import SchedulerService
+
+    service = SchedulerService(make_settings(), tick_s=30)
+    thread = threading.Thread(target=service.loop)
+    thread.start()
+    time.sleep(0.3)
+    asked = time.monotonic()
+    service.stopping.set()  # what SIGTERM does in `stage5 schedule`
+    thread.join(timeout=5)
+    service.close()
+    assert not thread.is_alive() and time.monotonic() - asked < 2

@@ -16,6 +16,7 @@ from stage5.errors import ConfigError
 from stage5.schedule.service import SchedulerService
 from stage5.services import database_url
 from stage5.settings import Settings
+from stage5.storage import jobs as job_store
 from stage5.storage.db import connect
 from stage5.web import api, pages
 
@@ -41,6 +42,10 @@ def make_app(settings: Settings, tick_s: float | None = None) -> web.Application
 
     async def scheduler(app: web.Application) -> AsyncIterator[None]:
         service = await asyncio.to_thread(SchedulerService, settings, *([tick_s] if tick_s else []))
+        if settings.schedule_file:  # the schedule file's jobs become the console's, once
+            async with await app[api.CONNECT]() as conn:
+                if not await job_store.list_jobs(conn):
+                    await job_store.add_presets(conn, service.file_jobs, settings.timezone)
         app[api.SCHEDULER] = service
         thread = threading.Thread(target=service.loop, name="scheduler", daemon=True)
         thread.start()

@@ -26,7 +26,7 @@ DASHBOARD = """
 JOBS = """
 <button id="presets">Create the recommended jobs</button>
 <table id="jobs"></table>
-<h2>New job</h2>
+<h2 id="form-title">New job</h2>
 <form id="form"><label>name <input name="name" required></label><label>kind <select name="kind">
 <option>crawl</option><option>cleanup</option></select></label><label>cron <input name="cron" value="0 1 * * *"></label>
 <label>parameters (JSON) <input name="params" size="50" value='{"districts": [], "overlap": "skip"}'></label>

@@ -3,9 +3,10 @@ async function load() {
   document.getElementById('jobs').innerHTML = '<tr><th>job</th><th>kind</th><th>cron</th><th>enabled</th><th>parameters</th><th></th></tr>'
     + jobs.map(j => row([esc(j.name), esc(j.kind), esc(j.cron),
       `<input type="checkbox" data-enable="${j.id}" ${j.enabled ? 'checked' : ''}>`, esc(JSON.stringify(j.params)),
-      `<button data-run="${j.id}">Run now</button><button data-history="${j.id}" data-name="${esc(j.name)}">History</button><button data-delete="${j.id}">Delete</button>`])).join('');
+      `<button data-run="${j.id}">Run now</button><button data-history="${j.id}" data-name="${esc(j.name)}">History</button><button data-edit="${j.id}">Edit</button><button data-delete="${j.id}">Delete</button>`])).join('');
   document.querySelectorAll('[data-enable]').forEach(b => b.onchange = async () => { await api('PATCH', '/api/jobs/' + b.dataset.enable, {enabled: b.checked}); load(); });
   document.querySelectorAll('[data-run]').forEach(b => b.onclick = async () => { const d = await api('POST', `/api/jobs/${b.dataset.run}/run`, {}); document.getElementById('error').textContent = ''; jobHistory(b.dataset.run, d.job); });
+  document.querySelectorAll('[data-edit]').forEach(b => b.onclick = () => edit(jobs.find(j => String(j.id) === b.dataset.edit)));
   document.querySelectorAll('[data-delete]').forEach(b => b.onclick = async () => { await api('DELETE', '/api/jobs/' + b.dataset.delete); load(); });
   document.querySelectorAll('[data-history]').forEach(b => b.onclick = () => jobHistory(b.dataset.history, b.dataset.name));
 }
@@ -19,10 +20,23 @@ async function jobHistory(id, name) {
     : row(['slot', esc(i.status), when(i.slot_at) + ' ' + esc(i.reason || '')])).join('');
 }
 document.getElementById('presets').onclick = async () => { await api('POST', '/api/jobs/presets', {}); load(); };
+let editing = null;  // the job the form edits (null: the form creates one)
+function edit(job) {
+  const form = document.getElementById('form');
+  editing = job.id;
+  const field = (n) => form.elements.namedItem(n);  // not form.name: that is the form's own name
+  field('name').value = job.name; field('kind').value = job.kind; field('cron').value = job.cron;
+  field('params').value = JSON.stringify(job.params);
+  form.querySelector('button[type=submit]').textContent = 'Save';
+  document.getElementById('form-title').textContent = 'Edit ' + job.name;
+}
 document.getElementById('form').onsubmit = async (e) => {
   e.preventDefault(); const f = new FormData(e.target);
   let params; try { params = JSON.parse(f.get('params') || '{}'); } catch (x) { document.getElementById('error').textContent = 'parameters: not JSON'; return; }
-  await api('POST', '/api/jobs', {name: f.get('name'), kind: f.get('kind'), cron: f.get('cron'), params});
+  const body = {name: f.get('name'), kind: f.get('kind'), cron: f.get('cron'), params};
+  if (editing === null) await api('POST', '/api/jobs', body); else await api('PATCH', '/api/jobs/' + editing, body);
+  editing = null; e.target.querySelector('button[type=submit]').textContent = 'Create';
+  document.getElementById('form-title').textContent = 'New job';
   document.getElementById('error').textContent = ''; load();
 };
 load();
