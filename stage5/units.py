@@ -7,7 +7,7 @@ through Celery task messages, and into the `crawl_units` table. How a unit is do
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from stage5.models import MenuItem, Rejection, StoreRecord, StoreSummary
@@ -79,7 +79,11 @@ Result = SearchResult | DetailResult
 def unit_payload(unit: Unit) -> dict[str, Any]:
     if isinstance(unit, SearchUnit):
         return {"query": asdict(unit.query)}
-    return {"stores": [asdict(s) for s in unit.stores], "revalidate": unit.revalidate, "etags": list(unit.etags)}
+    stores = [{f: getattr(s, f) for f in _SUMMARY_FIELDS} for s in unit.stores]  # shallow: asdict deep-copies
+    return {"stores": stores, "revalidate": unit.revalidate, "etags": list(unit.etags)}
+
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(StoreSummary))
 
 
 def unit_kind(unit: Unit) -> str:

@@ -14,7 +14,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from types import TracebackType
 from typing import Any
 
@@ -49,6 +49,7 @@ VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, diningcode_place_id) DO NOT
 """
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(StoreRecord))
 INT4 = (-(2**31), 2**31 - 1)
 REAL_MAX = 3.4e38  # diningcode_rating is a real (float4)
 
@@ -56,8 +57,8 @@ REAL_MAX = 3.4e38  # diningcode_rating is a real (float4)
 def row_problem(record: StoreRecord) -> str | None:
     """Why PostgreSQL would refuse this record's row (a NUL in a text, a number out of its column's
     range, NaN), or None. Checked before COPY, so one poison value rejects one store, not a batch."""
-    for name, value in record.as_dict().items():
-        problem = _value_problem(value)
+    for name in _RECORD_FIELDS:  # the values as they are: asdict() would deep-copy every record
+        problem = _value_problem(getattr(record, name))
         if problem:
             return f"{name}: {problem}"
     if record.rating is not None and abs(record.rating) > REAL_MAX:
@@ -92,6 +93,8 @@ def _value_problem(value: object) -> str | None:
         return None if math.isfinite(value) else f"{value} is not a finite number"
     if isinstance(value, dict):
         return next((p for p in map(_value_problem, value.values()) if p), None)
+    if is_dataclass(value):  # a menu item
+        return next((p for p in (_value_problem(getattr(value, f.name)) for f in fields(value)) if p), None)
     if isinstance(value, (list, tuple)):
         return next((p for p in map(_value_problem, value) if p), None)
     return f"unexpected {type(value).__name__}"
