@@ -88,6 +88,23 @@ class Reader:
         self.doc = doc
         self.ld = json_ld(doc)
         self.fallbacks = 0
+        self._classes: dict[str, list[Doc]] | None = None
+
+    def with_class(self, cls: str, tag: str | None = None) -> list[Doc]:
+        """Elements carrying the class token `cls` (optionally of one tag), in document order: one walk
+        of the page serves every such look-up (each XPath scan walked all of it again)."""
+        if self._classes is None:
+            self._classes = {}
+            for element in self.doc.iter(etree.Element):
+                for token in (element.get("class") or "").split():
+                    self._classes.setdefault(token, []).append(element)
+        found = self._classes.get(cls, [])
+        return [e for e in found if e.tag == tag] if tag else found
+
+    def class_text(self, cls: str) -> str | None:
+        """The text of the first element with class `cls`, as _first_text would give it."""
+        found = self.with_class(cls)
+        return text_of(" ".join(found[0].itertext())) if found else None
 
     def ld_object(self, key: str) -> dict[str, Any]:
         value = self.ld.get(key)
@@ -124,9 +141,7 @@ def _title_parts(title: str | None) -> tuple[str | None, tuple[str, ...]]:
 def _name_and_branch(page: Reader, title_name: str | None) -> tuple[str | None, str | None]:
     """Name without the branch where the page marks the branch separately (h1 > span, .tit > span)."""
     doc = page.doc
-    branch = _first_text(doc, f"//*[{_has_class('branch')}]") or _first_text(
-        doc, "//span[contains(@class,'Info__Title__Place')]"
-    )
+    branch = page.class_text("branch") or _first_text(doc, "//span[contains(@class,'Info__Title__Place')]")
     heading = _find(doc, f"//h1 | //*[{_has_class('tit-point')}]//*[{_has_class('tit')}]")
     marked = heading[0] if heading else None
     if marked is not None and marked.find("span") is not None:
@@ -135,9 +150,9 @@ def _name_and_branch(page: Reader, title_name: str | None) -> tuple[str | None, 
     return name, branch
 
 
-def _breadcrumb_address(doc: Doc) -> str | None:
+def _breadcrumb_address(page: Reader) -> str | None:
     """`li.locat`: '서울특별시 › 종로구 › 관철동' as links, then the lot number as plain text."""
-    for li in _find(doc, f"//li[{_has_class('locat')}]"):
+    for li in page.with_class("locat", "li"):
         links = _find(li, ".//a")
         if not links:
             continue
@@ -152,17 +167,15 @@ def _place(page: Reader) -> dict[str, Any]:
     street = address.get("streetAddress") if isinstance(address, dict) else address
     geo = page.ld_object("geo")
     return {
-        "address": text_of(street)
-        or _first_text(page.doc, f"//*[{_has_class('addr')}]")
-        or _breadcrumb_address(page.doc),
-        "road_address": _first_text(page.doc, f"//*[{_has_class('road')}]"),
+        "address": text_of(street) or page.class_text("addr") or _breadcrumb_address(page),
+        "road_address": page.class_text("road"),
         "lat": page.ld_number(geo, "latitude"),
         "lng": page.ld_number(geo, "longitude"),
     }
 
 
 def _phone(page: Reader) -> str | None:
-    for raw in (text_of(page.ld.get("telephone")), _first_text(page.doc, f"//*[{_has_class('tel')}]")):
+    for raw in (text_of(page.ld.get("telephone")), page.class_text("tel")):
         found = PHONE_RE.search(raw or "")
         if found:
             return found.group(0)
@@ -172,8 +185,8 @@ def _phone(page: Reader) -> str | None:
 def _rating(page: Reader) -> dict[str, Any]:
     """rating, rating_count and score: JSON-LD's aggregateRating, else the page's score texts."""
     rating = page.ld_object("aggregateRating")
-    text = _RATING_TEXT_RE.search((_first_text(page.doc, f"//*[{_has_class('score-text')}]") or "")[:MAX_LINE])
-    score = _SCORE_TEXT_RE.search((_first_text(page.doc, f"//*[{_has_class('total_score')}]") or "")[:MAX_LINE])
+    text = _RATING_TEXT_RE.search((page.class_text("score-text") or "")[:MAX_LINE])
+    score = _SCORE_TEXT_RE.search((page.class_text("total_score") or "")[:MAX_LINE])
     value, count = page.ld_number(rating, "ratingValue"), page.ld_number(rating, "reviewCount")
     return {
         "rating": value if value is not None else (number(text.group(1)) if text else None),
@@ -206,9 +219,9 @@ def _is_breadcrumb(texts: list[str]) -> bool:
     return bool(texts) and texts[0].endswith(("특별시", "광역시", "도"))
 
 
-def _keywords(doc: Doc) -> tuple[str, ...] | None:
+def _keywords(page: Reader) -> tuple[str, ...] | None:
     """`div.btxt > a` (the keyword links); a `btxt` holding a region breadcrumb is not keywords."""
-    blocks = _find(doc, f"//div[{_has_class('btxt')}]")
+    blocks = page.with_class("btxt", "div")
     if not blocks:
         return None
     texts = [text_of(a.text_content()) or "" for a in _find(blocks[0], ".//a")]
@@ -348,7 +361,7 @@ def parse_detail(body: bytes, rid: str) -> StoreDetail:
         **_rating(page),
         "categories": title_categories or og_categories,
         "tags": tags or (),
-        "keywords": _keywords(page.doc) or (),
+        "keywords": _keywords(page) or (),
         "menu": menu or (),
         **(hours or dict.fromkeys(("open_hours", "break_time", "last_order", "holiday", "weekly_hours"))),
         "images": _images(page),
