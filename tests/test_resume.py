@@ -191,6 +191,7 @@ def test_resume_keeps_the_runs_site_and_refuses_another(
         hint = summary["resume_hint"]  # the summary (--json) says how to resume, right as printed
         assert first.returncode == 130 and hint.endswith(f"crawl --db-schema {schema} --resume"), err[-1500:]
         assert summary["workers_died"] == 0  # a stop is not a death
+        assert summary["failed_units"] == []  # units cut short by the stop go back to the queue, none fails
         assert summary["districts_done"] < summary["districts"]  # counted from the units left, not assumed
 
         base = [sys.executable, "-m", "stage5", "crawl", "--database-url", pg_url, "--db-schema", schema]
@@ -204,7 +205,7 @@ def test_resume_keeps_the_runs_site_and_refuses_another(
             assert refused.returncode == 2 and said in refused.stderr, refused.stderr[-1500:]
         before = replica.stats()["requests"]
         resumed = subprocess.run([*base, "--resume", "--json"], env=env, capture_output=True, text=True, timeout=120)
-        assert resumed.returncode == 0, resumed.stderr[-1500:]
+        assert resumed.returncode == 0, (resumed.stderr[-1500:], resumed.stdout[-3000:])
         assert replica.stats()["requests"] > before  # the rest went to the run's own site (the replica)
     assert _run_status(pg_url, schema)[-1][1:] == ("succeeded", 1)
     settings = make_settings(site=replica.url, districts=DISTRICTS)

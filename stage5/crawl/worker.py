@@ -85,21 +85,41 @@ async def _serve(
         await fetcher.set_limits(delay, concurrency)
         conn.send(("ready", wid, os.getpid()))
         heartbeat = asyncio.create_task(_heartbeat(wid, conn))
-        while True:
-            message = await inbox.get()
-            if message[0] == "stop":
-                break
-            if message[0] == "limits":
-                await fetcher.set_limits(message[1], message[2])
-                log_event(log, "worker_limits", worker=wid, delay_s=message[1], concurrency=message[2])
-            elif message[0] == "unit":
-                task = asyncio.create_task(_do(wid, message[1], fetcher, settings, conn))
-                running.add(task)
-                task.add_done_callback(running.discard)
+        try:
+            await _take_messages(wid, inbox, fetcher, settings, conn, running)
+        except asyncio.CancelledError:
+            # Ctrl-C reached this process too (asyncio.run cancels us): cancel the units before the session
+            # closes, so none of them ends as a "failed" fetch; the master returns them to the queue.
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
         await asyncio.gather(*running)
         heartbeat.cancel()
         await cache.close()
         conn.send(("bye", wid, snapshot(fetcher)))
+
+
+async def _take_messages(
+    wid: int,
+    inbox: asyncio.Queue[tuple[Any, ...]],
+    fetcher: Fetcher,
+    settings: Settings,
+    conn: Connection,
+    running: set[asyncio.Task[None]],
+) -> None:
+    """Units and limits from the master, until it says stop."""
+    while True:
+        message = await inbox.get()
+        if message[0] == "stop":
+            return
+        if message[0] == "limits":
+            await fetcher.set_limits(message[1], message[2])
+            log_event(log, "worker_limits", worker=wid, delay_s=message[1], concurrency=message[2])
+        elif message[0] == "unit":
+            task = asyncio.create_task(_do(wid, message[1], fetcher, settings, conn))
+            running.add(task)
+            task.add_done_callback(running.discard)
 
 
 async def _heartbeat(wid: int, conn: Connection) -> None:
