@@ -4,6 +4,7 @@ and cross-site rules, the 400 cases; a job run from the API crawls a replica thr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,14 +37,22 @@ async def _json(answer: ClientResponse) -> Any:
     return json.loads(await answer.text() or "null")
 
 
-@pytest.fixture
-async def console(make_settings: Any, replica: ReplicaProcess) -> AsyncIterator[Console]:
-    settings = make_settings(site=replica.url, districts="도봉구")
+@contextlib.asynccontextmanager
+async def serving(settings: Any) -> AsyncIterator[Console]:
+    """The console on a free loopback port (its scheduler ticking hourly), and a client session to it."""
     server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
     await server.start_server()
-    async with ClientSession() as session:
-        yield Console(server, session)
-    await server.close()
+    try:
+        async with ClientSession() as session:
+            yield Console(server, session)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def console(make_settings: Any, replica: ReplicaProcess) -> AsyncIterator[Console]:
+    async with serving(make_settings(site=replica.url, districts="도봉구")) as console:
+        yield console
 
 
 async def test_jobs_crud_presets_and_validation(console: Console) -> None:
@@ -148,24 +157,17 @@ async def test_run_now_is_refused_while_another_crawl_holds_the_lock(console: Co
 
 
 async def test_token_and_cross_site_rules(make_settings: Any, replica: ReplicaProcess) -> None:
-    settings = make_settings(site=replica.url, api_token="s3cret")
-    server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with ClientSession() as session:
-            console = Console(server, session)
-            assert (await console.call("POST", "/api/jobs", {"name": "a"}))[0] == 401
-            assert (await console.call("POST", "/api/jobs", {"name": "a"}, Authorization="Bearer wrong"))[0] == 401
-            assert (await console.call("GET", "/api/jobs"))[0] == 200  # reading needs no token
-            ok = {"Authorization": "Bearer s3cret"}
-            assert (await console.call("POST", "/api/jobs", {"name": "a"}, **ok))[0] == 201
-            evil = {**ok, "Origin": "http://evil.example"}
-            assert (await console.call("POST", "/api/jobs", {"name": "b"}, **evil))[0] == 403
-            url = server.make_url("/api/jobs")
-            async with session.post(url, data="name=c", headers={**ok, "Content-Type": "text/plain"}) as answer:
-                assert answer.status == 400  # a form-like body, as a cross-site form would send
-    finally:
-        await server.close()
+    async with serving(make_settings(site=replica.url, api_token="s3cret")) as console:
+        assert (await console.call("POST", "/api/jobs", {"name": "a"}))[0] == 401
+        assert (await console.call("POST", "/api/jobs", {"name": "a"}, Authorization="Bearer wrong"))[0] == 401
+        assert (await console.call("GET", "/api/jobs"))[0] == 200  # reading needs no token
+        ok = {"Authorization": "Bearer s3cret"}
+        assert (await console.call("POST", "/api/jobs", {"name": "a"}, **ok))[0] == 201
+        evil = {**ok, "Origin": "http://evil.example"}
+        assert (await console.call("POST", "/api/jobs", {"name": "b"}, **evil))[0] == 403
+        url, form = console.server.make_url("/api/jobs"), {**ok, "Content-Type": "text/plain"}
+        async with console.session.post(url, data="name=c", headers=form) as answer:
+            assert answer.status == 400  # a form-like body, as a cross-site form would send
 
 
 def test_serving_beyond_loopback_needs_a_token(make_settings: Any) -> None:
@@ -209,36 +211,21 @@ async def test_the_schedule_file_becomes_the_consoles_jobs(
 ) -> None:
     path = tmp_path / "jobs.toml"
     path.write_text('[[job]]\nname = "mapo"\ncron = "30 2 * * *"\ndistricts = ["마포구"]\n', encoding="utf-8")
-    settings = make_settings(site=replica.url, schedule_file=path)
-    server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with ClientSession() as session:
-            _, jobs = await Console(server, session).call("GET", "/api/jobs")
-    finally:
-        await server.close()
+    async with serving(make_settings(site=replica.url, schedule_file=path)) as console:
+        _, jobs = await console.call("GET", "/api/jobs")
     assert [(j["name"], j["cron"], j["params"]["districts"]) for j in jobs] == [("mapo", "30 2 * * *", ["마포구"])]
 
 
 async def test_stop_ends_a_running_run_gracefully(make_settings: Any) -> None:
     """POST /api/runs/{id}/stop sends the master its SIGTERM: the run ends interrupted (resumable)."""
     with ReplicaProcess(5, 0.1, Faults(latency_ms=150)) as slow:
-        settings = make_settings(site=slow.url, districts="강남구,마포구,송파구")
-        server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
-        await server.start_server()
-        try:
-            async with ClientSession() as session:
-                console = Console(server, session)
-                _, job = await console.call("POST", "/api/jobs", {"name": "three", "params": {"districts": ["강남구"]}})
-                await console.call("POST", f"/api/jobs/{job['id']}/run", {})
-                run = await _until(
-                    console, lambda r: r and r["status"] == "running" and (r.get("live") or {}).get("pid")
-                )
-                status, answer = await console.call("POST", f"/api/runs/{run['id']}/stop", {})
-                assert status == 202 and answer == {"stopping": run["id"]}
-                ended = await _until(console, lambda r: r and r["status"] != "running")
-        finally:
-            await server.close()
+        async with serving(make_settings(site=slow.url)) as console:
+            _, job = await console.call("POST", "/api/jobs", {"name": "gangnam", "params": {"districts": ["강남구"]}})
+            await console.call("POST", f"/api/jobs/{job['id']}/run", {})
+            run = await _until(console, _running_with_a_master)
+            status, answer = await console.call("POST", f"/api/runs/{run['id']}/stop", {})
+            assert status == 202 and answer == {"stopping": run["id"]}
+            ended = await _until(console, lambda r: r and r["status"] != "running")
     assert ended["status"] == "interrupted"
 
 

@@ -6,7 +6,7 @@ import logging
 
 import aiohttp
 
-from stage5.cache import Kind, make_cache
+from stage5.cache import Kind, ResponseCache, make_cache
 from stage5.errors import RobotsDisallowed
 from stage5.logs import log_event
 from stage5.settings import Settings
@@ -16,29 +16,25 @@ from stage5.site.robots import Robots, needed
 log = logging.getLogger("stage5.crawl")
 
 
-async def _fetch(session: aiohttp.ClientSession, url: str, settings: Settings, redis_url: str | None) -> Robots:
-    cache = make_cache(settings, redis_url)
+async def _fetch(session: aiohttp.ClientSession, url: str, cache: ResponseCache) -> Robots:
     key = cache.key(Kind.ROBOTS, "GET", url)
+    cached = await cache.get(key) if cache.reading else None
+    if cached is not None:
+        return Robots(url, cached.decode("utf-8", "replace"))
     try:
-        cached = await cache.get(key) if cache.reading else None
-        if cached is not None:
-            return Robots(url, cached.decode("utf-8", "replace"))
-        try:
-            async with session.get(url, allow_redirects=True) as answer:
-                body = await answer.content.read(512 * 1024)  # robots.txt is small; a huge one is cut
-                status = answer.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log_event(log, "robots_unreachable", logging.WARNING, url=url, reason=exc)
-            return Robots(url, "")  # unreachable: nothing is disallowed (as Scrapy does)
-        # 4xx: the site has no rules; 5xx: it could not say (allowed, and warned)
-        text = body.decode("utf-8", "replace") if status == 200 else ""
-        if status >= 500:
-            log_event(log, "robots_unreachable", logging.WARNING, url=url, reason=f"HTTP {status}")
-        else:
-            await cache.put(key, Kind.ROBOTS, text.encode())
-        return Robots(url, text)
-    finally:
-        await cache.close()
+        async with session.get(url, allow_redirects=True) as answer:
+            body = await answer.content.read(512 * 1024)  # robots.txt is small; a huge one is cut
+            status = answer.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log_event(log, "robots_unreachable", logging.WARNING, url=url, reason=exc)
+        return Robots(url, "")  # unreachable: nothing is disallowed (as Scrapy does)
+    # 4xx: the site has no rules; 5xx: it could not say (allowed, and warned)
+    text = body.decode("utf-8", "replace") if status == 200 else ""
+    if status >= 500:
+        log_event(log, "robots_unreachable", logging.WARNING, url=url, reason=f"HTTP {status}")
+    else:
+        await cache.put(key, Kind.ROBOTS, text.encode())
+    return Robots(url, text)
 
 
 async def apply_robots(settings: Settings, redis_url: str | None) -> Settings:
@@ -47,10 +43,14 @@ async def apply_robots(settings: Settings, redis_url: str | None) -> Settings:
     endpoints = Endpoints.for_site(settings.site)
     timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
     read: dict[str, Robots] = {}
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        for url, _ in needed(endpoints):
-            if url not in read:
-                read[url] = await _fetch(session, url, settings, redis_url)
+    cache = make_cache(settings, redis_url)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for url, _ in needed(endpoints):
+                if url not in read:
+                    read[url] = await _fetch(session, url, cache)
+    finally:
+        await cache.close()
     for url, path in needed(endpoints):
         rule = read[url].refused_by(path)
         if rule is None:

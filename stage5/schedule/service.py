@@ -60,7 +60,7 @@ class SchedulerService:
         with self.lock:
             self.scheduler.set_jobs(self.jobs())
             if self.store.paused():
-                self.scheduler.cursor = dict.fromkeys(self.scheduler.cursor, datetime.now(UTC))
+                self.scheduler.cursor = dict.fromkeys(self.scheduler.cursor, self.scheduler.clock())
                 return []
             return self.scheduler.tick()
 

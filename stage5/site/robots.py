@@ -3,6 +3,7 @@ crawl needs, and its Crawl-delay. Pure: text in, verdicts out (fetching and cach
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
@@ -17,6 +18,7 @@ class Robots:
     url: str  # the robots.txt it was read from
     text: str
 
+    @functools.cached_property
     def _parser(self) -> RobotFileParser:
         parser = RobotFileParser(self.url)
         parser.parse(self.text.splitlines())
@@ -25,7 +27,7 @@ class Robots:
     def refused_by(self, path: str) -> str | None:
         """The rule that refuses `path` ('Disallow: /profile'), or None when the path may be fetched."""
         base = f"{urlsplit(self.url).scheme}://{urlsplit(self.url).netloc}"
-        if self._parser().can_fetch(AGENT, base + path):
+        if self._parser.can_fetch(AGENT, base + path):
             return None
         rules = [line.strip() for line in self.text.splitlines() if line.strip().lower().startswith("disallow:")]
         matching = [r for r in rules if path.startswith(r.split(":", 1)[1].strip() or "\0")]
@@ -33,7 +35,7 @@ class Robots:
 
     @property
     def crawl_delay(self) -> float | None:
-        delay = self._parser().crawl_delay(AGENT)
+        delay = self._parser.crawl_delay(AGENT)
         return float(delay) if delay is not None else None
 
 

@@ -16,26 +16,29 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from stage5.models import StoreRecord
-from stage5.storage.columns import STATUS_CLOSED, STATUS_OPEN, STATUS_VANISHED
+from stage5.storage.columns import DATA_COLUMNS, STATUS_CLOSED, STATUS_OPEN, STATUS_VANISHED
 
 KINDS = ("new", "changed", "closed", "vanished", "reappeared")
 # The columns whose change is news to a reader of the data (ratings and review counts move daily: not).
-TRACKED: dict[str, str] = {  # column -> the record field that `missing` names for it
-    "name": "name",
-    "branch": "branch",
-    "address": "address",
-    "road_address": "road_address",
-    "phone_number": "phone",
-    "open_hours": "open_hours",
-    "break_time": "break_time",
-    "last_order": "last_order",
-    "holiday": "holiday",
-    "weekly_hours": "weekly_hours",
-    "menu_items": "menu",
-    "price_min": "menu",
-    "price_max": "menu",
-    "is_confirmed_refill": "is_refill",
-}
+NEWS = (
+    "name",
+    "branch",
+    "address",
+    "road_address",
+    "phone_number",
+    "open_hours",
+    "break_time",
+    "last_order",
+    "holiday",
+    "weekly_hours",
+    "menu_items",
+    "price_min",
+    "price_max",
+    "is_confirmed_refill",
+)
+# column -> the record field that `missing` names for it (columns.py says which field protects which column;
+# the others are never missing)
+TRACKED: dict[str, str] = {c.name: c.protects or c.name for c in DATA_COLUMNS if c.name in NEWS}
 
 
 @dataclass(frozen=True)

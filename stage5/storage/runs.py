@@ -130,12 +130,14 @@ async def prune(conn: psycopg.AsyncConnection, retention_days: int) -> dict[str,
     return {"runs": runs.rowcount, "slots": slots.rowcount}
 
 
-async def list_runs(conn: psycopg.AsyncConnection, limit: int = 20) -> list[dict[str, Any]]:
+async def list_runs(conn: psycopg.AsyncConnection, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
+    """The newest runs (of one status, when given) with their units done and in all."""
     cur = await conn.execute(
         "SELECT r.id, r.started_at, r.finished_at, r.status, r.trigger, r.site, r.districts, r.counts,"
         " r.resumed, count(u.uid) FILTER (WHERE u.state IN ('done', 'failed')) AS units_done, count(u.uid) AS units"
-        " FROM crawl_runs r LEFT JOIN crawl_units u ON u.run_id = r.id GROUP BY r.id ORDER BY r.id DESC LIMIT %s",
-        (limit,),
+        " FROM crawl_runs r LEFT JOIN crawl_units u ON u.run_id = r.id WHERE %s::text IS NULL OR r.status = %s"
+        " GROUP BY r.id ORDER BY r.id DESC LIMIT %s",
+        (status, status, limit),
     )
     names = [d.name for d in cur.description or []]
     return [dict(zip(names, row)) for row in await cur.fetchall()]

@@ -247,10 +247,7 @@ async def scheduler_switch(request: web.Request) -> web.Response:
 async def runs_list(request: web.Request) -> web.Response:
     limit, status = _int(request, "limit", 20, 500), request.query.get("status")
     async with await _conn(request)() as conn:
-        runs = await list_runs(conn, limit if not status else 500)
-    if status:
-        runs = [r for r in runs if r["status"] == status][:limit]
-    return reply(runs)
+        return reply(await list_runs(conn, limit, status or None))
 
 
 async def _run_or_404(conn: psycopg.AsyncConnection, run_id: int) -> dict[str, Any]:
