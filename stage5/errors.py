@@ -46,6 +46,26 @@ class ParseError(Stage5Error, ValueError):
     exit_code = ExitCode.USAGE
 
 
+class Unverified(ParseError):
+    """An answer that parsed but is not evidence about the store asked for: it changes nothing stored and
+    never enters the cache. `kind` says which check it failed (counted per run)."""
+
+    kind: str = "unverified"
+
+
+class NotThisStore(Unverified):
+    """A detail answer (page or API) that names another store's id, or none of this store's listing facts."""
+
+    kind = "not_this_store"
+
+
+class BlockedAnswer(Unverified):
+    """A captcha, access-denied, login, rate-limit or error page, the home page, or a page without the store
+    sections, served in place of the answer (often with status 200)."""
+
+    kind = "blocked"
+
+
 class DatabaseUnavailable(Stage5Error):
     """PostgreSQL could not be reached; the message names the URL (password hidden) and the fix."""
 
