@@ -130,8 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     parse = sub.add_parser("parse", help="parse one saved response (or a URL) and print its records as JSON")
     parse.add_argument("source", help="a file path (…_<rid>.html names the store), an http(s) URL, or a folder")
     parse.add_argument("--coverage", action="store_true", help="parse every file of the folder; per field, how many")
-    parse.add_argument("--kind", choices=("search", "list", "detail"), help="default: guessed")
-    parse.add_argument("--rid", default="", help="store id of a detail page (default: from the URL or file name)")
+    parse.add_argument(
+        "--kind",
+        choices=("search", "list", "detail", "profile"),
+        help="detail: a saved profile.php page; profile: a saved /API/profile/ JSON answer (default: guessed)",
+    )
+    parse.add_argument(
+        "--rid", default="", help="store id of a detail page or API answer (default: from the URL or file name)"
+    )
 
     worker = sub.add_parser("worker", help="run a Celery worker for 'crawl --engine celery' (any machine)")
     _add_settings_flags(worker, ("redis_url", "worker_concurrency", "celery_visibility_s", "log_dir"))
@@ -323,7 +329,7 @@ def _parse_coverage(folder: Path) -> int:
         except Stage5Error as exc:
             failed.append(str(exc))
             continue
-        if kind == "detail":
+        if kind in ("detail", "profile"):
             count_detail(coverage, records[0])
         else:
             count_search(coverage, records)

@@ -40,6 +40,8 @@ class MenuItem:
     name: str
     price: int | None  # won; None when the page shows no number ("시가", "변동")
     price_text: str | None = None
+    best: bool | None = None  # the site marks it a best (대표) item; None: the source does not say
+    selection_rate: float | None = None  # share of reviewers who chose it (%), as the profile API gives it
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,12 @@ class StoreDetail:
     layout: str = ""  # which of the site's layouts the page looked like (for coverage figures)
     fallbacks: int = 0  # JSON-LD values of the wrong shape that were read from the markup instead
     closed: bool = False  # the page says the store has closed
+    facilities: tuple[str, ...] = ()  # 주차, 예약, 단체석 … (the profile API's detail.facility)
+    open_status: str | None = None  # e.g. 영업 중, as the source words it
+    # The store ids the answer gives for itself (canonical link, og:url, JSON-LD @id/url, hidden inputs, the
+    # API's own id): checked against the id asked for (stage5.site.evidence).
+    claimed_ids: tuple[str, ...] = ()
+    source: str = "html"  # which of the site's answers this is: "html" (profile.php) or "api" (/API/profile/)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,10 @@ class StoreRecord:
     closed: bool = False  # its page says it closed: stored with status 폐업 at once
     listing_hash: str | None = None  # fingerprint of the search answer's fields (the refresh policy's input)
     etag: str | None = None  # the detail page's ETag: the next refresh asks conditionally
+    facilities: tuple[str, ...] = ()
+    best_menu: tuple[str, ...] = ()  # names of the menu items the site marks best (대표)
+    open_status: str | None = None
+    detail_source: str = "html"  # where the detail came from: "html" or "api" (bookkeeping, not content)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -148,6 +148,9 @@ def _descriptive(summary: StoreSummary, detail: StoreDetail) -> dict[str, Any]:
         price_min=min(prices) if prices else None,
         price_max=max(prices) if prices else None,
         image_urls=tuple(dict.fromkeys(i for i in (*detail.images, summary.image, *summary.images) if i)),
+        facilities=detail.facilities,
+        best_menu=tuple(dict.fromkeys(m.name for m in detail.menu if m.best)),
+        open_status=detail.open_status or summary.open_status,
     )
 
 
@@ -183,9 +186,10 @@ def build_record(summary: StoreSummary, detail: StoreDetail, district: str, sour
         refill_type=refill_type,
         refill_items=refill_items,
         refill_evidence=evidence,
-        missing=_missing(descriptive, detail.missing),
+        missing=_missing(descriptive, detail.missing | NOT_SHOWN_BY.get(detail.source, frozenset())),
         closed=detail.closed,
         listing_hash=listing_fingerprint(summary),
+        detail_source=detail.source,
         **descriptive,
     )
 
@@ -206,7 +210,13 @@ PROTECTED: dict[str, tuple[str, ...]] = {
     "weekly_hours": ("weekly_hours",),
     "menu": ("menu",),
     "image_urls": ("images",),
+    "facilities": ("facilities",),
+    "best_menu": ("best_menu",),
+    "open_status": ("open_status",),
 }
+# Detail fields a source never shows (the detail page has no facilities and no best-menu marks): a
+# store whose detail came from there keeps what another source stored.
+NOT_SHOWN_BY: dict[str, frozenset[str]] = {"html": frozenset({"facilities", "best_menu", "open_status"})}
 
 
 def _missing(fields: dict[str, Any], detail_missing: frozenset[str]) -> tuple[str, ...]:

@@ -19,9 +19,13 @@ from stage5.errors import ParseError
 from stage5.models import SearchPage, StoreSummary
 from stage5.site.detail import parse_detail
 from stage5.site.markup import decode, document, integer, items, number, split_categories, text_of
+from stage5.site.profile import parse_profile
 
 __all__ = ["ParseError", "parse_detail", "parse_list", "parse_search", "parse_any", "guess_kind", "rid_from_name"]
 
+# A profile API answer: its result_data is a list of sections with a key ("key": "restaurant" first).
+_PROFILE_MARK_RE = re.compile(rb'"key"\s*:\s*"(?:restaurant|detail|menu)"')
+MAX_SNIFF = 64 * 1024
 _RANK_RE = re.compile(r"^\s*\d+\.\s*")
 _LIST_DATA_RE = re.compile(r"localStorage\.setItem\(\s*'listData'\s*,\s*'((?:[^'\\]|\\.)*)'\s*\)", re.S)
 
@@ -133,7 +137,9 @@ def parse_any(body: bytes, kind: str, rid: str = "") -> list[Any]:
         return list(parse_list(body).stores)
     if kind == "detail":
         return [parse_detail(body, rid)]
-    raise ParseError(f"unknown kind {kind!r}; use search, list or detail")
+    if kind == "profile":
+        return [parse_profile(body, rid)]
+    raise ParseError(f"unknown kind {kind!r}; use search, list, detail or profile")
 
 
 def rid_from_name(name: str) -> str:
@@ -146,14 +152,14 @@ def rid_from_name(name: str) -> str:
 
 
 def guess_kind(body: bytes, name: str) -> str:
-    """Which parser a saved response needs, from its name or its first bytes."""
+    """Which parser a saved response needs: a JSON answer by what it holds (the profile API's sections, or
+    the search's poi_section), a page by its name or its markup."""
+    if body.lstrip()[:1] in (b"{", b"["):
+        return "profile" if _PROFILE_MARK_RE.search(body[:MAX_SNIFF]) else "search"
     if "profile.php" in name or "rid=" in name:
         return "detail"
     if "list.dc" in name:
         return "list"
-    head = body.lstrip()[:1]
-    if head in (b"{", b"["):
-        return "search"
     if b"PoiBlock" in body or b"listData" in body:
         return "list"
     return "detail"
