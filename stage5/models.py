@@ -76,6 +76,8 @@ class StoreDetail:
     layout: str = ""  # which of the site's layouts the page looked like (for coverage figures)
     fallbacks: int = 0  # JSON-LD values of the wrong shape that were read from the markup instead
     closed: bool = False  # the page says the store has closed
+    # Hours texts the page holds that no notation of §3c reads, as written: kept (for `parse`), counted, never guessed.
+    unread: tuple[str, ...] = ()
     facilities: tuple[str, ...] = ()  # 주차, 예약, 단체석 … (the profile API's detail.facility)
     open_status: str | None = None  # e.g. 영업 중, as the source words it
     # The store ids the answer gives for itself (canonical link, og:url, JSON-LD @id/url, hidden inputs, the

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import lxml.html
@@ -20,22 +21,24 @@ from lxml import etree
 
 from stage5.errors import ParseError
 from stage5.models import MenuItem, StoreDetail
-from stage5.site.markup import MAX_LINE, MAX_PRICE_DIGITS, document, integer, number, text_of
+from stage5.site.formats import (
+    WEEK,
+    Hours,
+    read_days,
+    read_hours,
+    read_opening_hours,
+    weekly_table,
+    won,
+)
+from stage5.site.markup import MAX_LINE, document, integer, number, split_categories, text_of
 
 Doc = lxml.html.HtmlElement
 
 PHONE_RE = re.compile(r"0\d{1,3}-\d{3,4}-\d{4}")
-_TIME = r"(\d{1,2})\s*:\s*(\d{2})"
-_RANGE = _TIME + r"\s*[-~∼–]\s*" + _TIME
-_HOURS_RE = re.compile(r"영업\s*시간\s*[:：]?\s*" + _RANGE)
-_BREAK_RE = re.compile(r"브레이크\s*타임\s*[:：]?\s*" + _RANGE)
-_LAST_ORDER_RE = re.compile(r"라스트\s*오더\s*[:：]?\s*" + _TIME)
 _RATING_TEXT_RE = re.compile(r"(\d(?:\.\d)?)\s*\(\s*(\d[\d,]{0,12})\s*명")
 _SCORE_TEXT_RE = re.compile(r"(\d{1,3})\s*점")
-_WON_RE = re.compile(r"(?<![\d,])(\d[\d,]*+)\s*원")
-_NUMBER_RE = re.compile(r"(?<![\d,])(\d[\d,]*+)")
-_KOREAN_WON_RE = re.compile(r"(?:(\d{1,4})\s*만)?\s*(?:(\d)\s*천)?\s*(?:(\d)\s*백)?\s*(\d{1,3})?\s*원")
-WEEKDAYS = ("월", "화", "수", "목", "금", "토", "일")
+WEEKDAYS = WEEK
+__all__ = ["PHONE_RE", "WEEKDAYS", "json_ld", "parse_detail", "won"]  # won: prices are read in formats.py
 LAYOUTS = ("jsonld", "classic", "no-jsonld")
 TEXT_FIELDS = ("branch", "address", "road_address", "phone", "open_hours", "break_time", "last_order", "holiday")
 
@@ -138,16 +141,45 @@ def _title_parts(title: str | None) -> tuple[str | None, tuple[str, ...]]:
     return name.strip() or None, tuple(first[1:2])
 
 
+# The store's own heading: an h1, the .tit of the store block (tit-point, #div_profile). A `.tit` elsewhere
+# (the recent-search box "최근검색기록", side lists) is not the store.
+_HEADINGS = (
+    f"//h1 | //*[{_has_class('tit-point')}]//*[{_has_class('tit')}]"
+    f" | //*[@id='div_profile']//p[{_has_class('tit')}][not(ancestor::*[{_has_class('tit-point')}])]"
+)
+
+
+def _heading_parts(node: Doc) -> list[str]:
+    """The texts of a heading: its own text and each child span's (`<p class="tit">이름 <span>지점</span></p>`,
+    `<p class="tit"><span>이름</span></p>`)."""
+    spans = [text_of(s.text_content()) for s in node.findall("span")]
+    return [t for t in (_own_text(node), *spans) if t]
+
+
+def _split_heading(parts: list[str], known: str | None) -> tuple[str, str | None] | None:
+    """(name, branch) from a heading's parts when the heading is the store's: it holds the known name (JSON-LD,
+    title) as a part, or all of it; with no known name, the first heading is taken."""
+    if not parts:
+        return None
+    if known is None or " ".join(parts) == known or parts[0] == known:
+        return parts[0], parts[1] if len(parts) > 1 else None
+    if known in parts:  # the name in a span, the branch beside it
+        others = [p for p in parts if p != known]
+        return known, others[0] if others else None
+    return None
+
+
 def _name_and_branch(page: Reader, title_name: str | None) -> tuple[str | None, str | None]:
-    """Name without the branch where the page marks the branch separately (h1 > span, .tit > span)."""
+    """Name without the branch where the page marks the branch separately (h1 > span, p.tit > span), read from
+    the store's own heading only."""
     doc = page.doc
     branch = page.class_text("branch") or _first_text(doc, "//span[contains(@class,'Info__Title__Place')]")
-    heading = _find(doc, f"//h1 | //*[{_has_class('tit-point')}]//*[{_has_class('tit')}]")
-    marked = heading[0] if heading else None
-    if marked is not None and marked.find("span") is not None:
-        branch = branch or text_of(marked.find("span").text_content())
-    name = text_of(page.ld.get("name")) or (_own_text(marked) if marked is not None else None) or title_name
-    return name, branch
+    known = text_of(page.ld.get("name")) or title_name
+    for heading in _find(doc, _HEADINGS):
+        split = _split_heading(_heading_parts(heading), known)
+        if split:
+            return split[0], branch or split[1]
+    return known, branch
 
 
 def _breadcrumb_address(page: Reader) -> str | None:
@@ -166,12 +198,34 @@ def _place(page: Reader) -> dict[str, Any]:
     address = page.ld.get("address")
     street = address.get("streetAddress") if isinstance(address, dict) else address
     geo = page.ld_object("geo")
+    lat, lng = page.ld_number(geo, "latitude"), page.ld_number(geo, "longitude")
+    if lat is None or lng is None:
+        lat, lng = _markup_position(page)
     return {
         "address": text_of(street) or page.class_text("addr") or _breadcrumb_address(page),
         "road_address": page.class_text("road"),
-        "lat": page.ld_number(geo, "latitude"),
-        "lng": page.ld_number(geo, "longitude"),
+        "lat": lat,
+        "lng": lng,
     }
+
+
+# Coordinates outside JSON-LD: hidden inputs (`<input id="hdn_lat" type="hidden" value="37.5…">`, a page of
+# 2020) or data attributes on a map element; one scan of the page finds either.
+_HIDDEN_POSITION = "//input[@id='hdn_lat' or @id='hdn_lng' or @name='hdn_lat' or @name='hdn_lng']"
+_POSITION_NODES = f"{_HIDDEN_POSITION} | //*[@data-lat or @data-latitude]"
+
+
+def _markup_position(page: Reader) -> tuple[float | None, float | None]:
+    for node in _find(page.doc, _POSITION_NODES):
+        if node.tag == "input":
+            inputs = {(n.get("id") or n.get("name")): n.get("value") for n in _find(page.doc, _HIDDEN_POSITION)}
+            lat, lng = number(inputs.get("hdn_lat")), number(inputs.get("hdn_lng"))
+        else:
+            lat = number(node.get("data-lat") or node.get("data-latitude"))
+            lng = number(node.get("data-lng") or node.get("data-lon") or node.get("data-longitude"))
+        if lat is not None and lng is not None:
+            return lat, lng
+    return None, None
 
 
 def _phone(page: Reader) -> str | None:
@@ -228,76 +282,114 @@ def _keywords(page: Reader) -> tuple[str, ...] | None:
     return None if _is_breadcrumb(texts) else _unique(texts)
 
 
-# --- hours --------------------------------------------------------------------------------------
+# --- hours ---------------------------------------------------------------------------------------
+# The notations themselves are read in stage5.site.formats; here: where the lines sit.
 
-
-def _time(hour: str, minute: str) -> str:
-    return f"{int(hour):02d}:{minute}"
-
-
-def _span(match: re.Match[str] | None) -> str | None:
-    return f"{_time(match.group(1), match.group(2))} - {_time(match.group(3), match.group(4))}" if match else None
+_HOURS_WORDS = ("영업", "라스트", "브레이크", "휴무", "24시간", "오더", "매일", "평일", "주말", "오전", "오후")
 
 
 def _lines(node: Doc) -> list[str]:
-    """The text lines of one hours entry, whether they sit in p.r-txt, p, div or the li itself."""
-    parts = _find(node, f".//*[{_has_class('r-txt')}]") or _find(node, ".//p | .//div") or [node]
-    return [" ".join(" ".join(p.itertext())[: MAX_LINE * 4].split())[:MAX_LINE] for p in parts]
+    """The text lines of one hours entry, whether they sit in p.r-txt, p, div or the li itself (not its label)."""
+    parts = _find(node, f".//*[{_has_class('r-txt')}]") or [
+        p for p in _find(node, ".//p | .//div") if "l-txt" not in (p.get("class") or "")
+    ]
+    return [" ".join(" ".join(p.itertext())[: MAX_LINE * 4].split())[:MAX_LINE] for p in parts or [node]]
 
 
-def _day_of(node: Doc) -> str | None:
-    label = _first_text(node, f".//*[{_has_class('l-txt')}]") or ""
-    day = label[:1] if label[:1] in WEEKDAYS and label[1:].startswith("요일") else None
-    return day
+def _entry(node: Doc) -> Hours:
+    """One `li` of hours: a weekday's (its label `일요일`, `월~금`, or day words before its time) or today's
+    (a date label `3월 2일 (목)`, or none)."""
+    lines = _lines(node)
+    label = _first_text(node, f".//*[{_has_class('l-txt')}]")
+    days = read_days(label) if label else ()
+    if days:
+        return replace(read_hours("\n".join(lines)), days=days)
+    if label and lines:  # a date, or a key such as `휴무일` with its value beside it (`매주 월요일`)
+        lines = [f"{label[:MAX_LINE]} {lines[0]}", *lines[1:]]
+    return read_hours("\n".join(lines))
 
 
-def _day_hours(lines: list[str]) -> dict[str, Any]:
-    text = "\n".join(lines)
-    hours = _HOURS_RE.search(text)
-    return {
-        "open": _time(hours.group(1), hours.group(2)) if hours else None,
-        "close": _time(hours.group(3), hours.group(4)) if hours else None,
-        "break": _span(_BREAK_RE.search(text)),
-        "last_order": (lambda m: _time(m.group(1), m.group(2)) if m else None)(_LAST_ORDER_RE.search(text)),
-        "closed": not hours and any("휴무" in line for line in lines),
-    }
-
-
-def _hours(doc: Doc) -> dict[str, Any] | None:
-    """Today's hours and the weekly table; None when the page has no hours section at all."""
-    section = _find(doc, f"//*[@id='div_hour'] | //*[{_has_class('busi-hours')}]")
-    if not section:
+def _hours_entries(page: Reader) -> list[Hours] | None:
+    """The page's hours entries: the `#div_hour` / `busi-hours` block's items, else any list item holding hours
+    words wherever it sits (§3: "a list item holding 영업시간 / 라스트오더 / 휴무 / 브레이크타임 text"), else
+    JSON-LD `openingHours`; None when the page has none of them (its hours are missing, not gone)."""
+    section = _find(page.doc, f"//*[@id='div_hour'] | //*[{_has_class('busi-hours')}]")
+    if section:
+        return [_entry(li) for li in _find(section[0], ".//li")]
+    loose = [
+        li
+        for li in _find(page.doc, "//li[not(.//li)]")
+        if any(word in (text := li.text_content()[: MAX_LINE * 4]) for word in _HOURS_WORDS) and _says_hours(text)
+    ]
+    if loose:
+        return [_entry(li) for li in loose]
+    opening = page.ld.get("openingHours")
+    if opening in (None, "", []):
         return None
-    entries = _find(section[0], ".//li")
-    weekly = {day: _day_hours(_lines(li)) for li in entries if (day := _day_of(li))}
-    today = [li for li in entries if not _day_of(li)]
-    lines = [line for li in today for line in _lines(li)]
-    text = "\n".join(lines)
-    last = _LAST_ORDER_RE.search(text)
+    entries = read_opening_hours(opening)
+    if not entries:
+        page.fallbacks += 1  # openingHours of a shape no reader knows: counted
+    # JSON-LD entries name their days (`매일 11:00-22:30`, `월 휴무`) or, without a day word, hold for every day
+    return [_ld_entry(e) for e in entries]
+
+
+def _ld_entry(entry: Hours) -> Hours:
+    if entry.days:
+        return entry
+    if entry.holiday and not entry.open:
+        return replace(entry, days=read_days(entry.holiday), closed=True)
+    return replace(entry, days=WEEK) if entry.open else entry
+
+
+def _says_hours(text: str) -> bool:
+    h = read_hours(text)
+    return bool(h.open or h.break_time or h.last_order or h.holiday or h.closed)
+
+
+def _common(week: dict[str, dict[str, Any]], key: str) -> Any:
+    """The value every open day of the table agrees on, else None (no day's hours stand for the others)."""
+    values = {entry[key] for entry in week.values() if not entry["closed"]}
+    return values.pop() if len(values) == 1 else None
+
+
+def _hours(page: Reader) -> dict[str, Any] | None:
+    """Today's hours and the weekly table; None when the page has no hours section at all. Today's hours are
+    the undated lines; without them, the hours every open day of the table shares."""
+    entries = _hours_entries(page)
+    if entries is None:
+        return None
+    today = [e for e in entries if not e.days]
+    weekly = weekly_table([e for e in entries if e.days])
+    merged = _merge(today)
+    for day in read_days(merged.holiday) if weekly and merged.holiday else ():
+        weekly[day] = Hours(closed=True).day_entry()  # `휴무일: 매주 월요일` beside a table of the other days
+    opening, closing = merged.open, merged.close
+    if opening is None and weekly:
+        opening, closing = _common(weekly, "open"), _common(weekly, "close")
+    holidays = [e.holiday for e in entries if e.days and e.holiday and not e.open]
     return {
-        "open_hours": _span(_HOURS_RE.search(text)),
-        "break_time": _span(_BREAK_RE.search(text)),
-        "last_order": _time(last.group(1), last.group(2)) if last else None,
-        "holiday": next((line for line in lines if "휴무" in line and line != "휴무일"), None),
+        "open_hours": f"{opening} - {closing}" if opening and closing else None,
+        "break_time": merged.break_time or (_common(weekly, "break") if weekly and not today else None),
+        "last_order": merged.last_order or (_common(weekly, "last_order") if weekly and not today else None),
+        "holiday": merged.holiday or (holidays[0] if holidays and not today else None),
         "weekly_hours": weekly or None,
+        "unread": tuple(raw for e in entries for raw in e.unread),
     }
+
+
+def _merge(entries: list[Hours]) -> Hours:
+    """Today's entries (the hours line, a break line, a holiday line) as one reading: the first of each value."""
+    timed = next((e for e in entries if e.open), Hours())
+    return Hours(
+        open=timed.open,
+        close=timed.close,
+        break_time=next((e.break_time for e in entries if e.break_time), None),
+        last_order=next((e.last_order for e in entries if e.last_order), None),
+        holiday=next((e.holiday for e in entries if e.holiday), None),
+    )
 
 
 # --- menu ---------------------------------------------------------------------------------------
-
-
-def won(text: str | None) -> int | None:
-    """Won from '16,900원', '+ 5,000원', '1만5천원', '12,000~15,000원' (the lower end); None for '시가',
-    '변동' or an absurd number (the text is kept beside it)."""
-    text = (text or "")[:MAX_LINE]
-    head = text.split("~", 1)[0]
-    korean = _KOREAN_WON_RE.search(text)
-    if korean and any(korean.group(i) for i in (1, 2, 3)):
-        man, cheon, baek, rest = (int(g) if g else 0 for g in korean.groups())
-        return man * 10_000 + cheon * 1_000 + baek * 100 + rest
-    found = _WON_RE.search(head) or (_NUMBER_RE.search(head) if "~" in text else None)
-    digits = found.group(1).replace(",", "") if found else ""
-    return int(digits) if digits and len(digits) <= MAX_PRICE_DIGITS else None
 
 
 def _menu(doc: Doc) -> tuple[MenuItem, ...] | None:
@@ -321,13 +413,56 @@ def _menu(doc: Doc) -> tuple[MenuItem, ...] | None:
     return tuple(items)
 
 
+MAX_MENU_ITEMS = 500  # a menu longer than this is not a restaurant's
+
+
+def _ld_menu(page: Reader) -> tuple[MenuItem, ...] | None:
+    """JSON-LD `hasMenu`: a Menu (or a list of them) holding `hasMenuItem[]` and/or `hasMenuSection[]` (sections
+    nest), each item a `name` with `offers.price` as "8,000원" or 8000; None when the JSON-LD has no menu."""
+    menu = page.ld.get("hasMenu")
+    if not isinstance(menu, (dict, list)):
+        if menu not in (None, ""):
+            page.fallbacks += 1  # a menu URL or text: nothing to read here
+        return None
+    items: list[MenuItem] = []
+    _collect_menu(menu, items, depth=0)
+    return tuple(items)
+
+
+def _collect_menu(node: Any, items: list[MenuItem], depth: int) -> None:
+    if depth > 6 or len(items) >= MAX_MENU_ITEMS:
+        return
+    if isinstance(node, list):
+        for child in node[:MAX_MENU_ITEMS]:
+            _collect_menu(child, items, depth + 1)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("@type") == "MenuItem" or "offers" in node:
+        name = text_of(node.get("name"))
+        if name:
+            offer = node.get("offers")
+            offer = offer[0] if isinstance(offer, list) and offer else offer
+            price = offer.get("price") if isinstance(offer, dict) else None
+            price_text = text_of(price)
+            items.append(MenuItem(name, won(price), price_text[:MAX_LINE] if price_text else None))
+        return
+    for key in ("hasMenuItem", "hasMenuSection"):
+        _collect_menu(node.get(key), items, depth + 1)
+
+
 # --- the page -----------------------------------------------------------------------------------
+
+
+# The site's "no image" picture (`…/dcicons/new/images/web/common/noimage.png`) stands for no photo at all.
+_PLACEHOLDER_RE = re.compile(r"no[-_]?im(?:a)?ge?(?![a-z])|noimg", re.IGNORECASE)
 
 
 def _images(page: Reader) -> tuple[str, ...]:
     raw = page.ld.get("image")
     listed = raw if isinstance(raw, list) else [raw]
-    return _unique([text_of(x) for x in [*listed, page.meta("og:image")]])
+    urls = [text_of(x.get("url") if isinstance(x, dict) else x) for x in [*listed, page.meta("og:image")]]
+    return _unique([u for u in urls if u and not _PLACEHOLDER_RE.search(u)])
 
 
 def _layout(page: Reader) -> str:
@@ -353,13 +488,17 @@ def parse_detail(body: bytes, rid: str) -> StoreDetail:
     name, branch = _name_and_branch(page, title_name or og_name)
     if not name:
         raise ParseError("detail page has no store name (no JSON-LD, heading or title)")
-    hours, menu, tags = _hours(page.doc), _menu(page.doc), _tags(page.doc)
+    hours, tags = _hours(page), _tags(page.doc)
+    menu = _menu(page.doc)
+    if menu is None:
+        menu = _ld_menu(page)
+    unread = hours.pop("unread") if hours else ()
     fields: dict[str, Any] = {
         "branch": branch,
         **_place(page),
         "phone": _phone(page),
         **_rating(page),
-        "categories": title_categories or og_categories,
+        "categories": split_categories(page.ld.get("servesCuisine")) or title_categories or og_categories,
         "tags": tags or (),
         "keywords": _keywords(page) or (),
         "menu": menu or (),
@@ -377,6 +516,7 @@ def parse_detail(body: bytes, rid: str) -> StoreDetail:
         missing=_missing(fields, sections),
         layout=_layout(page),
         fallbacks=page.fallbacks,
+        unread=unread,
         **fields,
     )
 
