@@ -141,12 +141,15 @@ def _title_parts(title: str | None) -> tuple[str | None, tuple[str, ...]]:
     return name.strip() or None, tuple(first[1:2])
 
 
-# The store's own heading: an h1, the .tit of the store block (tit-point, #div_profile). A `.tit` elsewhere
-# (the recent-search box "최근검색기록", side lists) is not the store.
-_HEADINGS = (
-    f"//h1 | //*[{_has_class('tit-point')}]//*[{_has_class('tit')}]"
-    f" | //*[@id='div_profile']//p[{_has_class('tit')}][not(ancestor::*[{_has_class('tit-point')}])]"
-)
+# The store's own heading: an h1, or a `.tit` inside the store block (tit-point, #div_profile). A `.tit`
+# elsewhere (the recent-search box "최근검색기록", side lists) is not the store.
+def _headings(page: Reader) -> list[Doc]:
+    titles = [t for t in page.with_class("tit") if any(_is_store_block(a) for a in t.iterancestors())]
+    return [*_find(page.doc, "//h1"), *titles]
+
+
+def _is_store_block(element: Doc) -> bool:
+    return element.get("id") == "div_profile" or "tit-point" in (element.get("class") or "").split()
 
 
 def _heading_parts(node: Doc) -> list[str]:
@@ -175,7 +178,7 @@ def _name_and_branch(page: Reader, title_name: str | None) -> tuple[str | None, 
     doc = page.doc
     branch = page.class_text("branch") or _first_text(doc, "//span[contains(@class,'Info__Title__Place')]")
     known = text_of(page.ld.get("name")) or title_name
-    for heading in _find(doc, _HEADINGS):
+    for heading in _headings(page):
         split = _split_heading(_heading_parts(heading), known)
         if split:
             return split[0], branch or split[1]
@@ -288,19 +291,29 @@ def _keywords(page: Reader) -> tuple[str, ...] | None:
 _HOURS_WORDS = ("영업", "라스트", "브레이크", "휴무", "24시간", "오더", "매일", "평일", "주말", "오전", "오후")
 
 
-def _lines(node: Doc) -> list[str]:
-    """The text lines of one hours entry, whether they sit in p.r-txt, p, div or the li itself (not its label)."""
-    parts = _find(node, f".//*[{_has_class('r-txt')}]") or [
-        p for p in _find(node, ".//p | .//div") if "l-txt" not in (p.get("class") or "")
-    ]
-    return [" ".join(" ".join(p.itertext())[: MAX_LINE * 4].split())[:MAX_LINE] for p in parts or [node]]
+def _line(node: Doc) -> str:
+    return " ".join(" ".join(node.itertext())[: MAX_LINE * 4].split())[:MAX_LINE]
+
+
+def _label_and_lines(node: Doc) -> tuple[str | None, list[str]]:
+    """An hours entry's label (`p.l-txt`) and its text lines, whether they sit in p.r-txt, p, div or the li
+    itself; one walk of the (small) entry instead of an XPath per part."""
+    label, r_txt, blocks = None, [], []
+    for element in node.iterdescendants(etree.Element):
+        classes = (element.get("class") or "").split()
+        if "l-txt" in classes:
+            label = label or text_of(" ".join(element.itertext()))
+        elif "r-txt" in classes:
+            r_txt.append(element)
+        elif element.tag in ("p", "div"):
+            blocks.append(element)
+    return label, [_line(part) for part in r_txt or blocks or [node]]
 
 
 def _entry(node: Doc) -> Hours:
     """One `li` of hours: a weekday's (its label `일요일`, `월~금`, or day words before its time) or today's
     (a date label `3월 2일 (목)`, or none)."""
-    lines = _lines(node)
-    label = _first_text(node, f".//*[{_has_class('l-txt')}]")
+    label, lines = _label_and_lines(node)
     days = read_days(label) if label else ()
     if days:
         return replace(read_hours("\n".join(lines)), days=days)

@@ -21,9 +21,10 @@ pattern here runs in linear time (the hostile-answer tests feed these readers to
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from stage5.site.markup import MAX_LINE, MAX_PRICE_DIGITS
@@ -220,28 +221,64 @@ def _segments(text: str) -> list[tuple[str, str]]:
     return [(k, v) for k, v in pieces if k or v.strip()]
 
 
-def _read_segment(key: str, value: str, hours: Hours) -> Hours:
+class _Reading:
+    """Hours as a text is read, segment by segment (mutable: one Hours is built at the end, cheaply)."""
+
+    __slots__ = ("days", "open", "close", "break_time", "last_order", "holiday", "closed", "notes", "unread")
+
+    def __init__(self) -> None:
+        self.days: tuple[str, ...] = ()
+        self.open: str | None = None
+        self.close: str | None = None
+        self.break_time: str | None = None
+        self.last_order: str | None = None
+        self.holiday: str | None = None
+        self.closed = False
+        self.notes: list[str] = []
+        self.unread: list[str] = []
+
+    def hours(self) -> Hours:
+        return Hours(
+            days=self.days,
+            open=self.open,
+            close=self.close,
+            break_time=self.break_time,
+            last_order=self.last_order,
+            holiday=self.holiday,
+            closed=self.closed,
+            notes=tuple(self.notes),
+            unread=tuple(self.unread),
+        )
+
+
+def _read_segment(key: str, value: str, reading: _Reading) -> bool:
+    """Reads one (key, value) piece into `reading`; False when it looks like hours but does not read."""
     span = read_range(value)
     if key == "break":
-        return replace(hours, break_time=f"{span[0]} - {span[1]}") if span else _unread(hours, value)
+        reading.break_time = reading.break_time or (f"{span[0]} - {span[1]}" if span else None)
+        return span is not None
     if key == "last_order":
         time = read_time(value)
-        return replace(hours, last_order=time) if time else _unread(hours, value)
+        reading.last_order = reading.last_order or time
+        return time is not None
     if key == "holiday":
         holiday = _holiday_text(value)
-        days_off = read_days(value)
-        if holiday is None and not days_off:  # `휴무일` alone, as a weekly table's day says it
-            return replace(hours, closed=True)
-        return replace(hours, holiday=hours.holiday or holiday)
-    days = hours.days or _leading_days(value, span is not None)
+        if holiday is None and not read_days(value):  # `휴무일` alone, as a weekly table's day says it
+            reading.closed = True
+        reading.holiday = reading.holiday or holiday
+        return True
     if span:
-        return replace(hours, days=days, open=hours.open or span[0], close=hours.close or span[1])
+        reading.days = reading.days or _leading_days(value, True)
+        reading.open, reading.close = (reading.open, reading.close) if reading.open else span
+        return True
     if _DAY_OFF_RE.search(value):  # `매주 일요일 휴무` is the store's holiday; `휴무` alone: this day is off
-        holiday = _holiday_text(value)
-        return replace(hours, holiday=hours.holiday or holiday, closed=hours.closed or not read_days(value))
+        reading.holiday = reading.holiday or _holiday_text(value)
+        reading.closed = reading.closed or not read_days(value)
+        return True
     if key == "open" or _CLOCK_RE.search(value):
-        return _unread(hours, value)
-    return replace(hours, days=days)
+        return False
+    reading.days = reading.days or read_days(value)  # a label of days alone (`평일`)
+    return True
 
 
 def _leading_days(value: str, has_time: bool) -> tuple[str, ...]:
@@ -250,37 +287,36 @@ def _leading_days(value: str, has_time: bool) -> tuple[str, ...]:
     return read_days(head)
 
 
-def _unread(hours: Hours, value: str) -> Hours:
-    raw = " ".join(value.split())
-    return replace(hours, unread=(*hours.unread, raw)) if raw else hours
+def _read_notes(line: str, reading: _Reading) -> str:
+    """Notes in parentheses: `(연중무휴)` is kept as a note, `(명절 당일 휴무)` is a holiday; a note of days only
+    (`(평일) 11:00-22:00`) stays in the line, since it says which days. The line without the others."""
+    for note in _NOTE_RE.findall(line):
+        note = " ".join(note.split())
+        if _ALL_YEAR_RE.search(note):
+            reading.notes.append(note)
+        elif _DAY_OFF_RE.search(note):
+            reading.holiday = reading.holiday or _holiday_text(note)
+        elif note and not read_days(note):
+            reading.notes.append(note)
+    return _NOTE_RE.sub(lambda m: m.group(0) if read_days(m.group(1)) else " ", line)
 
 
+@functools.lru_cache(maxsize=8192)  # pure, and real pages repeat their lines (`라스트오더: 21:00`) store after store
 def read_hours(text: str) -> Hours:
     """Everything one hours text says, in any notation of §3c, over one or several lines:
 
     `11월 23일 (월) 영업시간: 11:30 - 22:00 라스트오더: 21:00`, `브레이크타임 15:00-17:00`, `매주 일요일 휴무`,
     `오전 11시 30분 - 오후 10시 (연중무휴)`, `휴무일: 매주 월요일`, `월~금 11:00-22:00`, `24시간 영업`."""
-    hours = Hours()
-    notes: list[str] = []
+    reading = _Reading()
     for line in text[: MAX_LINE * 4].splitlines():
         line = _DATE_RE.sub(" ", line[:MAX_LINE])
-        for note in _NOTE_RE.findall(line):
-            note = " ".join(note.split())
-            if _ALL_YEAR_RE.search(note):
-                notes.append(note)
-            elif _DAY_OFF_RE.search(note):
-                hours = replace(hours, holiday=hours.holiday or _holiday_text(note))
-            elif note and not read_days(note):
-                notes.append(note)
-        # a note of days only (`(평일) 11:00-22:00`) stays in the line: it says which days
         raw = " ".join(line.split())
-        line = _NOTE_RE.sub(lambda m: m.group(0) if read_days(m.group(1)) else " ", line)
-        unread = len(hours.unread)
-        for key, value in _segments(line):
-            hours = _read_segment(key, value, hours)
-        if len(hours.unread) > unread:  # keep the whole line as the page wrote it, once
-            hours = replace(hours, unread=(*hours.unread[:unread], raw))
-    return replace(hours, notes=tuple(notes))
+        if "(" in line:
+            line = _read_notes(line, reading)
+        read = [_read_segment(key, value, reading) for key, value in _segments(line)]
+        if not all(read) and raw:  # kept as the page wrote it (the whole line, once), never guessed
+            reading.unread.append(raw)
+    return reading.hours()
 
 
 def read_opening_hours(value: Any) -> list[Hours]:
