@@ -4,10 +4,13 @@ JSON-LD menus, coordinates outside JSON-LD, placeholder images, and headings tha
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from stage5.replica import render
+from stage5.replica.world import World
 from stage5.site.formats import WEEK
 from stage5.site.parsers import parse_detail
 from stage5.site.seoul import district_of_address
@@ -197,3 +200,61 @@ def test_a_heading_that_is_not_the_store_is_never_its_name() -> None:
 )
 def test_every_way_of_writing_seoul(address: str, district: str | None) -> None:
     assert district_of_address(address) == district
+
+
+# --- the replica serves every notation, and its JSON-LD agrees with its markup --------------------------------
+
+
+def _without(page: str, start_marker: str, end_marker: str) -> str:
+    start = page.index(start_marker)
+    return page[:start] + page[page.index(end_marker, start) + len(end_marker) :]
+
+
+def test_the_replica_json_ld_alone_says_what_its_markup_says(small_world: World) -> None:
+    """Each 2023–25 page with its markup hours and menu cut out: JSON-LD openingHours and hasMenu give the same
+    hours, holiday, weekly days and menu as the truth (in whichever form the store's page writes them)."""
+    checked = 0
+    for store in small_world.stores:
+        if store.expect != "store":
+            continue
+        page = render.detail_page(store, "jsonld").decode()
+        page = _without(page, '<div class="busi-hours">', "</div>")
+        page = _without(page, '<div class="menu-info">', "</div>")
+        detail = parse_detail(page.encode(), store.rid)
+        assert [(m.name, m.price) for m in detail.menu] == list(store.menu), store.rid
+        assert detail.categories == store.categories
+        if store.open_hours:
+            # schema.org's form names the open days only; the Korean form says the day off too
+            english = '"openingHours": ["Mo' in page or '"openingHours": ["Tu' in page
+            truth = {d: e for d, e in (store.weekly_hours() or {}).items() if not (english and e["closed"])}
+            assert detail.open_hours == store.open_hours, store.rid
+            assert detail.holiday == (None if english else store.holiday), store.rid
+            assert {d: (e["open"], e["close"], e["closed"]) for d, e in (detail.weekly_hours or {}).items()} == {
+                d: (e["open"], e["close"], e["closed"]) for d, e in truth.items()
+            }, store.rid
+            checked += 1
+    assert checked > 20
+
+
+def test_the_replica_uses_every_notation(small_world: World) -> None:
+    """Over a small world the pages use each notation of §3c at least once (so the fidelity crawl reads them all)."""
+    pages = "".join(
+        render.detail_page(s, layout).decode() for s in small_world.stores[:300] for layout in render.LAYOUTS
+    )
+    for sample in (
+        "오전 ",
+        "오후 ",
+        "정오 12시",
+        "자정 12시",
+        "휴무일: 매주",
+        "정기휴무 매주",
+        "(연중무휴)",
+        "휴무일</p>",
+    ):
+        assert sample in pages, sample
+    for pattern in (r"\d{2}:\d{2}~\d{2}:\d{2}", r"\d{2}:\d{2}-\d{2}:\d{2}", r"\d{2}:\d{2} - \d{2}:\d{2}"):
+        assert re.search(pattern, pages), pattern
+    for sample in ('"openingHours": ["매일', '"openingHours": ["Mo-Su', "hasMenuSection", '"price": "', "hdn_lat"):
+        assert sample in pages, sample
+    assert re.search(r'"price": \d', pages) and "data-lat=" in pages and "noimage.png" in pages
+    assert re.search(r">(평일|[월화수목금토일]~[월화수목금토일])<", pages) and "최근검색기록" in pages

@@ -11,6 +11,8 @@ import zlib
 from html import escape
 from typing import Any
 
+from stage5.replica import notation
+from stage5.replica.notation import NO_IMAGE, WEEK, form
 from stage5.replica.world import Store
 
 TITLE_SUFFIX = "맛집 | 다이닝코드, 빅데이터 맛집검색"
@@ -107,25 +109,74 @@ def _json_ld(store: Store, full: bool = True) -> str:
     }
     if full:
         node["review"] = [{"@type": "Review", "description": f"{store.name} 맛있어요", "datePublished": "2026-10-01"}]
-        node["image"] = list(store.images)
+        node["image"] = list(store.images) or [NO_IMAGE]  # the site's placeholder stands for no photo
         if store.phone:
             node["telephone"] = store.phone
+        node["url"] = f"https://www.diningcode.com/profile.php?rid={store.rid}"
+        node["servesCuisine"] = ", ".join(store.categories)
+        if store.open_hours:
+            node["openingHours"] = opening_hours(store)
+        node["hasMenu"] = _ld_menu(store)
     return json.dumps(node, ensure_ascii=False).replace("</", "<\\/")
 
 
+def open_days(store: Store) -> list[str]:
+    """The weekdays the store opens (all but its weekly holiday)."""
+    return [d for d in WEEK if store.holiday != f"매주 {d}요일 휴무"]
+
+
+def opening_hours(store: Store) -> list[str]:
+    """JSON-LD `openingHours` in the Korean form (`매일 11:00-22:30`, `화~일 오전 11시 - 오후 10시`, `휴무일: 매주
+    월요일`) or schema.org's (`Tu-Su 11:00-22:00`: a day it does not name is closed), chosen per store."""
+    assert store.open_hours
+    how = form(store.rid, "ld-hours", ("korean", "korean-12h", "english"))
+    days = open_days(store)
+    if how == "english":
+        return [f"{notation.day_part(days, 'english')} {notation.span(store.open_hours, 'tight')}"]
+    hours = notation.span(store.open_hours, "korean" if how == "korean-12h" else "tight")
+    entries = [f"{notation.day_part(days, 'runs')} {hours}"]
+    return entries + ([notation.holiday_line(store.holiday, "key")] if store.holiday else [])
+
+
+def _ld_menu(store: Store) -> dict[str, Any]:
+    """`hasMenu`: items with `offers.price` as "8,000원" or a number (none when the page gives no price),
+    directly in `hasMenuItem` or inside a `hasMenuSection`, chosen per store."""
+    items = []
+    for i, (name, price) in enumerate(store.menu):
+        item: dict[str, Any] = {"@type": "MenuItem", "name": name}
+        if price is not None:
+            price_value = notation.offer_price(store.rid, i, price)
+            item["offers"] = {"@type": "Offer", "price": price_value, "priceCurrency": "KRW"}
+        items.append(item)
+    if form(store.rid, "ld-menu", (0, 1)):
+        return {"@type": "Menu", "hasMenuSection": [{"@type": "MenuSection", "name": "메뉴", "hasMenuItem": items}]}
+    return {"@type": "Menu", "hasMenuItem": items}
+
+
 def _hours_items(store: Store) -> str:
-    """The 2023–25 layout: text lines in `li`s of a `busi-hours` block."""
-    rows = []
-    if store.open_hours:
-        rows.append(
-            '<li class="busi-hours-today"><p class="l-txt">11월 23일 (월)</p>'
-            f'<p class="r-txt">영업시간: {store.open_hours} 라스트오더: {store.last_order}</p></li>'
-        )
-    if store.break_time:
-        rows.append(f'<li><p class="r-txt">브레이크타임 {store.break_time.replace(" - ", "-")}</p></li>')
-    if store.holiday:
-        rows.append(f'<li><p class="r-txt">{escape(store.holiday)}</p></li>')
-    return "".join(rows)
+    """The 2023–25 layout: text lines in `li`s of a `busi-hours` block, in one of the notations of §3c chosen
+    per store: all in today's line or each on its own, 24-hour or 12-hour Korean, the holiday in any form."""
+    if not store.open_hours:
+        return ""
+    how = form(store.rid, "hours", ("one-line", "korean", "own-lines", "notes"))
+    korean = how == "korean"
+    hours = notation.span(store.open_hours, "korean" if korean else form(store.rid, "span", notation.SPAN_FORMS[:4]))
+    last = f"라스트오더: {notation.clock(store.last_order, korean)}" if store.last_order else ""
+    brk = f"브레이크타임 {notation.span(store.break_time, 'korean' if korean else 'tight')}" if store.break_time else ""
+    holiday_form = form(store.rid, "holiday", notation.HOLIDAY_FORMS)
+    holiday = notation.holiday_line(store.holiday, holiday_form) if store.holiday else ""
+    if how == "notes":  # everything in today's line, the holiday as a note
+        note = f"({store.holiday})" if store.holiday else "(연중무휴)"
+        line = " ".join(p for p in (f"11월 23일 (월) 영업시간: {hours}", brk, last, note) if p)
+        return f'<li class="busi-hours-today"><p class="r-txt">{escape(line)}</p></li>'
+    if how == "one-line":
+        lines = [f"영업시간: {hours} {last}".strip(), brk, holiday]
+    else:
+        lines = [f"영업시간: {hours}", last, brk, holiday]
+    today = (
+        f'<li class="busi-hours-today"><p class="l-txt">11월 23일 (월)</p><p class="r-txt">{escape(lines[0])}</p></li>'
+    )
+    return today + "".join(f'<li><p class="r-txt">{escape(line)}</p></li>' for line in lines[1:] if line)
 
 
 def _title(store: Store) -> str:
@@ -135,12 +186,19 @@ def _title(store: Store) -> str:
 
 def _head(store: Store, ld: str | None) -> str:
     title = escape(_title(store))
-    image = f'<meta property="og:image" content="{escape(store.images[0])}">' if store.images else ""
+    image = f'<meta property="og:image" content="{escape(store.images[0] if store.images else NO_IMAGE)}">'
     script = f'<script type="application/ld+json">{ld}</script>' if ld else ""
     return (
         '<!DOCTYPE html><html lang="ko"><head><meta charset="utf-8">'
-        f'<title>{title}</title><meta property="og:title" content="{title}">{image}{script}</head>'
+        f'<title>{title}</title><meta property="og:title" content="{title}">{image}{script}'
+        f"{_self_links(store)}</head>"
     )
+
+
+def _self_links(store: Store) -> str:
+    """Where a profile page names itself (the canonical link and og:url): what the identity check reads."""
+    url = f"https://www.diningcode.com/profile.php?rid={store.rid}"
+    return f'<link rel="canonical" href="{url}"><meta property="og:url" content="{url}">'
 
 
 def _price_variant(store: Store, i: int, price: int | None) -> str:
@@ -162,47 +220,101 @@ def _price_variant(store: Store, i: int, price: int | None) -> str:
 
 
 def _classic_hours(store: Store) -> str:
-    """The older layout: `#div_hour` with today's block and one `li` per weekday (l-txt / r-txt)."""
+    """The older layout: `#div_hour` with today's block and the weekly table (l-txt / r-txt), in notations
+    chosen per store: one `li` per weekday (`월요일`), or the days grouped (`매일`, `화~일`, `월, 화, 목`) with
+    the day off on its own (`수요일` + `휴무일`, or `휴무일` + `매주 수요일`); times 24-hour or 12-hour Korean."""
     today, week = "", ""
     if store.open_hours:
-        lines = [f"영업시간: {store.open_hours.replace(' - ', ' ~ ')}", f"라스트오더: {store.last_order}"]
+        korean = form(store.rid, "classic-clock", (False, True))
+        how = "korean" if korean else form(store.rid, "classic-span", ("spaced-tilde", "dash", "tilde"))
+        lines = [f"영업시간: {notation.span(store.open_hours, how)}"]
+        if store.last_order:
+            lines.append(f"라스트오더: {notation.clock(store.last_order, korean)}")
         if store.break_time:
-            lines.append(f"브레이크타임: {store.break_time}")
+            lines.append(f"브레이크타임: {notation.span(store.break_time, 'korean' if korean else 'dash')}")
         if store.holiday:
-            lines.append(escape(store.holiday))
+            lines.append(escape(notation.holiday_line(store.holiday, form(store.rid, "holiday", ("plain", "key")))))
         today = (
             '<li><p class="l-txt"><strong>11월 23일 (월)</strong></p>'
             + "".join(f'<p class="r-txt">{line}</p>' for line in lines)
             + "</li>"
         )
-        for day, hours in (store.weekly_hours() or {}).items():
-            if hours["closed"]:
-                body = '<p class="r-txt">휴무일</p>'
-            else:
-                body = f'<p class="r-txt">영업시간: {hours["open"]} - {hours["close"]}</p>'
-                if hours["break"]:
-                    body += f'<p class="r-txt">브레이크타임: {hours["break"].replace(" - ", "~")}</p>'
-                body += f'<p class="r-txt">라스트오더: {hours["last_order"]}</p>'
-            week += f'<li><p class="l-txt">{day}요일</p>{body}</li>'
+        week = _weekly_rows(store, korean)
     return (
         f'<div id="div_hour"><div class="busi-hours-today"><ul class="list">{today}</ul></div>'
         f'<div class="busi-hours short"><ul class="list">{week}</ul><a class="more-btn">더보기</a></div></div>'
     )
 
 
-def _classic_body(store: Store) -> str:
-    """The l-txt / r-txt layout (2019–25): h1 with the branch in a span, keywords in div.btxt, the
-    address as a breadcrumb plus the lot number, one span per tag, hours and menu as pairs."""
+def _day_lines(store: Store, korean: bool) -> str:
+    assert store.open_hours
+    body = f'<p class="r-txt">영업시간: {notation.span(store.open_hours, "korean" if korean else "dash")}</p>'
+    if store.break_time:
+        body += f'<p class="r-txt">브레이크타임: {notation.span(store.break_time, "korean" if korean else "tilde")}</p>'
+    if store.last_order:
+        body += f'<p class="r-txt">라스트오더: {notation.clock(store.last_order, korean)}</p>'
+    return body
+
+
+def _weekly_rows(store: Store, korean: bool) -> str:
+    """The weekly table: the same hours every day but the holiday (the truth's weekly_hours)."""
+    how = form(store.rid, "classic-week", ("per-day", "runs", "list"))
+    days = open_days(store)
+    closed = [d for d in WEEK if d not in days]
+    if how == "per-day":
+        return "".join(
+            f'<li><p class="l-txt">{d}요일</p>'
+            + ('<p class="r-txt">휴무일</p>' if d in closed else _day_lines(store, korean))
+            + "</li>"
+            for d in WEEK
+        )
+    rows = f'<li><p class="l-txt">{notation.day_part(days, how)}</p>{_day_lines(store, korean)}</li>'
+    for d in closed:
+        if how == "runs":
+            rows += f'<li><p class="l-txt">{d}요일</p><p class="r-txt">휴무일</p></li>'
+        else:
+            rows += f'<li><p class="l-txt">휴무일</p><p class="r-txt">매주 {d}요일</p></li>'
+    return rows
+
+
+def _classic_heading(store: Store) -> str:
+    """The store's heading: `h1` with the branch in a span, `.tit-point .tit`, or `p.tit > span` (the name in a
+    span, the branch in the next); after the recent-search box, whose `.tit` is not the store, on some pages."""
+    branch = f" <span>{escape(store.branch)}</span>" if store.branch else ""
+    if form(store.rid, "heading", (0, 1, 2)) == 2:
+        return f'<p class="tit"><span>{escape(store.name)}</span>{branch}</p>'
+    if zlib.crc32(store.rid.encode()) % 2:
+        return f"<h1>{escape(store.name)}{branch}</h1>"
+    return (
+        f'<div class="s-list pic-grade"><div class="tit-point"><p class="tit">{escape(store.name)}{branch}</p>'
+        "</div></div>"
+    )
+
+
+RECENT_SEARCH = (
+    '<div class="recent-search"><div class="tit-point"><p class="tit">최근검색기록 <span>전체삭제</span></p></div>'
+    '<ul><li><a href="/list.dc?query=무한리필">무한리필</a></li></ul></div>'
+)
+
+
+def _position_markup(store: Store) -> str:
+    """Coordinates outside JSON-LD, as pages have kept them: hidden inputs (2020) or a map's data attributes."""
+    if form(store.rid, "position", (0, 1)):
+        return f'<div id="map" data-lat="{store.lat}" data-lng="{store.lng}"></div>'
+    return (
+        f'<input id="hdn_lat" type="hidden" value="{store.lat}"><input id="hdn_lng" type="hidden" value="{store.lng}">'
+    )
+
+
+def _classic_body(store: Store, with_position: bool = False) -> str:
+    """The l-txt / r-txt layout (2019–25): the name heading with the branch in a span, keywords in div.btxt,
+    the address as a breadcrumb plus the lot number, one span per tag, hours and menu as pairs; `with_position`:
+    the coordinates in hidden inputs or data attributes (the classic pages; pages without JSON-LD have none)."""
     words = store.address.split()
     crumbs = " › ".join(f'<a href="/list.dc?query={escape(w)}">{escape(w)}</a>' for w in words[:3])
     lot = " ".join(words[3:])
-    branch = f" <span>{escape(store.branch)}</span>" if store.branch else ""
-    heading = (
-        f"<h1>{escape(store.name)}{branch}</h1>"
-        if zlib.crc32(store.rid.encode()) % 2
-        else f'<div class="s-list pic-grade"><div class="tit-point"><p class="tit">{escape(store.name)}{branch}</p>'
-        "</div></div>"
-    )
+    heading = _classic_heading(store) + (_position_markup(store) if with_position else "")
+    recent = RECENT_SEARCH if form(store.rid, "recent-search", (0, 1)) else ""
     keywords = "".join(f'<a href="/list.dc?query={escape(t)}">{escape(t)}</a>' for t in store.tags)
     tags = "".join(f"<span>#{escape(t)}</span>" for t in store.tags)
     phone = f'<li class="tel">{store.phone}</li>' if store.phone else ""
@@ -211,7 +323,7 @@ def _classic_body(store: Store) -> str:
         for i, (name, price) in enumerate(store.menu)
     )
     return (
-        f'<body><div id="div_profile">{heading}<div class="btxt">{keywords}</div>'
+        f'<body>{recent}<div id="div_profile">{heading}<div class="btxt">{keywords}</div>'
         f'<div class="grade-info"><p class="score-text">{store.user_score}({store.review_cnt}명의 평가)</p>'
         f'<p class="total_score">{store.score}점</p></div>'
         '<ul class="list">'
@@ -246,7 +358,7 @@ def detail_page(store: Store, layout: str = "jsonld") -> bytes:
     """The detail page in one of the site's layouts: `jsonld` (2023–25), `classic` (the l-txt / r-txt
     pairs with a short JSON-LD), `no-jsonld` (the same markup, only title and og: meta above it)."""
     if layout == "classic":
-        page = (_head(store, _json_ld(store, full=False)) + _classic_body(store)).encode()
+        page = (_head(store, _json_ld(store, full=False)) + _classic_body(store, with_position=True)).encode()
     elif layout == "no-jsonld":
         page = (_head(store, None) + _classic_body(store)).encode()
     else:
@@ -270,8 +382,9 @@ def _jsonld_page(store: Store) -> bytes:
     phone = f'<li class="tel">{store.phone}</li>' if store.phone else ""
     return (
         '<!DOCTYPE html><html lang="ko"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title>"
+        f"<title>{escape(title)}</title>{_self_links(store)}"
         f'<script type="application/ld+json">{_json_ld(store)}</script></head><body>'
+        f"{RECENT_SEARCH if form(store.rid, 'recent-search', (0, 1)) else ''}"
         f'<div id="div_profile"><div class="tit-point"><p class="tit">{escape(store.name)}</p>{branch}</div>'
         f'<div class="btxt"><a href="/list.dc?query=서울특별시">서울특별시</a> &gt; '
         f'<a href="/list.dc?query={escape(district)}">{escape(district)}</a> &gt; '
