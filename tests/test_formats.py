@@ -3,6 +3,9 @@ hand-written samples of each, then generated times, day ranges and prices in eac
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -159,8 +162,10 @@ def test_prices(value: object, expected: int | None) -> None:
 
 # --- generated samples in each notation --------------------------------------------------------------------
 
+Draw = Callable[..., Any]  # st.DrawFn or DataObject.draw
 
-def _korean(minutes: int, closing: bool, draw: st.DrawFn) -> str:
+
+def _korean(minutes: int, closing: bool, draw: Draw) -> str:
     """A time in the 12-hour Korean notation: 오전/오후/정오/자정/밤, `N시`, `N시 M분`, `N시 반`."""
     hour, minute = divmod(minutes, 60)
     if minute == 0 and hour == 0:
@@ -181,7 +186,7 @@ def _korean(minutes: int, closing: bool, draw: st.DrawFn) -> str:
     return f"{meridiem} {twelve}시{tail}"
 
 
-def _clock(minutes: int, closing: bool, notation: str, draw: st.DrawFn) -> str:
+def _clock(minutes: int, closing: bool, notation: str, draw: Draw) -> str:
     hour, minute = divmod(minutes, 60)
     if notation == "korean":
         return _korean(minutes, closing, draw)

@@ -475,7 +475,7 @@ def _images(page: Reader) -> tuple[str, ...]:
     raw = page.ld.get("image")
     listed = raw if isinstance(raw, list) else [raw]
     urls = [text_of(x.get("url") if isinstance(x, dict) else x) for x in [*listed, page.meta("og:image")]]
-    return _unique([u for u in urls if u and not _PLACEHOLDER_RE.search(u)])
+    return _unique([u if u and not _PLACEHOLDER_RE.search(u) else None for u in urls])
 
 
 def _layout(page: Reader) -> str:

@@ -73,11 +73,8 @@ def _clock(groups: tuple[str | None, ...]) -> Clock | None:
     minute = int(colon_min or korean_min or 0) + (30 if half else 0)
     if minute > 59 or hour > 24 or (hour == 24 and minute):
         return None
-    if meridiem:
-        hour = _with_meridiem(meridiem, hour)
-        if hour is None:
-            return None
-    return Clock(hour * 60 + minute, meridiem)
+    said = _with_meridiem(meridiem, hour) if meridiem else hour
+    return Clock(said * 60 + minute, meridiem) if said is not None else None
 
 
 def _with_meridiem(meridiem: str, hour: int) -> int | None:
