@@ -142,7 +142,7 @@ def _coverage_lines(summary: RunSummary) -> list[str]:
             shown = "as in the last good runs" if summary.coverage_moved else "recorded"
         fallbacks = (
             f", {entry['ld_fallbacks']} JSON-LD values read from the markup" if entry.get("ld_fallbacks") else ""
-        )
+        ) + (f", {entry['unread_values']} hours texts unreadable (kept raw)" if entry.get("unread_values") else "")
         lines.append(f"  coverage       {kind} ({entry['pages']} pages): {shown}{fallbacks}")
     for drop in summary.coverage_drops:
         where = f", mostly on {drop['layout']} pages" if drop.get("layout") else ""

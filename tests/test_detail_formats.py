@@ -258,3 +258,16 @@ def test_the_replica_uses_every_notation(small_world: World) -> None:
         assert sample in pages, sample
     assert re.search(r'"price": \d', pages) and "data-lat=" in pages and "noimage.png" in pages
     assert re.search(r">(평일|[월화수목금토일]~[월화수목금토일])<", pages) and "최근검색기록" in pages
+
+
+def test_unreadable_hours_are_counted_in_the_coverage() -> None:
+    from stage5.coverage import count_detail, merge
+
+    part: dict[str, dict[str, object]] = {}
+    unreadable = parse_detail(_page('<div class="busi-hours"><ul><li>영업시간: 사장님 마음대로</li></ul></div>'), "x")
+    count_detail(part, unreadable)
+    count_detail(
+        part, parse_detail(_page('<div class="busi-hours"><ul><li>영업시간: 11:00 - 21:00</li></ul></div>'), "y")
+    )
+    assert part["detail"]["unread_values"] == 1 and part[f"detail:{unreadable.layout}"]["unread_values"] == 1
+    assert merge([part, part])["detail"]["unread_values"] == 2
