@@ -83,6 +83,8 @@ def test_notes_in_parentheses() -> None:
     assert festive.holiday == "명절 당일 휴무" and festive.open_hours == "11:00 - 23:00"
     weekdays = read_hours("(평일) 11:00 - 22:00")
     assert weekdays.days == WEEK[:5]  # a note of days says which days
+    all_day = read_hours("11월 23일 (월) 영업시간: 24시간 영업 (매주 월요일 휴무)")
+    assert (all_day.open_hours, all_day.holiday, all_day.days) == ("00:00 - 24:00", "매주 월요일 휴무", ())
 
 
 @pytest.mark.parametrize(

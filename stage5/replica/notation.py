@@ -27,6 +27,7 @@ def form(rid: str, aspect: str, choices: Sequence[T]) -> T:
 # --- times --------------------------------------------------------------------------------------------------
 
 SPAN_FORMS = ("dash", "tight", "tilde", "spaced-tilde", "korean")
+ALL_DAY = "00:00 - 24:00"  # written `24시간 영업` in some notations
 
 
 def korean_clock(hhmm: str) -> str:
@@ -47,7 +48,9 @@ def clock(hhmm: str, korean: bool) -> str:
 
 def span(text: str, how: str) -> str:
     """`11:30 - 22:00` in one notation: `11:30 - 22:00`, `11:30-22:00`, `11:30~22:00`, `11:30 ~ 22:00`,
-    `오전 11시 30분 - 오후 10시`; a close at midnight is written `24:00` or `00:00`."""
+    `오전 11시 30분 - 오후 10시`; a close at midnight is written `24:00` or `00:00`; all day `24시간 영업`."""
+    if text == ALL_DAY and how in ("korean", "tilde"):
+        return "24시간 영업"
     start, end = text.split(" - ")
     if how == "korean":
         return f"{korean_clock(start)} - {korean_clock(end)}"

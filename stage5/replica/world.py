@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import string
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -261,6 +262,8 @@ class _Builder:
             store.break_time = "15:00 - 17:00"
         if self.rng.random() < 0.5:
             store.holiday = f"매주 {self.rng.choice('월화수목금토일')}요일 휴무"
+        if zlib.crc32(store.rid.encode()) % 40 == 0:  # open all day (24시간 영업): no break, no last order
+            store.open_hours, store.last_order, store.break_time = "00:00 - 24:00", None, None
 
     def store(self, district: District | None, refill: bool) -> Store:
         rng = self.rng

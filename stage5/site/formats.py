@@ -131,6 +131,7 @@ _DAY = r"[월화수목금토일](?:요일)?"
 _DAYS_RE = re.compile(
     rf"(?<![가-힣0-9])(?:(매일|평일|주중|주말)|({_DAY})(?:\s*[~\-–∼]\s*({_DAY}))?)(?![가-힣])(?!\s*\d+\s*회)"
 )
+_DAYS_ONLY_RE = re.compile(rf"\s*(?:(?:매일|평일|주중|주말|{_DAY})[\s,·/~\-–∼]*)+$")
 _ENGLISH_RE = re.compile(r"\b(Mo|Tu|We|Th|Fr|Sa|Su)(?:\s*-\s*(Mo|Tu|We|Th|Fr|Sa|Su))?\b")
 
 
@@ -280,7 +281,7 @@ def _read_segment(key: str, value: str, reading: _Reading) -> bool:
 
 def _leading_days(value: str, has_time: bool) -> tuple[str, ...]:
     """The days an hours line is for: the day words before its time (`월~금 11:00-22:00`)."""
-    head = _RANGE_RE.split(value, maxsplit=1)[0] if has_time else value
+    head = _ALL_DAY_RE.split(_RANGE_RE.split(value, maxsplit=1)[0], maxsplit=1)[0] if has_time else value
     return read_days(head)
 
 
@@ -293,9 +294,9 @@ def _read_notes(line: str, reading: _Reading) -> str:
             reading.notes.append(note)
         elif _DAY_OFF_RE.search(note):
             reading.holiday = reading.holiday or _holiday_text(note)
-        elif note and not read_days(note):
+        elif note and not _DAYS_ONLY_RE.match(note):
             reading.notes.append(note)
-    return _NOTE_RE.sub(lambda m: m.group(0) if read_days(m.group(1)) else " ", line)
+    return _NOTE_RE.sub(lambda m: m.group(0) if _DAYS_ONLY_RE.match(m.group(1)) else " ", line)
 
 
 @functools.lru_cache(maxsize=8192)  # pure, and real pages repeat their lines (`라스트오더: 21:00`) store after store
