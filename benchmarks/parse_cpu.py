@@ -1,4 +1,5 @@
-"""CPU per detail page parse (all three layouts, as the replica serves them), in one process.
+"""CPU per detail answer parsed, per source: the page (all three layouts, as the replica serves them) and the
+profile API's JSON, in one process.
 
 .venv/bin/python benchmarks/parse_cpu.py --pages 600 --repeat 3
 """
@@ -12,9 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stage5.replica import render
+from stage5.replica import profile_api, render
 from stage5.replica.world import build_world
 from stage5.site.detail import parse_detail
+from stage5.site.profile import parse_profile
 
 
 def main() -> None:
@@ -26,12 +28,18 @@ def main() -> None:
     pages = [
         (render.detail_page(s, render.layout_for(s.rid, "", 0)), s.rid) for s in world.stores[: args.pages] if s.listed
     ]
-    started = time.process_time()
-    for _ in range(args.repeat):
-        for body, rid in pages:
-            parse_detail(body, rid)
-    spent = time.process_time() - started
-    print(f"{len(pages) * args.repeat} parses: {spent / len(pages) / args.repeat * 1000:.3f} ms CPU per page")
+    answers = [(profile_api.profile_json(s), s.rid) for s in world.stores[: args.pages] if s.listed]
+    for source, bodies, parse in (("html", pages, parse_detail), ("api", answers, parse_profile)):
+        started = time.process_time()
+        for _ in range(args.repeat):
+            for body, rid in bodies:
+                parse(body, rid)
+        spent = time.process_time() - started
+        size = sum(len(b) for b, _ in bodies) / len(bodies) / 1024
+        print(
+            f"{source:4} {len(bodies) * args.repeat} parses: {spent / len(bodies) / args.repeat * 1000:.3f} ms CPU"
+            f" per answer ({size:.1f} KiB each)"
+        )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ DETAIL_FIELDS = (
     "holiday",
     "weekly_hours",
     "images",
+    "facilities",
+    "open_status",
 )
 SEARCH_FIELDS = (
     "name",
@@ -72,12 +74,12 @@ def _count(coverage: Coverage, kind: str, fields: list[str], fallbacks: int = 0)
 
 
 def count_detail(coverage: Coverage, detail: StoreDetail) -> None:
+    """Counted three ways: all details, per source ("source:api", "source:html") and per layout
+    ("detail:jsonld", "detail:classic", "detail:no-jsonld" for pages, "detail:api" for the API)."""
     found = _found(detail, DETAIL_FIELDS)
     _count(coverage, "detail", found, detail.fallbacks)
+    _count(coverage, f"source:{detail.source}", found, detail.fallbacks)
     _count(coverage, f"detail:{detail.layout}", found, detail.fallbacks)
-    if detail.unread:  # hours texts no notation of §3c reads: kept raw on the detail, counted here
-        for kind in ("detail", f"detail:{detail.layout}"):
-            coverage[kind]["unread_values"] = coverage[kind].get("unread_values", 0) + len(detail.unread)
 
 
 def count_search(coverage: Coverage, stores: Iterable[StoreSummary]) -> None:
@@ -94,9 +96,8 @@ def merge(parts: Iterable[Coverage]) -> Coverage:
             into["pages"] += entry.get("pages", 0)
             for name, n in entry.get("fields", {}).items():
                 into["fields"][name] = into["fields"].get(name, 0) + n
-            for counter in ("ld_fallbacks", "unread_values"):
-                if entry.get(counter):
-                    into[counter] = into.get(counter, 0) + entry[counter]
+            if entry.get("ld_fallbacks"):
+                into["ld_fallbacks"] = into.get("ld_fallbacks", 0) + entry["ld_fallbacks"]
     return total
 
 
@@ -104,23 +105,37 @@ def shares(coverage: Coverage, kind: str) -> dict[str, float]:
     """field -> share of the kind's pages (0..1) that yielded it; every known field, found or not."""
     entry = coverage.get(kind) or {}
     pages = entry.get("pages", 0)
-    names = DETAIL_FIELDS if kind.startswith("detail") else SEARCH_FIELDS
+    names = SEARCH_FIELDS if kind == "search" else DETAIL_FIELDS
     return {n: entry.get("fields", {}).get(n, 0) / pages for n in names} if pages else {}
 
 
 MIN_PAGES = 30  # fewer pages of a kind than this say too little to call a drop
 
 
+SOURCES = ("html", "api")
+
+
+def by_source(coverage: Coverage, source: str) -> dict[str, Any]:
+    """The details one source gave in a run. Runs from before the API was a source counted only "detail":
+    all of it came from the page."""
+    if any(kind.startswith("source:") for kind in coverage):
+        return coverage.get(f"source:{source}") or {}
+    return (coverage.get("detail") or {}) if source == "html" else {}
+
+
 def drops(now: Coverage, history: list[Coverage], points: float) -> list[dict[str, Any]]:
-    """Fields whose share fell more than `points` below the median of earlier runs (kinds 'search' and
-    'detail'), with the detail layout where it fell most. No history, or fewer than MIN_PAGES pages of
-    the kind (a change-driven night fetches few details): nothing."""
+    """Fields whose share fell more than `points` below the median of earlier runs: in search answers, and
+    in the details of each source compared with that source's own history (the API and the page give
+    different fields, so a run that switches source is no drop), with the detail layout where it fell
+    most. No history, or fewer than MIN_PAGES pages (a change-driven night fetches few details): nothing."""
     found = []
-    for kind in ("search", "detail"):
-        if now.get(kind, {}).get("pages", 0) < MIN_PAGES:
+    views = [("search", None, now.get("search") or {}, [h.get("search") or {} for h in history])]
+    views += [("detail", src, by_source(now, src), [by_source(h, src) for h in history]) for src in SOURCES]
+    for kind, source, current_entry, earlier_entries in views:
+        if current_entry.get("pages", 0) < MIN_PAGES:
             continue
-        current = shares(now, kind)
-        earlier = [s for s in (shares(h, kind) for h in history) if s]
+        current = shares({kind: current_entry}, kind)
+        earlier = [s for s in (shares({kind: e}, kind) for e in earlier_entries) if s]
         if not current or not earlier:
             continue
         for field, share in current.items():
@@ -133,6 +148,7 @@ def drops(now: Coverage, history: list[Coverage], points: float) -> list[dict[st
                         "share": round(share, 3),
                         "median": round(median, 3),
                         "layout": _worst_layout(now, field) if kind == "detail" else None,
+                        **({"source": source} if source else {}),
                     }
                 )
     return found

@@ -45,7 +45,9 @@ class Request:
 
     @property
     def label(self) -> str:
-        """The URL, with the search query for POSTs, for logs and failure lists."""
+        """The URL, with the search query (or the profile API's store id) for POSTs, for logs and failure lists."""
+        if self.form and "v_rid" in self.form:
+            return f"{self.url} v_rid={self.form['v_rid']}"
         return f"{self.url} query={self.form.get('query')!r} page={self.form.get('page')}" if self.form else self.url
 
 

@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         description="'changed': fetch a detail page only when the store is new, its listing changed, its last"
         " fetch failed or its detail is old; 'all': every one; 'auto': changed for scheduled runs, else all.",
     )
+    detail_source: Literal["auto", "api", "html"] = Field(
+        "auto",
+        description="Where store details come from: 'api' the JSON profile API (POST /API/profile/), 'html' the"
+        " profile.php page, 'auto' the API first and the page when the API answers an error, a result_code"
+        " other than 100 or a shape stage5 cannot read.",
+    )
     detail_max_age_runs: int = Field(
         7, ge=1, le=365, description="With 'changed', a detail older than this many runs (nights) is fetched again."
     )

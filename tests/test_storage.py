@@ -13,7 +13,7 @@ from stage5.models import MenuItem, Rejection, StoreRecord
 from stage5.storage.columns import STAGED_COLUMNS
 from stage5.storage.db import connect
 from stage5.storage.runs import start_run
-from stage5.storage.schema import LATEST, migrate
+from stage5.storage.schema import LATEST, MIGRATIONS, migrate
 from stage5.storage.stores import StoreWriter
 
 
@@ -110,9 +110,23 @@ async def test_migrate_twice_is_a_no_op(pg_url: str, schema: str) -> None:
     conn = await connect(pg_url, schema)
     assert await migrate(conn) == LATEST
     assert await migrate(conn) == LATEST
-    cur = await conn.execute("SELECT count(*) FROM schema_migrations")
-    assert await cur.fetchone() == (LATEST,)
+    cur = await conn.execute("SELECT count(*), max(version) FROM schema_migrations")
+    assert await cur.fetchone() == (len(MIGRATIONS), LATEST)  # every one once, whatever order they landed in
     await conn.close()
+
+
+async def test_a_migration_that_landed_after_a_higher_one_is_still_applied(pg_url: str, schema: str) -> None:
+    conn = await connect(pg_url, schema)
+    await migrate(conn)
+    late = sorted(MIGRATIONS)[-2][0]  # as if it had been appended after the newest one was applied
+    await conn.execute("DELETE FROM schema_migrations WHERE version = %s", (late,))
+    try:
+        # Its DDL already ran in this schema, so applying it again fails: the failure shows it was applied
+        # although a higher version is recorded (the old rule, "above the highest applied", skipped it).
+        with pytest.raises(psycopg.errors.ProgrammingError):
+            await migrate(conn)
+    finally:
+        await conn.close()
 
 
 async def test_unreachable_database_names_url_and_fix() -> None:

@@ -8,10 +8,11 @@ from dataclasses import replace
 
 from stage5.cache import Kind
 from stage5.coverage import count_detail, count_search
+from stage5.crawl.details import fetch_detail
 from stage5.fetch import Fetcher, FetchFailed, NotModified, Request
 from stage5.logs import log_event
 from stage5.models import Rejection, SearchPage, StoreSummary
-from stage5.site.parsers import parse_detail, parse_search
+from stage5.site.parsers import parse_search
 from stage5.site.seoul import district_of_address
 from stage5.tallies import UnitTally, current_tally
 from stage5.units import DetailResult, DetailUnit, FailedUnit, Result, SearchResult, SearchUnit, Unit
@@ -73,11 +74,8 @@ async def run_details(unit: DetailUnit, fetcher: Fetcher, result: DetailResult |
 
     async def one(summary: StoreSummary, etag: str | None) -> None:
         url = fetcher.endpoints.detail_url(summary.rid)
-        request = Request("GET", url, etag=etag)
         try:
-            detail = await fetcher.fetch(
-                request, lambda b: parse_detail(b, summary.rid), Kind.DETAIL, read_cache=not unit.revalidate
-            )
+            detail, _source, url = await fetch_detail(fetcher, summary, unit, etag)  # API or page: settings say
             count_detail(result.coverage, detail)
             outcome = build_record(summary, detail, unit.district, url)
         except NotModified:

@@ -1,6 +1,7 @@
 """The replica: an aiohttp server that answers like DiningCode, with fault knobs and counters.
 
-Endpoints: `POST|GET /API/isearch/`, `GET /list.dc`, `GET /profile.php?rid=`. Its own, outside the
+Endpoints: `POST|GET /API/isearch/`, `POST /API/profile/` (form v_rid), `GET /list.dc`,
+`GET /profile.php?rid=`. Its own, outside the
 site's namespace: `GET /__replica/stats` (what it served) and `POST /__replica/reset`.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from stage5.replica import render
+from stage5.replica import profile_api, render
 from stage5.replica.world import Store, World
 
 MAX_PAGE_SIZE = 50
@@ -53,6 +54,9 @@ class Faults:
     prerender: bool = False
     # The replica's robots.txt ("" serves one that allows the crawl, as the tests and the demo need).
     robots: str = ""
+    # The profile API answers an error (result_code other than 100) for this share of the stores, chosen by
+    # id (profile_api.fails): 1 is an API that is down, a fraction a mixed crawl.
+    api_fail: float = 0.0
 
 
 @dataclass
@@ -174,6 +178,21 @@ class Replica:
             return web.Response(status=304, headers={"ETag": etag})
         return web.Response(body=body, content_type="text/html", charset="utf-8", headers={"ETag": etag})
 
+    async def profile(self, request: web.Request) -> web.Response:
+        """`POST /API/profile/` (form v_rid): the §3b JSON; an unknown id or a failing store is the error
+        shape (HTTP 200, result_code other than 100), as the site's API answers."""
+        form = await request.post()
+        store = self.world.by_rid.get(str(form.get("v_rid", "")))
+        if store is None or not store.listed:
+            body = profile_api.profile_error("400", "존재하지 않는 매장입니다")
+        elif profile_api.fails(store.rid, self.faults.api_fail):
+            self.stats.faults["api_error"] += 1
+            body = profile_api.profile_error("900", "일시적인 오류입니다. 잠시 후 다시 시도해 주세요")
+        else:
+            self.stats.detail_served[store.rid] += 1
+            body, _ = self._remembered(("api", store.rid), lambda: profile_api.profile_json(store))
+        return web.Response(body=body, content_type="application/json")  # no ETag: a POST answer
+
     async def robots(self, request: web.Request) -> web.Response:
         text = self.faults.robots.replace("\\n", "\n") or "User-agent: *\nDisallow: /__replica/\n"
         return web.Response(text=text, content_type="text/plain")
@@ -275,6 +294,7 @@ class Replica:
         app = web.Application(middlewares=[self.middleware])
         app.router.add_route("POST", "/API/isearch/", self.search)
         app.router.add_route("GET", "/API/isearch/", self.search)
+        app.router.add_post("/API/profile/", self.profile)
         app.router.add_get("/list.dc", self.list_page)
         app.router.add_get("/profile.php", self.detail)
         app.router.add_get("/robots.txt", self.robots)

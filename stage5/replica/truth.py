@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stage5.replica.profile_api import OPEN_STATUS, best_menu_of, facilities_of
 from stage5.replica.render import layout_for
 from stage5.replica.world import Store, World
 
@@ -32,7 +33,11 @@ FIELDS: dict[str, str] = {
     "price_min": "price_min",
     "price_max": "price_max",
     "image_urls": "image_urls",
+    "facilities": "facilities",
+    "best_menu": "best_menu",
+    "open_status": "open_status",
 }
+API = "api"  # the "layout" of a store whose detail was read from the profile API
 
 
 @dataclass
@@ -64,15 +69,27 @@ def _comparable(column: str, value: Any) -> Any:
         return round(float(value), 1)
     if column == "menu_items":
         return [[m["name"], m["price"]] for m in value]
-    if column in ("keywords", "image_urls"):
+    if column in ("keywords", "image_urls", "facilities", "best_menu"):
         return list(value)
     return value
 
 
 def field_errors(store: Store, row: dict[str, Any], layout: str) -> list[str]:
     """The columns of a stored row that differ from what a correct parse of `layout` yields."""
-    truth = store.truth(layout)
+    truth = {**store.truth(layout), **api_truth(store, layout)}
     return [c for c, key in FIELDS.items() if c in row and _comparable(c, row[c]) != truth[key]]
+
+
+def api_truth(store: Store, layout: str) -> dict[str, Any]:
+    """The fields only the profile API gives (a crawl of pages alone stores none of them); the open status
+    comes from the search answer otherwise."""
+    from_api = layout == API
+    closed = from_api and store.closed_on is not None
+    return {
+        "facilities": list(facilities_of(store)) if from_api else [],
+        "best_menu": list(best_menu_of(store)) if from_api else [],
+        "open_status": "폐업한 가게입니다" if closed else OPEN_STATUS,
+    }
 
 
 def score(

@@ -17,6 +17,7 @@ REAL_API = "https://im.diningcode.com"
 SEARCH_PATH = "/API/isearch/"
 LIST_PATH = "/list.dc"
 DETAIL_PATH = "/profile.php"
+PROFILE_API_PATH = "/API/profile/"
 
 # Query words of the earlier project: per district, per meat, per hotspot station.
 DISTRICT_KEYWORDS = ("무한리필", "고기무한리필")
@@ -51,6 +52,11 @@ class Endpoints:
     def detail_url(self, rid: str) -> str:
         return f"{self.www}{DETAIL_PATH}?rid={quote(rid)}"
 
+    @property
+    def profile_url(self) -> str:
+        """The profile API: POST with `profile_form(rid)`, the search API's headers."""
+        return self.api + PROFILE_API_PATH
+
     def headers(self, user_agent: str) -> dict[str, str]:
         return {
             "Origin": self.www,
@@ -59,6 +65,11 @@ class Endpoints:
             "Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5",
             "User-Agent": user_agent,
         }
+
+
+def profile_form(rid: str) -> dict[str, str]:
+    """The profile API's form: the store id only (tab/page would page reviews; every section comes anyway)."""
+    return {"v_rid": rid}
 
 
 @dataclass(frozen=True)

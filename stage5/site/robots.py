@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
-from stage5.site.diningcode import DETAIL_PATH, SEARCH_PATH, Endpoints
+from stage5.site.diningcode import DETAIL_PATH, PROFILE_API_PATH, SEARCH_PATH, Endpoints
 
 AGENT = "*"  # stage5 sends browser user agents, so the rules for every agent are the ones that apply
 
@@ -39,9 +39,12 @@ class Robots:
         return float(delay) if delay is not None else None
 
 
-def needed(endpoints: Endpoints) -> list[tuple[str, str]]:
-    """(robots.txt URL, path) of every path a crawl requests: the API host and the web host may differ."""
-    return [
-        (f"{endpoints.api}/robots.txt", SEARCH_PATH),
-        (f"{endpoints.www}/robots.txt", DETAIL_PATH),
-    ]
+def needed(endpoints: Endpoints, detail_source: str = "auto") -> list[tuple[str, str]]:
+    """(robots.txt URL, path) of every path a crawl requests: the API host and the web host may differ;
+    the profile API and the detail page as `detail_source` uses them."""
+    paths = [(f"{endpoints.api}/robots.txt", SEARCH_PATH)]
+    if detail_source != "html":
+        paths.append((f"{endpoints.api}/robots.txt", PROFILE_API_PATH))
+    if detail_source != "api":
+        paths.append((f"{endpoints.www}/robots.txt", DETAIL_PATH))
+    return paths

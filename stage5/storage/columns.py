@@ -59,6 +59,9 @@ DATA_COLUMNS: tuple[Column, ...] = (
     Column("refill_items", "text[]"),
     Column("refill_evidence", "text[]"),
     Column("weekly_hours", "jsonb", "weekly_hours"),
+    Column("facilities", "text[]", "facilities"),
+    Column("best_menu", "text[]", "best_menu"),
+    Column("open_status", "text", "open_status"),
     Column("fields_missing", "text[]"),
     Column("status", "text"),
     Column("listing_hash", "text"),
@@ -67,6 +70,7 @@ BOOKKEEPING_COLUMNS: tuple[Column, ...] = (
     Column("source_url", "text"),
     Column("detail_etag", "text"),
     Column("content_hash", "text"),
+    Column("detail_source", "text"),  # html or api: how the detail was read, not what it says
 )
 COPY_COLUMNS = DATA_COLUMNS + BOOKKEEPING_COLUMNS
 STORE_COLUMNS: tuple[str, ...] = tuple(c.name for c in COPY_COLUMNS)
@@ -120,6 +124,9 @@ def store_values(record: StoreRecord) -> dict[str, Any]:
         record.refill_items,
         record.refill_evidence,
         record.weekly_hours,
+        record.facilities,
+        record.best_menu,
+        record.open_status,
         record.missing,
         STATUS_CLOSED if record.closed else STATUS_OPEN,
         record.listing_hash,
@@ -128,8 +135,11 @@ def store_values(record: StoreRecord) -> dict[str, Any]:
 
 
 def content_hash(values: dict[str, Any]) -> str:
-    """Fingerprint of every data column (not the URL nor the ETag): an unchanged store keeps its row."""
-    return hashlib.sha1(json.dumps(values, ensure_ascii=False).encode()).hexdigest()
+    """Fingerprint of what the store is: every data column but fields_missing (which fields the last answer
+    left out: the fingerprint compares that apart), and not the URL, the ETag nor the detail source. A store
+    read again unchanged, from the same source or another, keeps its row and its updated_at."""
+    content = {k: v for k, v in values.items() if k != "fields_missing"}
+    return hashlib.sha1(json.dumps(content, ensure_ascii=False).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ class StoreRow:
     source_url: str
     etag: str | None
     content_hash: str
+    detail_source: str = "html"
 
     def copy_tuple(self) -> tuple[Any, ...]:
         """The values in COPY order, adapted to their columns (as COPY or a query parameter)."""
@@ -150,7 +161,7 @@ class StoreRow:
                 data[i] = Jsonb(data[i])
         for i in _ARRAY_AT:
             data[i] = list(data[i])
-        return (*data, self.source_url, self.etag, self.content_hash)
+        return (*data, self.source_url, self.etag, self.content_hash, self.detail_source)
 
     def staged(self, run_id: int) -> tuple[Any, ...]:
         """The row as the staging table takes it."""
@@ -159,11 +170,16 @@ class StoreRow:
     def fingerprint(self) -> tuple[Any, ...]:
         """As changes.FINGERPRINT reads it from the stored row: equal means nothing to rewrite."""
         missing = list(self.values["fields_missing"])
-        return (self.content_hash, self.values["status"], self.etag, self.source_url, missing)
+        return (self.content_hash, self.values["status"], self.etag, self.source_url, missing, self.detail_source)
 
     def document(self) -> dict[str, Any]:
         """The row as one JSON object (exports, the jsonb staging kept as a benchmark reference)."""
-        tail = {"source_url": self.source_url, "detail_etag": self.etag, "content_hash": self.content_hash}
+        tail = {
+            "source_url": self.source_url,
+            "detail_etag": self.etag,
+            "content_hash": self.content_hash,
+            "detail_source": self.detail_source,
+        }
         return {**self.values, **tail}
 
 
@@ -175,7 +191,7 @@ def field_seen(missing: tuple[str, ...], run_id: int) -> Jsonb:
 
 def store_row(record: StoreRecord) -> StoreRow:
     values = store_values(record)
-    return StoreRow(record.rid, values, record.source_url, record.etag, content_hash(values))
+    return StoreRow(record.rid, values, record.source_url, record.etag, content_hash(values), record.detail_source)
 
 
 def staging_ddl(table: str = "stores_staging") -> str:

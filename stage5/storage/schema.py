@@ -240,7 +240,23 @@ MIGRATIONS += (
     ),
 )
 
-LATEST = MIGRATIONS[-1][0]
+MIGRATIONS += (
+    (
+        11,
+        "details from the profile API: facilities, best menu items, open status; which source read each detail",
+        """
+        ALTER TABLE stores
+            ADD COLUMN facilities text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN best_menu text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN open_status text,
+            ADD COLUMN detail_source text;
+        """,
+    ),
+)
+
+# Migrations are numbered when assigned and may land out of order (11 appended before 9 and 10): the
+# newest is the highest number, and each one missing from schema_migrations is applied, lowest first.
+LATEST = max(version for version, _, _ in MIGRATIONS)
 
 
 async def migrate(conn: psycopg.AsyncConnection) -> int:
@@ -253,11 +269,11 @@ async def migrate(conn: psycopg.AsyncConnection) -> int:
             " version integer PRIMARY KEY, description text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
-        row = await cur.fetchone()
-        current = row[0] if row else 0
-        for version, description, ddl in MIGRATIONS:
-            if version > current:
+        cur = await conn.execute("SELECT version FROM schema_migrations")
+        applied = {row[0] for row in await cur.fetchall()}
+        current = max(applied, default=0)
+        for version, description, ddl in sorted(MIGRATIONS):
+            if version not in applied:
                 await conn.execute(ddl)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)", (version, description)

@@ -430,6 +430,9 @@ SCORED_COLUMNS = (
     "price_min",
     "price_max",
     "image_urls",
+    "facilities",
+    "best_menu",
+    "open_status",
 )
 
 
