@@ -80,6 +80,9 @@ def count_detail(coverage: Coverage, detail: StoreDetail) -> None:
     _count(coverage, "detail", found, detail.fallbacks)
     _count(coverage, f"source:{detail.source}", found, detail.fallbacks)
     _count(coverage, f"detail:{detail.layout}", found, detail.fallbacks)
+    if detail.unread:  # hours texts no notation of §3c reads: kept raw on the detail, counted here
+        for kind in ("detail", f"detail:{detail.layout}"):
+            coverage[kind]["unread_values"] = coverage[kind].get("unread_values", 0) + len(detail.unread)
 
 
 def count_search(coverage: Coverage, stores: Iterable[StoreSummary]) -> None:
@@ -96,8 +99,9 @@ def merge(parts: Iterable[Coverage]) -> Coverage:
             into["pages"] += entry.get("pages", 0)
             for name, n in entry.get("fields", {}).items():
                 into["fields"][name] = into["fields"].get(name, 0) + n
-            if entry.get("ld_fallbacks"):
-                into["ld_fallbacks"] = into.get("ld_fallbacks", 0) + entry["ld_fallbacks"]
+            for counter in ("ld_fallbacks", "unread_values"):
+                if entry.get(counter):
+                    into[counter] = into.get(counter, 0) + entry[counter]
     return total
 
 
