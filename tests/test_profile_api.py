@@ -175,6 +175,15 @@ def test_hours_past_midnight_and_a_holiday_as_a_day_line() -> None:
     assert detail.weekly_hours["토"]["close"] == "02:00"
 
 
+def test_hours_text_no_notation_reads_is_kept_raw_not_guessed() -> None:
+    data = sample()
+    section(data, "detail")["bhour"] = [{"duration": "매일", "time": "오픈 시간 미정"}]
+    detail = parse(data)
+    assert detail.open_hours is None and detail.weekly_hours is None
+    assert detail.unread == ("매일 오픈 시간 미정",)
+    assert parse(sample()).unread == ()
+
+
 def test_bhour_seo_when_bhour_is_empty_and_no_hours_at_all() -> None:
     data = sample()
     section(data, "detail")["bhour"] = []

@@ -6,6 +6,8 @@ The choice is `settings.detail_source`:
 - `auto` (default): the API first; the page when the API fails for good: an HTTP error, or an answer
   that stays unreadable through the retries (a result_code other than "100", a shape the parser cannot
   read, another store's answer). A page that fails too is the store's failure, naming both reasons.
+  After API_FAILURES_TO_PAUSE stores in a row the API failed for, the next API_PAUSE_STORES go to the
+  page directly, then the API is asked again: an API that is down costs a few stores' retries, not all.
 
 Either answer is checked to be this store's (stage5.site.evidence.verify_detail) inside the parse step,
 so an answer that fails the check is retried, never cached, and never reaches a record.
@@ -19,8 +21,11 @@ keeps no ETag.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Literal
+from weakref import WeakKeyDictionary
 
 from stage5.cache import Kind
 from stage5.fetch import Fetcher, FetchFailed, Request
@@ -34,6 +39,44 @@ from stage5.units import DetailUnit
 log = logging.getLogger("stage5.crawl")
 
 Source = Literal["api", "html"]
+# auto: after this many stores in a row the API failed for, the next stores go to the page directly (an API
+# that is down would otherwise cost every store its retries first); then the API is tried again.
+API_FAILURES_TO_PAUSE = 5
+API_PAUSE_STORES = 100
+
+
+@dataclass
+class ApiHealth:
+    """How the profile API has been answering this fetcher (one per worker process)."""
+
+    failures_in_a_row: int = 0
+    paused_for: int = 0  # stores still to read from the page before the API is asked again
+    answered: bool = False  # the API has answered once: stores may ask it side by side
+    # Until it has answered, and while it is failing, one store at a time asks it (the probe): the others
+    # wait to see whether it answers or a pause starts.
+    probing: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def doubtful(self) -> bool:
+        return not self.answered or self.failures_in_a_row > 0
+
+    def failed(self) -> bool:
+        """One more failure; True when it starts a pause."""
+        self.failures_in_a_row += 1
+        if self.failures_in_a_row < API_FAILURES_TO_PAUSE:
+            return False
+        self.failures_in_a_row, self.paused_for = 0, API_PAUSE_STORES
+        return True
+
+    def skip(self) -> bool:
+        """Whether this store skips the API (a pause is running), counting it."""
+        if self.paused_for <= 0:
+            return False
+        self.paused_for -= 1
+        return True
+
+
+_health: WeakKeyDictionary[Fetcher, ApiHealth] = WeakKeyDictionary()
 
 
 def api_request(fetcher: Fetcher, rid: str) -> Request:
@@ -66,12 +109,14 @@ async def fetch_detail(
     choice = fetcher.settings.detail_source
     if choice == "html":
         return await from_page(fetcher, summary, unit, etag), "html", page_url
-    try:
+    if choice == "api":
         return await from_api(fetcher, summary, unit), "api", page_url
-    except FetchFailed as exc:
-        if choice == "api":
-            raise
-        api_failure = exc
+    answer = await _ask_api(fetcher, summary, unit, _health.setdefault(fetcher, ApiHealth()))
+    if isinstance(answer, StoreDetail):
+        return answer, "api", page_url
+    if answer is None:  # a pause: the page directly
+        return await from_page(fetcher, summary, unit, etag), "html", page_url
+    api_failure = answer
     log_event(
         log,
         "detail_api_fallback",
@@ -85,3 +130,37 @@ async def fetch_detail(
     except FetchFailed as exc:
         exc.reason = f"profile API: {api_failure.reason}; page: {exc.reason}"  # the store's failure names both
         raise
+
+
+async def _ask_api(
+    fetcher: Fetcher, summary: StoreSummary, unit: DetailUnit, health: ApiHealth
+) -> StoreDetail | FetchFailed | None:
+    """auto's API step: its answer, why it failed, or None during a pause (the page directly)."""
+    if health.doubtful:
+        async with health.probing:
+            if health.skip():
+                return None
+            if health.doubtful:  # this store is the probe
+                return await _try_api(fetcher, summary, unit, health)
+    return None if health.skip() else await _try_api(fetcher, summary, unit, health)
+
+
+async def _try_api(
+    fetcher: Fetcher, summary: StoreSummary, unit: DetailUnit, health: ApiHealth
+) -> StoreDetail | FetchFailed:
+    """The API's answer, or why it failed (counted in `health`: enough in a row start a pause)."""
+    try:
+        detail = await from_api(fetcher, summary, unit)
+    except FetchFailed as exc:
+        if health.failed():
+            log_event(
+                log,
+                "detail_api_paused",
+                logging.WARNING,
+                failures=API_FAILURES_TO_PAUSE,
+                stores=API_PAUSE_STORES,
+                reason=exc.reason,
+            )
+        return exc
+    health.failures_in_a_row, health.answered = 0, True
+    return detail

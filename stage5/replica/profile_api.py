@@ -14,6 +14,7 @@ import json
 import zlib
 from typing import Any
 
+from stage5.replica import notation
 from stage5.replica.world import Store
 
 FACILITIES = ("주차", "발렛", "예약", "단체석", "포장", "배달", "무선 인터넷", "유아시설", "놀이방")
@@ -106,21 +107,29 @@ def _restaurant(store: Store) -> dict[str, Any]:
 
 
 def bhour(store: Store) -> list[dict[str, Any]]:
-    """{duration, time, today} pairs: the hours every day (the break and last order inside the text or on
-    their own lines, by store), then the holiday."""
+    """{duration, time, today} pairs, in the notations of §3c chosen per store (stage5.replica.notation): the
+    hours for every day or for the open days, the break and last order inside that text or on lines of their
+    own, then the holiday."""
     if not store.open_hours:
         return []
-    code = _code(store, "hours")
-    hours = store.open_hours.replace(" - ", "~") if code & 1 else store.open_hours
-    entries = []
-    if code & 2:
-        extras = [f"브레이크타임 {store.break_time}"] if store.break_time else []
-        extras.append(f"라스트오더 {store.last_order}")
-        entries.append({"duration": "매일", "time": " ".join([hours, *extras]), "today": "1"})
-    else:
-        entries.append({"duration": "매일", "time": f"{hours} 라스트오더: {store.last_order}", "today": "1"})
-        if store.break_time:
-            entries.append({"duration": "브레이크타임", "time": store.break_time.replace(" - ", "-"), "today": ""})
+    rid = store.rid
+    how = notation.form(rid, "api-span", notation.SPAN_FORMS)
+    korean = how == "korean"
+    closed_day = store.holiday.removeprefix("매주 ")[:1] if store.holiday else None
+    open_days = [d for d in notation.WEEK if d != closed_day]
+    daily = notation.form(rid, "api-days", (True, False)) or closed_day is None
+    duration = "매일" if daily else notation.day_part(open_days, notation.form(rid, "api-day-form", ("range", "list")))
+    hours = notation.span(store.open_hours, how)
+    extras = []
+    if store.break_time:
+        extras.append(("브레이크타임", notation.span(store.break_time, "korean" if korean else "tight")))
+    if store.last_order:
+        extras.append(("라스트오더", notation.clock(store.last_order, korean)))
+    inline = bool(_code(store, "hours") & 2)
+    text = " ".join([hours, *(f"{key} {value}" for key, value in extras)]) if inline else hours
+    entries = [{"duration": duration, "time": text, "today": "1"}]
+    if not inline:
+        entries += [{"duration": key, "time": value, "today": ""} for key, value in extras]
     if store.holiday:
         entries.append({"duration": "휴무일", "time": store.holiday.removesuffix(" 휴무"), "today": ""})
     return entries

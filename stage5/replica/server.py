@@ -97,6 +97,7 @@ class Replica:
             for store in world.stores:
                 if store.listed:
                     self._detail_body(store)
+                    self._api_body(store)
 
     def _remembered(self, key: tuple[str, ...], make: Callable[[], bytes]) -> tuple[bytes, str]:
         """(body, ETag) of an answer; kept in memory when prerendering (the world does not change)."""
@@ -111,6 +112,9 @@ class Replica:
     def _detail_body(self, store: Store) -> tuple[bytes, str]:
         layout = render.layout_for(store.rid, self.faults.layout, self.faults.layout_shift)
         return self._remembered(("detail", store.rid, layout), lambda: render.detail_page(store, layout))
+
+    def _api_body(self, store: Store) -> bytes:
+        return self._remembered(("api", store.rid), lambda: profile_api.profile_json(store))[0]
 
     # --- what a query matches ----------------------------------------------------------------
     def match(self, query: str) -> list[Store]:
@@ -190,7 +194,7 @@ class Replica:
             body = profile_api.profile_error("900", "일시적인 오류입니다. 잠시 후 다시 시도해 주세요")
         else:
             self.stats.detail_served[store.rid] += 1
-            body, _ = self._remembered(("api", store.rid), lambda: profile_api.profile_json(store))
+            body = self._api_body(store)
         return web.Response(body=body, content_type="application/json")  # no ETag: a POST answer
 
     async def robots(self, request: web.Request) -> web.Response:

@@ -172,7 +172,7 @@ def read_hours_pairs(entries: list[dict[str, Any]]) -> dict[str, Any]:
     undated = [h for h in hours if not h.days]
     brk = next((h.break_time for h in undated if h.break_time), None)
     last = next((h.last_order for h in undated if h.last_order), None)
-    week = weekly_table(hours)
+    week = weekly_table([h for h in hours if h.open or h.closed or h.holiday])  # an unread line says nothing
     for day in week.values():
         if not day["closed"]:
             day["break"], day["last_order"] = day["break"] or brk, day["last_order"] or last
@@ -278,7 +278,7 @@ def parse_profile(body: bytes, rid: str) -> StoreDetail:
         raise ParseError("profile answer names no store (restaurant.rn and restaurant.name are empty)")
     entries = _entries(detail)
     hours = read_hours_pairs(entries) if entries is not None else dict.fromkeys(HOURS_FIELDS)
-    hours.pop("unread", None)
+    unread = hours.pop("unread", None) or ()
     menu = _menu(found.get("menu"))
     images = _images(restaurant)
     tags = (clean_words(restaurant.get("desc")) or ()) + (clean_words(detail.get("tag")) or ())
@@ -328,6 +328,7 @@ def parse_profile(body: bytes, rid: str) -> StoreDetail:
         closed=closed,
         source="api",
         claimed_ids=claimed,
+        unread=unread,
         **fields,
     )
 
