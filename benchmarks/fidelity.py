@@ -26,14 +26,16 @@ from stage5.logs import setup_logging
 from stage5.replica.process import ReplicaProcess
 from stage5.replica.render import LAYOUTS, layout_for
 from stage5.replica.server import Faults
-from stage5.replica.truth import FIELDS, score
+from stage5.replica.truth import API, FIELDS, score
 from stage5.replica.world import build_world
 from stage5.report import load_result
 from stage5.services import database_url
 from stage5.settings import load_settings
 
 
-def crawl(layout: str, scale: float) -> tuple[Any, Any]:
+def crawl(layout: str, scale: float, source: str = "html") -> tuple[Any, Any]:
+    """One crawl of the world's pages in `layout` ('' for the mix), details read from `source` (the pages, or
+    the profile API: STAGE5_DETAIL_SOURCE's default is the API first, so the page rows ask for the pages)."""
     settings = load_settings(
         site="http://127.0.0.1:9",  # replaced by the replica's URL: loopback only
         db_schema=f"bench_{uuid.uuid4().hex[:8]}",
@@ -41,6 +43,7 @@ def crawl(layout: str, scale: float) -> tuple[Any, Any]:
         request_delay_s=0,
         host_concurrency=16,
         log_dir=Path("benchmarks/results/logs"),
+        detail_source=source,
     )
     url = database_url(settings)
     try:
@@ -49,7 +52,11 @@ def crawl(layout: str, scale: float) -> tuple[Any, Any]:
             summary = asyncio.run(run_crawl(settings, url))
         stored, rejected = asyncio.run(load_result(settings))
         result = score(
-            build_world(5, scale), stored, rejected, settings.districts, lambda rid: layout or layout_for(rid)
+            build_world(5, scale),
+            stored,
+            rejected,
+            settings.districts,
+            lambda rid: API if source == "api" else (layout or layout_for(rid)),
         )
         return summary, result
     finally:
@@ -64,18 +71,19 @@ def main() -> None:
     setup_logging(Path("benchmarks/results/logs"))
     print(f"{'layout':10} {'status':9} {'stores':>6} {'fields checked':>14} {'right':>7} {'wrong':>5}  verdict")
     mixed = None
-    for layout in (*LAYOUTS, ""):
-        summary, result = crawl(layout, args.scale)
+    for layout, source in (*((x, "html") for x in LAYOUTS), ("", "html"), ("", "api")):
+        summary, result = crawl(layout, args.scale, source)
         wrong = sum(len(r) for r in result.wrong_fields.values())
         verdict = (
             "PERFECT" if result.perfect else f"DIFFERENCES {dict((k, len(v)) for k, v in result.wrong_fields.items())}"
         )
+        name = "api" if source == "api" else layout or "mixed"
         print(
-            f"{layout or 'mixed':10} {summary.status:9} {summary.stores:>6} {result.fields_checked:>14}"
+            f"{name:10} {summary.status:9} {summary.stores:>6} {result.fields_checked:>14}"
             f" {result.fields_checked - wrong:>7} {wrong:>5}  {verdict}",
             flush=True,
         )
-        mixed = summary if not layout else mixed
+        mixed = summary if not layout and source == "html" else mixed
     assert mixed is not None
     kinds = ["detail", *(f"detail:{x}" for x in LAYOUTS)]
     print(
