@@ -98,9 +98,9 @@ async def test_auto_reads_the_page_where_the_api_fails(make_settings: Any, small
     failing = {rid for rid in used if fails(rid, 0.3)}
     assert {rid for rid, source in used.items() if source == "api"}.isdisjoint(failing)
     assert all(used[rid] == "html" for rid in failing)
-    # every store the API failed for came from its page; the API gave most of the others (a run of failures
-    # in a row may send a few healthy ones to the page too: see crawl/details.py)
-    assert len(failing) > 10 and list(used.values()).count("api") > len(used) // 3
+    # every store the API failed for came from its page, the API gave the others: failing for 30% of the
+    # stores is no reason to pause it (crawl/details.py)
+    assert len(failing) > 10 and list(used.values()).count("api") == len(used) - len(failing)
     assert (
         summary.coverage["source:html"]["pages"] + summary.coverage["source:api"]["pages"]
         == (summary.coverage["detail"]["pages"])
@@ -112,17 +112,23 @@ async def test_auto_with_the_api_down_reads_every_page_and_stops_asking_it(
 ) -> None:
     with ReplicaProcess(SEED, SCALE, Faults(api_fail=1.0)) as site:
         settings = make_settings(
-            site=site.url, districts=DISTRICTS, detail_source="auto", retry_attempts=2, workers=1, detail_batch=5
+            site=site.url,
+            districts=DISTRICTS,
+            detail_source="auto",
+            retry_attempts=2,
+            workers=1,
+            detail_batch=5,
+            host_concurrency=4,
         )
         summary, result = await crawl_and_score(settings, small_world, layout_for)
         served = site.stats()
     assert summary.status == "succeeded" and summary.failed_units == []
     assert_perfect(result)
     assert set(sources(settings).values()) == {"html"}
-    # After API_FAILURES_TO_PAUSE stores in a row (the first batch's stores, asked at once, at most more), the
-    # rest went to the page without asking the API first: 2 attempts each for those few stores only.
-    asked = served["faults"]["api_error"]
-    assert 0 < asked <= 2 * (API_FAILURES_TO_PAUSE + 5) < summary.stores
+    # After API_FAILURES_TO_PAUSE failures (and the stores already waiting for the API), the rest went to the
+    # page without asking the API first (2 attempts each for the stores that did ask it).
+    asked = served["faults"]["api_error"] // 2
+    assert API_FAILURES_TO_PAUSE <= asked < summary.stores * 2 // 3
 
 
 def _values(settings: Any) -> dict[str, tuple[Any, ...]]:

@@ -6,8 +6,10 @@ The choice is `settings.detail_source`:
 - `auto` (default): the API first; the page when the API fails for good: an HTTP error, or an answer
   that stays unreadable through the retries (a result_code other than "100", a shape the parser cannot
   read, another store's answer). A page that fails too is the store's failure, naming both reasons.
-  After API_FAILURES_TO_PAUSE stores in a row the API failed for, the next API_PAUSE_STORES go to the
-  page directly, then the API is asked again: an API that is down costs a few stores' retries, not all.
+  When the API failed for API_FAILURES_TO_PAUSE stores with no answer in between, the next
+  API_PAUSE_STORES go to the page directly, then one store probes it again: an API that is down costs a
+  few stores' retries, not every store's; one failing for some stores only (as in a mixed crawl, where its
+  answers keep coming between the failures) is not paused.
 
 Either answer is checked to be this store's (stage5.site.evidence.verify_detail) inside the parse step,
 so an answer that fails the check is retried, never cached, and never reaches a record.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 from weakref import WeakKeyDictionary
@@ -39,9 +42,11 @@ from stage5.units import DetailUnit
 log = logging.getLogger("stage5.crawl")
 
 Source = Literal["api", "html"]
-# auto: after this many stores in a row the API failed for, the next stores go to the page directly (an API
-# that is down would otherwise cost every store its retries first); then the API is tried again.
-API_FAILURES_TO_PAUSE = 5
+# auto: after this many stores the API failed for, each asked after its last answer and none answered since,
+# the next stores go to the page directly (an API that is down would otherwise cost every store its retries
+# first); then it is probed again. A store asked before the last answer does not count: its failure says
+# nothing new (failures that waited for their retries behind other stores' requests arrive in a row).
+API_FAILURES_TO_PAUSE = 10
 API_PAUSE_STORES = 100
 
 
@@ -51,21 +56,24 @@ class ApiHealth:
 
     failures_in_a_row: int = 0
     paused_for: int = 0  # stores still to read from the page before the API is asked again
-    answered: bool = False  # the API has answered once: stores may ask it side by side
-    # Until it has answered, and while it is failing, one store at a time asks it (the probe): the others
-    # wait to see whether it answers or a pause starts.
+    # The first store, and the first after a pause, asks alone (the probe); the others wait for its outcome
+    # (an API that is down then fails one store, not a whole batch at once).
+    doubtful: bool = True
     probing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_answer: float = -1.0  # monotonic time of the API's last answer
 
-    @property
-    def doubtful(self) -> bool:
-        return not self.answered or self.failures_in_a_row > 0
+    def succeeded(self) -> None:
+        self.failures_in_a_row, self.doubtful, self.last_answer = 0, False, time.monotonic()
 
-    def failed(self) -> bool:
-        """One more failure; True when it starts a pause."""
+    def failed(self, asked_at: float) -> bool:
+        """A failure of a store asked at `asked_at`; True when it starts a pause."""
+        self.doubtful = False
+        if asked_at < self.last_answer:
+            return False
         self.failures_in_a_row += 1
         if self.failures_in_a_row < API_FAILURES_TO_PAUSE:
             return False
-        self.failures_in_a_row, self.paused_for = 0, API_PAUSE_STORES
+        self.failures_in_a_row, self.paused_for, self.doubtful = 0, API_PAUSE_STORES, True
         return True
 
     def skip(self) -> bool:
@@ -149,10 +157,11 @@ async def _try_api(
     fetcher: Fetcher, summary: StoreSummary, unit: DetailUnit, health: ApiHealth
 ) -> StoreDetail | FetchFailed:
     """The API's answer, or why it failed (counted in `health`: enough in a row start a pause)."""
+    asked_at = time.monotonic()
     try:
         detail = await from_api(fetcher, summary, unit)
     except FetchFailed as exc:
-        if health.failed():
+        if health.failed(asked_at):
             log_event(
                 log,
                 "detail_api_paused",
@@ -162,5 +171,5 @@ async def _try_api(
                 reason=exc.reason,
             )
         return exc
-    health.failures_in_a_row, health.answered = 0, True
+    health.succeeded()
     return detail
