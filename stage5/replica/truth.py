@@ -100,7 +100,8 @@ def score(
     layout_of: Callable[[str], str] = layout_for,
 ) -> Score:
     """`stored`: rid -> the stored row's fields; `rejected`: rids in rejected_stores; `layout_of`: the
-    layout the replica served each store's page in (its default mix unless told otherwise)."""
+    layout the replica served each store's page in (its default mix unless told otherwise). A store whose
+    row says it was read from the profile API (detail_source) is scored as the API gives it."""
     wanted = [s for s in world.stores if s.district in districts]
     expected = {s.rid: s for s in wanted if s.expect == "store"}
     to_reject = {s.rid for s in wanted if s.expect == "reject"}
@@ -122,7 +123,8 @@ def score(
             result.wrong_district.append(rid)
         if truth.is_refill != row["is_confirmed_refill"]:
             result.wrong_refill_flag.append(rid)
-        for column in field_errors(truth, row, layout_of(rid)):
+        layout = API if row.get("detail_source") == "api" else layout_of(rid)  # as the store was read
+        for column in field_errors(truth, row, layout):
             result.wrong_fields.setdefault(column, []).append(rid)
         result.fields_checked += len(FIELDS)
     return result

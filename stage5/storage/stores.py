@@ -433,6 +433,7 @@ SCORED_COLUMNS = (
     "facilities",
     "best_menu",
     "open_status",
+    "detail_source",
 )
 
 
