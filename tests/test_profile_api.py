@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,20 @@ def test_status_in_each_shape(status: Any, text: str | None, closed: bool) -> No
 def test_an_answer_it_cannot_read_says_what(body: bytes, message: str) -> None:
     with pytest.raises(ParseError, match=message.replace("(", r"\(").replace("?", r"\?")):
         parse_profile(body, RID)
+
+
+def test_a_hostile_answer_costs_bounded_time() -> None:
+    data = sample()  # a few MB, as the fetcher's body cap (max_body_mb, 8) lets through
+    detail = section(data, "detail")
+    detail["bhour"] = [{"duration": "매일", "time": "11:00 - 22:00 라스트오더 21:00"}] * 40_000
+    detail["facility"] = [", 주차"] * 100_000
+    section(data, "menu")["list"] = [{"menu": f"m{i}", "price": "1,000원"} for i in range(40_000)]
+    body = json.dumps(data, ensure_ascii=False).encode()
+    assert len(body) < 8 * 2**20
+    started = time.process_time()
+    parsed = parse_profile(body, RID)
+    assert time.process_time() - started < 1.5  # the lists are read up to MAX_ENTRIES, the rest skipped
+    assert parsed.open_hours == "11:00 - 22:00" and parsed.facilities == ("주차",) and len(parsed.menu) == 200
 
 
 def test_another_stores_answer_is_refused() -> None:

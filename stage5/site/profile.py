@@ -29,6 +29,9 @@ _URL_KEYS = ("share_url", "url", "link", "profile_url")
 _RID_IN_URL_RE = re.compile(r"[?&](?:v_)?rid=([A-Za-z0-9_-]+)")
 _DIGITS_RE = re.compile(r"\d[\d,]*")
 HOURS_FIELDS = ("open_hours", "break_time", "last_order", "holiday", "weekly_hours")
+# Entries read of one list (a real answer has a handful of hour lines, tens of menu items and images): a
+# hostile answer of a million entries costs no more than this.
+MAX_ENTRIES = 200
 
 
 # --- the answer and its sections -----------------------------------------------------------------
@@ -92,7 +95,7 @@ def clean_words(value: Any) -> tuple[str, ...] | None:
     if not isinstance(value, list):
         return None
     words = []
-    for entry in value:
+    for entry in value[:MAX_ENTRIES]:
         raw = text_of(entry.get("name") or entry.get("word")) if isinstance(entry, dict) else text_of(entry)
         word = (raw or "").strip().lstrip(",").strip().lstrip("#").strip()
         if word:
@@ -147,7 +150,7 @@ def _entries(detail: dict[str, Any]) -> list[dict[str, Any]] | None:
     if "bhour" not in detail and "bhour_seo" not in detail:
         return None
     for key in ("bhour", "bhour_seo"):
-        listed = [e for e in items(detail.get(key)) if isinstance(e, dict)]
+        listed = [e for e in items(detail.get(key))[:MAX_ENTRIES] if isinstance(e, dict)]
         if listed:
             return listed
     return []
@@ -196,7 +199,7 @@ def _span(opening: str | None, closing: str | None) -> str | None:
 def _images(restaurant: dict[str, Any]) -> tuple[str, ...] | None:
     """restaurant.images.list[] (origin, else middle, else thumb) after restaurant.img; None with neither key."""
     box = restaurant.get("images")
-    listed = items(box.get("list")) if isinstance(box, dict) else items(box)
+    listed = (items(box.get("list")) if isinstance(box, dict) else items(box))[:MAX_ENTRIES]
     if "images" not in restaurant and "img" not in restaurant:
         return None
     urls = [with_scheme(restaurant.get("img"))]
@@ -212,7 +215,7 @@ def _menu(section: dict[str, Any] | None) -> tuple[MenuItem, ...] | None:
     if section is None or "list" not in section:
         return None
     menu = []
-    for entry in items(section.get("list")):
+    for entry in items(section.get("list"))[:MAX_ENTRIES]:
         name = text_of(entry.get("menu") or entry.get("name")) if isinstance(entry, dict) else None
         if not name:
             continue
@@ -258,7 +261,7 @@ def _phone(*values: Any) -> str | None:
 
 def _reviews(section: dict[str, Any] | None) -> tuple[str, ...]:
     texts = []
-    for entry in items((section or {}).get("list")):
+    for entry in items((section or {}).get("list"))[:MAX_ENTRIES]:
         info = entry.get("review_info") if isinstance(entry, dict) else None
         text = text_of(info.get("review_cont")) if isinstance(info, dict) else None
         if text:
