@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -20,6 +21,8 @@ import threading
 import zlib
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
 import psutil
@@ -57,7 +60,30 @@ REWRITES: dict[str, Callable[[bytes], bytes]] = {
 }
 # Cases that replace a target's answer with a body of their own making.
 STREAMS = ("gzip_bomb", "huge_body", "endless")
-CASES = (*REWRITES, *STREAMS, "empty_search")
+# Cases that spoil every search answer: nothing at all; nothing past page 5 while the count says more
+# (thinned); an id-less entry (an ad slot) at the head of every page; at most 100 stores per query.
+SEARCHES = ("empty_search", "thinned", "ad_entry", "cap100")
+CASES = (*REWRITES, *STREAMS, *SEARCHES)
+THIN_AFTER_PAGES = 5
+CAP = 100
+AD_ENTRY = {"nm": "", "ad_yn": "Y", "title": "[광고] 이 가게 어때요?", "image": "https://ads.example.invalid/1.jpg"}
+
+
+def spoil_search(case: str, form: dict[str, str], body: bytes) -> bytes:
+    """A search answer spoiled by one of SEARCHES; the site's count (total_cnt, params.rcount) is kept."""
+    if case == "empty_search":
+        return search_json([], 0)
+    data: dict[str, Any] = json.loads(body)
+    section = data["result_data"]["poi_section"]
+    size = int(form.get("size") or 20)
+    offset = int(form["from"]) if form.get("from") else (int(form.get("page") or 1) - 1) * size
+    if case == "thinned" and offset >= THIN_AFTER_PAGES * size:
+        section["list"] = []
+    elif case == "cap100":
+        section["list"] = section["list"][: max(0, CAP - offset)]
+    elif case == "ad_entry":
+        section["list"].insert(0, dict(AD_ENTRY))
+    return json.dumps(data, ensure_ascii=False).encode()
 
 
 def is_target(rid: str, every: int) -> bool:
@@ -88,9 +114,10 @@ class Hostile:
             self.spoiled += 1
             return await self._stream(request)
         status, headers, body = await self._forward(request)
-        if "isearch" in request.path and self.case == "empty_search":
+        if "isearch" in request.path and self.case in SEARCHES and status == 200:
             self.spoiled += 1
-            return web.Response(body=search_json([], 0), content_type="application/json")
+            form = {k: v[0] for k, v in parse_qs((await request.read()).decode()).items()}
+            return web.Response(body=spoil_search(self.case, form, body), content_type="application/json")
         if request.path == "/profile.php" and self.case in REWRITES and is_target(rid, self.every):
             self.spoiled += 1
             body = REWRITES[self.case](body)

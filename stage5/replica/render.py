@@ -56,13 +56,18 @@ def search_item(store: Store, query_word: str) -> dict[str, Any]:
     return item
 
 
-def search_json(items: list[dict[str, Any]], total: int) -> bytes:
-    body = {
-        "result_code": "100",
-        "result_msg": "success",
-        "result_data": {"poi_section": {"total_cnt": min(total, 10000), "list": items}},
-    }
+def search_json(items: list[dict[str, Any]], total: int, rcount: int | None = None) -> bytes:
+    """total_cnt capped at 10000 as the site does; `rcount`: the true count, in params.rcount."""
+    section: dict[str, Any] = {"total_cnt": min(total, 10000), "list": items}
+    if rcount is not None:
+        section["params"] = {"rcount": rcount}
+    body = {"result_code": "100", "result_msg": "success", "result_data": {"poi_section": section}}
     return json.dumps(body, ensure_ascii=False).encode()
+
+
+def distance_text(metres: float) -> str:
+    """An entry's `distance` as the site writes it: `451m`, `1.2km`."""
+    return f"{metres:.0f}m" if metres < 999.5 else f"{metres / 1000:.1f}km"
 
 
 def error_json(code: str, message: str) -> bytes:

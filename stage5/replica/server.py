@@ -23,6 +23,7 @@ from multidict import MultiMapping
 
 from stage5.replica import profile_api, render
 from stage5.replica.world import Store, World
+from stage5.site.seoul import distance_m
 
 MAX_PAGE_SIZE = 50
 GET_PAGE_SIZE = 4  # the site answers GET too, but always with 4 items
@@ -54,6 +55,9 @@ class Faults:
     prerender: bool = False
     # The replica's robots.txt ("" serves one that allows the crawl, as the tests and the demo need).
     robots: str = ""
+    # At most this many distinct stores per search query, as the real site is reported to answer (0: no
+    # cap); total_cnt and params.rcount keep the true count.
+    result_cap: int = 0
     # The profile API answers an error (result_code other than 100) for this share of the stores, chosen by
     # id (profile_api.fails): 1 is an API that is down, a fraction a mixed crawl.
     api_fail: float = 0.0
@@ -126,6 +130,9 @@ class Replica:
         if district is None:
             return self.world.nationwide_top  # unknown place: the soft filter answers wide
         stores = self.world.by_district[district]
+        words = query.split()
+        if len(words) >= 3:  # "{구} {동} 무한리필": the stores whose address is in that 동
+            stores = [s for s in stores if f" {words[1]} " in s.address]
         if hotspot:
             stores = [s for s in stores if s.hotspot == hotspot]
         if word != "무한리필":
@@ -133,14 +140,26 @@ class Replica:
             stores = [s for s in stores if food and (food == s.kind or food in s.name or food in s.categories)]
         return stores or self.world.nationwide_top
 
-    def page(self, query: str, offset: int, size: int) -> tuple[list[Store], int]:
+    def near(self, query: str, point: tuple[float, float, float]) -> list[Store]:
+        """A coordinate query (lat, lng, radius in metres): the query's stores within the radius, nearest
+        first; none inside: the wide answer instead, as the site's soft filter does."""
+        lat, lng, radius = point
         stores = self.match(query)
-        if offset < len(stores):
-            return stores[offset : offset + size], len(stores)
+        inside = [(d, s.rid, s) for s in stores if (d := distance_m(lat, lng, s.lat, s.lng)) <= radius]
+        return [s for _, _, s in sorted(inside)] if inside else stores
+
+    def page(
+        self, query: str, offset: int, size: int, point: tuple[float, float, float] | None = None
+    ) -> tuple[list[Store], int]:
+        """(stores of the page, the true count). Past the cap (result_cap) the query has no more pages."""
+        stores = self.near(query, point) if point else self.match(query)
+        shown = stores[: self.faults.result_cap] if self.faults.result_cap else stores
+        if offset < len(shown):
+            return shown[offset : offset + size], len(stores)
         # Past the end the site either answers empty or repeats the last page.
-        if zlib.crc32(query.encode()) % 2 or not stores:
+        if zlib.crc32(query.encode()) % 2 or not shown:
             return [], len(stores)
-        return stores[-size:], len(stores)
+        return shown[-size:], len(stores)
 
     # --- handlers ---------------------------------------------------------------------------
     async def search(self, request: web.Request) -> web.Response:
@@ -156,13 +175,18 @@ class Replica:
             offset = (max(1, _int(form.get("page"), 1)) - 1) * size
         if not query.strip():
             return web.Response(body=render.error_json("400", "query is empty"), content_type="application/json")
+        point = _point(form)
 
         def answer() -> bytes:
-            stores, total = self.page(query, offset, size)
+            stores, total = self.page(query, offset, size, point)
             word = _query_word(query)[1].removeprefix("고기")
-            return render.search_json([render.search_item(s, word) for s in stores], total)
+            items = [render.search_item(s, word) for s in stores]
+            if point:  # each entry's distance from the point asked about
+                for item, store in zip(items, stores):
+                    item["distance"] = render.distance_text(distance_m(point[0], point[1], store.lat, store.lng))
+            return render.search_json(items, total, rcount=total)
 
-        body, _ = self._remembered(("search", query, str(offset), str(size)), answer)
+        body, _ = self._remembered(("search", query, str(offset), str(size), str(point)), answer)
         return web.Response(body=body, content_type="application/json")
 
     async def list_page(self, request: web.Request) -> web.Response:
@@ -305,6 +329,16 @@ class Replica:
         app.router.add_get("/__replica/stats", self.stats_handler)
         app.router.add_post("/__replica/reset", self.reset_handler)
         return app
+
+
+def _point(form: MultiMapping[str]) -> tuple[float, float, float] | None:
+    """(lat, lng, radius_m) of a coordinate query: lat and lng with a `distance`; None otherwise (the
+    crawler's keyword searches send the district office's lat/lng without a distance: not near-me)."""
+    try:
+        lat, lng, radius = (float(str(form.get(k, ""))) for k in ("lat", "lng", "distance"))
+    except ValueError:
+        return None
+    return (lat, lng, radius) if radius > 0 else None
 
 
 def _int(value: Any, default: int) -> int:

@@ -5,6 +5,7 @@ Facts about the city, not about DiningCode, so both the crawler and the replica 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -55,6 +56,16 @@ SEOUL_LNG = (126.73, 127.27)
 _SEOUL_PREFIX = re.compile(r"^\s*서울(특별시|시)?\s")
 
 
+def neighbourhood_of_address(address: str | None) -> str | None:
+    """The 동 (or 가) of a Seoul lot-number address ('서울특별시 강남구 역삼동 123-4' -> '역삼동'), else None."""
+    district = district_of_address(address)
+    if district is None or address is None:
+        return None
+    words = address.split()
+    after = words[words.index(district) + 1 :]
+    return after[0] if after and after[0].endswith(("동", "가")) else None
+
+
 def in_seoul(lat: float, lng: float) -> bool:
     return SEOUL_LAT[0] <= lat <= SEOUL_LAT[1] and SEOUL_LNG[0] <= lng <= SEOUL_LNG[1]
 
@@ -77,3 +88,37 @@ def search_box(district: District, half_km: float = 3.0) -> tuple[float, float, 
     dlat = half_km / 111.0
     dlng = half_km / 88.2  # km per degree of longitude at 37.5°N
     return (district.lat - dlat, district.lng - dlng, district.lat + dlat, district.lng + dlng)
+
+
+EARTH_RADIUS_M = 6_371_000.0
+Box = tuple[float, float, float, float]  # (minLat, minLng, maxLat, maxLng)
+SEOUL_BOX: Box = (SEOUL_LAT[0], SEOUL_LNG[0], SEOUL_LAT[1], SEOUL_LNG[1])
+
+
+def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Great-circle (haversine) distance in metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lng2 - lng1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def quarters(box: Box) -> list[Box]:
+    """The four quarters of a box (SW, SE, NW, NE)."""
+    min_lat, min_lng, max_lat, max_lng = box
+    mid_lat, mid_lng = (min_lat + max_lat) / 2, (min_lng + max_lng) / 2
+    return [
+        (min_lat, min_lng, mid_lat, mid_lng),
+        (min_lat, mid_lng, mid_lat, max_lng),
+        (mid_lat, min_lng, max_lat, mid_lng),
+        (mid_lat, mid_lng, max_lat, max_lng),
+    ]
+
+
+def circle_around(box: Box) -> tuple[float, float, float]:
+    """(lat, lng, radius_m) of a circle around the box: its centre, and its farthest corner (a degree of
+    longitude is shorter on the box's north side, so the southern corners are the farther ones)."""
+    min_lat, min_lng, max_lat, max_lng = box
+    lat, lng = (min_lat + max_lat) / 2, (min_lng + max_lng) / 2
+    corners = ((a, b) for a in (min_lat, max_lat) for b in (min_lng, max_lng))
+    return lat, lng, math.ceil(max(distance_m(lat, lng, a, b) for a, b in corners))
