@@ -107,6 +107,10 @@ class RobotsDisallowed(ConfigError):
     """The site's robots.txt disallows a path the crawl needs (and robots_txt is 'obey')."""
 
 
+class CrawlDelayTooLong(ConfigError):
+    """The site's robots.txt asks for a Crawl-delay above crawl_delay_max_s (and robots_txt is 'obey')."""
+
+
 class RunSkipped(Stage5Error):
     """Another run holds the crawl lock; this one was skipped and recorded as such."""
 

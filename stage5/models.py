@@ -31,8 +31,18 @@ class StoreSummary:
 
 @dataclass(frozen=True, slots=True)
 class SearchPage:
-    total: int
+    total: int  # total_cnt: the site's count of the query's matches (the site caps it at 10000)
     stores: tuple[StoreSummary, ...]
+    rcount: int | None = None  # params.rcount: the true count where the site gives it
+    skipped: int = 0  # entries that were not a store (no v_rid or nm: an ad slot): skipped, counted
+    # Each store's `distance` from the query's point as the entry states it (the least metres its text can
+    # mean: '1.2km' -> 1150), None where it states none; aligned with `stores`.
+    distances: tuple[float | None, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """The site's own count of the query's matches: rcount when given, else total_cnt."""
+        return self.rcount if self.rcount is not None else self.total
 
 
 @dataclass(frozen=True, slots=True)

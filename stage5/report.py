@@ -50,6 +50,7 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
             f"  SUSPECT        {shown}: far fewer stores than stored (a soft block?); stored rows were"
             " left as they are and these answers were not cached"
         )
+    lines += _listing_lines(summary)
     if summary.details:
         order = ("new", "listing_changed", "retry", "age", "not_modified", "skipped_unchanged")
         lines.append(
@@ -126,6 +127,30 @@ def print_runs(runs: list[dict[str, Any]]) -> None:
 def print_slots(slots: list[tuple[str, Any, str, str | None]]) -> None:
     for job, slot, status, reason in slots:
         print(f"{slot:%Y-%m-%d %H:%M} UTC  {job:16} {status:8} {reason or ''}")
+
+
+def _listing_lines(summary: RunSummary) -> list[str]:
+    """Listings: how many districts were complete (the site's count reached), and a COMPLETENESS line for
+    each that was not."""
+    if not summary.listings:
+        return []
+    listings = summary.listings.values()
+    counted = sum(v["site_count"] or 0 for v in listings)
+    split = sum(v["split"] for v in listings)
+    skipped = f"; {summary.skipped_entries} entries that were not a store skipped" if summary.skipped_entries else ""
+    lines = [
+        f"  listings       {len(summary.listings) - len(summary.incomplete_districts)}/{len(summary.listings)}"
+        f" districts complete: the site counts {counted}, found {sum(v['found'] for v in listings)},"
+        f" {split} queries split{skipped}"
+    ]
+    for district in summary.incomplete_districts:
+        v = summary.listings[district]
+        lines.append(
+            f"  COMPLETENESS   {district} incomplete: site counts {v['site_count']}, found {v['found']},"
+            f" {v['split']} queries split, {v['bottomed']} still truncated ({v['reason']});"
+            " no store of it was counted missing this run"
+        )
+    return lines
 
 
 def _coverage_lines(summary: RunSummary) -> list[str]:

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         " under request_delay_s; 'log' only logs what it says.",
     )
     retry_after_max_s: float = Field(120.0, ge=0, description="Longest Retry-After stage5 will honour.")
+    crawl_delay_max_s: float = Field(
+        60.0,
+        ge=0,
+        description="A robots.txt Crawl-delay above this stops the run before its first request (a delay of"
+        " hours would make a run that never ends).",
+    )
 
     # --- parallel engine ------------------------------------------------------------------
     workers: int = Field(0, ge=0, le=64, description="Worker processes; 0 sizes them from cores and memory.")
@@ -174,6 +180,19 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="A district whose searches find fewer than this share of its stored stores is 'suspect'.",
+    )
+
+    result_cap: int = Field(
+        100,
+        ge=2,
+        description="A search whose count reaches this is taken as capped (the site is reported to answer at"
+        " most 100 stores per query): it is split by coordinates until each part fits.",
+    )
+    split_min_radius_m: float = Field(
+        150.0,
+        gt=0,
+        description="Splitting stops at circles of this radius; a part still truncated there leaves its"
+        " district's listing incomplete.",
     )
 
     # --- storage --------------------------------------------------------------------------

@@ -56,6 +56,13 @@ class SearchResult:
     pages: int = 0
     failed: list[FailedUnit] = field(default_factory=list)
     coverage: dict[str, Any] = field(default_factory=dict)  # see stage5.coverage
+    # Completeness (see stage5.crawl.completeness): the site's own count of the query's matches, the
+    # distinct stores its pages gave (within the radius, for a part), and whether it stopped short.
+    count: int | None = None  # None: no page was read
+    listed: list[str] = field(default_factory=list)
+    skipped: int = 0  # entries that were not a store (an ad slot)
+    truncated: bool = False  # the count reached the cap, or the pages ended before the count
+    fallback: bool = False  # a part with nothing inside its radius: the site answered wide instead
 
 
 @dataclass
@@ -97,7 +104,7 @@ def _summary(data: dict[str, Any]) -> StoreSummary:
 def unit_from_payload(uid: int, kind: str, district: str, payload: dict[str, Any]) -> Unit:
     if kind == "search":
         q = payload["query"]
-        return SearchUnit(uid, SearchQuery(q["district"], q["keyword"], q["lat"], q["lng"], tuple(q["rect"])))
+        return SearchUnit(uid, SearchQuery(**{**q, "rect": tuple(q["rect"])}))
     stores = tuple(_summary(s) for s in payload["stores"])
     return DetailUnit(uid, district, stores, payload.get("revalidate", False), tuple(payload.get("etags", ())))
 
@@ -130,6 +137,11 @@ def result_from_json(data: dict[str, Any]) -> Result:
             found=[_summary(s) for s in data["found"]],
             out_of_area=data["out_of_area"],
             pages=data["pages"],
+            count=data.get("count"),
+            listed=data.get("listed", []),
+            skipped=data.get("skipped", 0),
+            truncated=data.get("truncated", False),
+            fallback=data.get("fallback", False),
         )
     return DetailResult(
         **common,
@@ -147,7 +159,16 @@ def result_summary(result: Result) -> dict[str, Any]:
         "coverage": result.coverage,
     }
     if isinstance(result, SearchResult):
-        data.update(pages=result.pages, found=len(result.found), out_of_area=result.out_of_area)
+        data.update(
+            pages=result.pages,
+            found=len(result.found),
+            out_of_area=result.out_of_area,
+            count=result.count,
+            listed=result.listed,
+            skipped=result.skipped,
+            truncated=result.truncated,
+            fallback=result.fallback,
+        )
     else:
         data.update(
             stored=len(result.records) + len(result.not_modified),

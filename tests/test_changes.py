@@ -1,6 +1,6 @@
 """Change tracking across daily runs: crawling replica days 0, 1, 2, 3 gives exactly the truth's diff each
-day (new, changed with its fields, closed, vanished only after K complete runs, reappeared); a partial run
-marks nothing vanished. And exports round-trip."""
+day (new, changed with its fields, closed, vanished only after K complete runs, reappeared); a store misses
+a run only where its district's listings were complete. And exports round-trip."""
 
 from __future__ import annotations
 
@@ -85,6 +85,17 @@ def _kind(before: str, now: str, changed: bool) -> str | None:
     return "changed" if changed else None
 
 
+def presence(settings: Any) -> dict[str, tuple[str, int, str]]:
+    """rid -> (district, missed runs, status) of every stored store."""
+    with psycopg.connect(settings.database_url) as conn:
+        found = conn.execute(
+            sql.SQL("SELECT diningcode_place_id, district, missed_runs, status FROM {}.stores").format(
+                sql.Identifier(settings.db_schema)
+            )
+        ).fetchall()
+    return {rid: (district, missed, status) for rid, district, missed, status in found}
+
+
 async def recorded(settings: Any, run_id: int) -> set[tuple[str, str, frozenset[str]]]:
     conn = await connect(settings.database_url, settings.db_schema)
     try:
@@ -114,33 +125,37 @@ async def test_four_days_give_exactly_the_truths_diff(make_settings: Any) -> Non
     assert kinds_seen == {"new", "changed", "closed", "vanished", "reappeared"}
 
 
-async def test_a_partial_run_marks_nothing_vanished(make_settings: Any) -> None:
+async def test_misses_count_only_where_the_listings_were_complete(make_settings: Any) -> None:
+    """A run partial for failed pages: in the districts whose listings were still complete the stores it did
+    not list miss a run (the day-1 closures vanish now, K = 2); in the others nothing about presence moves."""
     settings = make_settings(districts=",".join(DISTRICTS), vanish_after_runs=K, retry_attempts=1)
     expected = Expected()
     for day in (0, 1):
         await crawl_day(settings, day)
         expected.day(build_world(5, SCALE, day))
+    missed_before = presence(settings)
     partial = await crawl_day(settings, 2, Faults(p5xx=0.2, fault_seed=3))
     assert partial.status == "partial"
-    assert not any(kind == "vanished" for _, kind, _ in await recorded(settings, partial.run_id))
-    with psycopg.connect(settings.database_url) as conn:
-        statuses = dict(
-            conn.execute(
-                sql.SQL("SELECT status, count(*) FROM {}.stores GROUP BY status").format(
-                    sql.Identifier(settings.db_schema)
-                )
-            ).fetchall()
-        )
-    assert "폐업 추정" not in statuses  # day 1 was the only complete run to miss them: K is 2
-    # The next complete run counts the day-1 closures' second miss: they vanish now, not earlier.
-    complete = await crawl_day(settings, 3)
-    vanished = {rid for rid, kind, _ in await recorded(settings, complete.run_id) if kind == "vanished"}
+    complete = {d for d, v in partial.listings.items() if v["status"] == "complete"}
+    assert complete and set(partial.incomplete_districts) == set(DISTRICTS) - complete  # both kinds happen
+    for rid, (district, missed, status) in presence(settings).items():
+        if district not in complete and rid in missed_before:
+            assert (missed, status) == missed_before[rid][1:], rid  # nothing about its presence moved
     closed_day1 = {
-        s.rid
-        for s in build_world(5, SCALE, 3).stores
+        s.rid: s.district
+        for s in build_world(5, SCALE, 2).stores
         if s.district in DISTRICTS and s.expect == "store" and s.closed_on == 1 and not s.listed
     }
-    assert closed_day1 and closed_day1 <= vanished
+    vanished = {rid for rid, kind, _ in await recorded(settings, partial.run_id) if kind == "vanished"}
+    assert vanished == {rid for rid, d in closed_day1.items() if d in complete}
+    # The next complete run counts the rest's second miss: they vanish now, not earlier.
+    after = await crawl_day(settings, 3)
+    assert after.status == "succeeded"
+    vanished |= {rid for rid, kind, _ in await recorded(settings, after.run_id) if kind == "vanished"}
+    still_closed = {
+        s.rid for s in build_world(5, SCALE, 3).stores if s.rid in closed_day1 and s.closed_on == 1 and not s.listed
+    }
+    assert still_closed and still_closed <= vanished
 
 
 def test_exports_round_trip(make_settings: Any, replica: ReplicaProcess, tmp_path: Any) -> None:

@@ -33,8 +33,8 @@ from stage5.errors import WorkerCrashLoop
 from stage5.logs import log_event
 from stage5.models import StoreSummary
 from stage5.settings import Settings
-from stage5.site.diningcode import queries_for
-from stage5.site.seoul import DISTRICT_BY_NAME
+from stage5.site.diningcode import SearchQuery, neighbourhood_queries, queries_for, split_query
+from stage5.site.seoul import DISTRICT_BY_NAME, district_of_address, neighbourhood_of_address
 from stage5.storage.stores import StoreWriter, screen_rows
 from stage5.storage.unit_queue import Completion
 from stage5.tallies import DistrictTally, UnitRow, WorkerStats, district_tallies
@@ -190,6 +190,11 @@ class Master:
         self.search_queue: deque[Unit] = deque()
         self.detail_queue: deque[Unit] = deque()
         self.claimed: set[str] = set()
+        # A district's entries wait until all its searches are in, so that entries disagreeing about one
+        # store are settled the same way every run (Entries.offer), whatever order the answers came in.
+        self.entries: dict[str, Entries] = {}
+        self.searching: Counter[str] = Counter()  # district -> its search units not finished
+        self.families: dict[str, Family] = {}  # district -> its district query and parts, while asked
         self.tally: dict[str, DistrictTally] = {}
         self.next_uid = self.next_wid = 0
         self.workers_max = self.recycled = self.died = 0
@@ -397,17 +402,13 @@ class Master:
             screen_rows(result)
         summary = result_summary(result)
         if isinstance(result, SearchResult):
-            fresh = [s for s in result.found if s.rid not in self.claimed]
-            self.claimed.update(s.rid for s in fresh)
-            summary["found"] = len(fresh)  # stores this run had not claimed yet
-            fetch = self._choose_details(fresh, summary)
-            size = self.settings.detail_batch
-            children = [
-                self._detail_unit(result.district, tuple(fetch[i : i + size])) for i in range(0, len(fetch), size)
-            ]
-            for child in children:
-                self._add_unit(child)
-            self.writer.add_units(children)  # committed with this unit's completion
+            assert isinstance(unit, SearchUnit)
+            query = unit.query
+            summary.update(found=0, anchor=query.anchor, depth=query.depth, area=query.area, query=query.label)
+            entries = self.entries.setdefault(unit.district, Entries(unit.district))
+            summary["disagreements"] = entries.offer(unit, result.found)
+            if result.truncated and unit.query.anchor:
+                self._split(unit, summary)
         elif isinstance(result, DetailResult):
             self.writer.confirm(result.not_modified)
             for record in result.records:
@@ -417,6 +418,73 @@ class Master:
         self._finish(unit, summary)
         if handle.units_done >= self.settings.worker_max_units:
             self._drain(handle, f"served {handle.units_done} units")
+
+    def _split(self, unit: SearchUnit, summary: dict[str, Any]) -> None:
+        """A truncated district query (or part): its parts are searched instead, until each fits."""
+        parts: list[Unit] = [
+            SearchUnit(self._uid(), q) for q in split_query(unit.query, self.settings.split_min_radius_m)
+        ]
+        summary["split"] = len(parts)
+        log_event(
+            log,
+            "search_truncated",
+            logging.WARNING if not parts else logging.INFO,
+            district=unit.district,
+            query=unit.query.label,
+            count=summary.get("count"),
+            listed=len(summary.get("listed", [])),
+            parts=len(parts),
+        )
+        for part in parts:
+            self._add_unit(part)
+        self.writer.add_units(parts)  # committed with this unit's completion
+
+    def _family_answered(self, unit: SearchUnit, summary: dict[str, Any]) -> None:
+        """Count a district query's (or part's) answer; when all are in and together they still list fewer
+        stores than the site counts, ask the district's neighbourhoods too (once): a store whose coordinates
+        are wrong is in no circle, but its address still names its 동."""
+        family = self.families[unit.district]
+        family.pending -= 1
+        if unit.query.depth == 0:
+            family.root, family.count = unit.query, summary.get("count")
+        family.listed.update(summary.get("listed", []))
+        family.failed = family.failed or bool(summary["failed"])
+        if family.pending or family.widened or family.failed or family.root is None or family.count is None:
+            return
+        if len(family.listed) >= family.count:
+            return
+        family.widened = True
+        held = self.entries[unit.district].best.values() if unit.district in self.entries else []
+        areas = [a for _, entry, _ in held if (a := neighbourhood_of_address(entry.address))]
+        parts: list[Unit] = [SearchUnit(self._uid(), q) for q in neighbourhood_queries(family.root, areas)]
+        summary["neighbourhoods"] = len(parts)
+        log_event(
+            log,
+            "listing_short",
+            district=unit.district,
+            count=family.count,
+            listed=len(family.listed),
+            neighbourhoods=len(parts),
+        )
+        for part in parts:
+            self._add_unit(part)
+        self.writer.add_units(parts)  # committed with this unit's completion
+
+    def _release(self, district: str, summary: dict[str, Any]) -> None:
+        """All of a district's searches are in: its stores (each with its preferred entry) not claimed by
+        another district go to detail units. Counted on the search unit that finished last."""
+        entries = self.entries.pop(district, None)
+        fresh = [s for s in (entries.chosen() if entries else []) if s.rid not in self.claimed]
+        self.claimed.update(s.rid for s in fresh)
+        summary["found"] = len(fresh)  # stores this run had not claimed yet
+        fetch = self._choose_details(fresh, summary)
+        size = self.settings.detail_batch
+        children: list[Unit] = [
+            self._detail_unit(district, tuple(fetch[i : i + size])) for i in range(0, len(fetch), size)
+        ]
+        for child in children:
+            self._add_unit(child)
+        self.writer.add_units(children)  # committed with this unit's completion
 
     def _detail_unit(self, district: str, stores: tuple[StoreSummary, ...]) -> DetailUnit:
         if self.refresh is None:
@@ -439,12 +507,22 @@ class Master:
         return fetch
 
     def _finish(self, unit: Unit, summary: dict[str, Any]) -> None:
+        if isinstance(unit, SearchUnit):
+            if unit.query.anchor:
+                self._family_answered(unit, summary)
+            self.searching[unit.district] -= 1
+            if self.searching[unit.district] <= 0:
+                self._release(unit.district, summary)
         state = "failed" if summary["failed"] else "done"
         self.writer.complete(Completion(unit.uid, state, summary))
         self.tally[unit.district].add(unit_kind(unit), summary)
         self._unit_done(unit.district)
 
     def _add_unit(self, unit: Unit) -> None:
+        if isinstance(unit, SearchUnit):
+            self.searching[unit.district] += 1
+            if unit.query.anchor:
+                self.families.setdefault(unit.district, Family()).pending += 1
         self.tally[unit.district].pending += 1
         self.tally[unit.district].units += 1
         self._enqueue(unit)
@@ -681,3 +759,59 @@ class Master:
             workers_died=self.died,
             interrupted=bool(self.queued or self.in_flight),
         )
+
+
+@dataclass
+class Family:
+    """A district query and its parts while the run asks them: what they listed against the site's count."""
+
+    pending: int = 0
+    root: SearchQuery | None = None
+    count: int | None = None
+    listed: set[str] = field(default_factory=set)
+    failed: bool = False
+    widened: bool = False  # its neighbourhoods were asked
+
+
+class Entries:
+    """One district's search entries, one per store: where several searches list a store and their entries
+    disagree (branch, coordinates, categories), the entry kept is the same every run — one whose address is
+    in the district searched, then the district's own query before the others, planned queries before
+    their parts (SearchQuery.order) — and the disagreement is logged."""
+
+    COMPARED = ("branch", "lat", "lng", "categories", "address", "name")
+
+    def __init__(self, district: str) -> None:
+        self.district = district
+        self.best: dict[str, tuple[tuple[Any, ...], StoreSummary, str]] = {}  # rid -> (key, entry, query)
+
+    def offer(self, unit: SearchUnit, found: list[StoreSummary]) -> int:
+        """Take one search's entries; returns how many disagreed with an entry already held."""
+        disagreed = 0
+        for summary in found:
+            own = district_of_address(summary.address) == self.district
+            offered = ((0 if own else 1, *unit.query.order), summary, unit.query.label)
+            held = self.best.get(summary.rid)
+            if held is None:
+                self.best[summary.rid] = offered
+                continue
+            better, worse = (offered, held) if offered[0] < held[0] else (held, offered)
+            differ = [f for f in self.COMPARED if getattr(held[1], f) != getattr(summary, f)]
+            if differ:
+                disagreed += 1
+                log_event(
+                    log,
+                    "listing_disagreement",
+                    logging.WARNING,
+                    district=self.district,
+                    rid=summary.rid,
+                    fields=",".join(differ),
+                    kept=better[2],
+                    other=worse[2],
+                )
+            self.best[summary.rid] = better
+        return disagreed
+
+    def chosen(self) -> list[StoreSummary]:
+        """The preferred entry of each store, in the order of their keys (the district query's first)."""
+        return [entry for key, entry, _ in sorted(self.best.values(), key=lambda held: (held[0], held[1].rid))]

@@ -12,8 +12,9 @@ from stage5.crawl.details import fetch_detail
 from stage5.fetch import Fetcher, FetchFailed, NotModified, Request
 from stage5.logs import log_event
 from stage5.models import Rejection, SearchPage, StoreSummary
+from stage5.site.diningcode import SearchQuery
 from stage5.site.parsers import parse_search
-from stage5.site.seoul import district_of_address
+from stage5.site.seoul import distance_m, district_of_address, neighbourhood_of_address
 from stage5.tallies import UnitTally, current_tally
 from stage5.units import DetailResult, DetailUnit, FailedUnit, Result, SearchResult, SearchUnit, Unit
 from stage5.validate import build_record
@@ -33,14 +34,23 @@ def _failure(kind: str, district: str, exc: FetchFailed) -> FailedUnit:
 
 
 async def run_search(
-    unit: SearchUnit, fetcher: Fetcher, page_size: int, max_pages: int, result: SearchResult | None = None
+    unit: SearchUnit,
+    fetcher: Fetcher,
+    page_size: int,
+    max_pages: int,
+    result: SearchResult | None = None,
+    cap: int = 0,
 ) -> SearchResult:
-    """Page one keyword until an empty page, a page of repeats, the total, or max_pages (filling `result`)."""
+    """Page one keyword until an empty page, a page of repeats, the count, or max_pages (filling `result`),
+    and say whether its pages gave what the site counts. A district query whose count reaches `cap` stops
+    at its first page: its parts (stage5.site.diningcode.split_query) are asked instead."""
+    query = unit.query
     result = result or SearchResult(unit.uid, unit.district)
     seen: set[str] = set()
+    listed: dict[str, None] = {}  # distinct stores within the query's radius, in the site's order
     failed_in_a_row = 0
     for page_no in range(1, max_pages + 1):
-        request = Request("POST", fetcher.endpoints.search_url, unit.query.form(page_no, page_size))
+        request = Request("POST", fetcher.endpoints.search_url, query.form(page_no, page_size))
         try:
             page = await fetcher.fetch(request, parse_search, Kind.SEARCH, unit.district, _no_stores)
         except FetchFailed as exc:
@@ -50,17 +60,57 @@ async def run_search(
                 break
             continue
         failed_in_a_row = 0
-        result.pages += 1
-        count_search(result.coverage, page.stores)
-        new = [s for s in page.stores if s.rid not in seen]
-        if not new:
-            break  # empty, or the site repeating itself past the last page
-        seen.update(s.rid for s in new)
-        for s in new:
-            (result.found.append(s) if belongs_to(s, unit.district) else result.out_of_area.append(s.rid))
-        if page.total and page_no * page_size >= page.total:
+        if _take_page(unit, page, seen, listed, result):
             break
+        if query.anchor and cap and page.count >= cap:
+            break  # capped: reading on gives at most `cap` of them
+        if page.count and page_no * page_size >= page.count:
+            break
+    result.listed = list(listed)
+    if result.fallback:
+        result.count = 0
+    elif result.count is not None:
+        result.truncated = result.count >= cap > 0 or len(listed) < result.count
     return result
+
+
+def _take_page(
+    unit: SearchUnit, page: SearchPage, seen: set[str], listed: dict[str, None], result: SearchResult
+) -> bool:
+    """Count one page into `result`; True when it ends the query (nothing new, or a part's wide answer)."""
+    query = unit.query
+    result.pages += 1
+    result.skipped += page.skipped
+    if result.count is None:
+        result.count = page.count
+    count_search(result.coverage, page.stores)
+    new = [(s, d) for s, d in zip(page.stores, page.distances or (None,) * len(page.stores)) if s.rid not in seen]
+    if not new:
+        return True  # empty, or the site repeating itself past the last page
+    seen.update(s.rid for s, _ in new)
+    inside = [s for s, d in new if within(query, s, d)]
+    if (query.radius_m is not None or query.area) and result.pages == 1 and not inside:
+        result.fallback = True  # nothing in the part: the site's soft filter answered wide
+        return True
+    for s in inside:
+        listed[s.rid] = None
+        (result.found.append(s) if belongs_to(s, unit.district) else result.out_of_area.append(s.rid))
+    return False
+
+
+def within(query: SearchQuery, summary: StoreSummary, stated_m: float | None) -> bool:
+    """Whether an entry is inside a coordinate query's radius: by the distance the entry states, else by
+    its coordinates; an entry saying neither cannot be placed and is not counted as inside. A neighbourhood
+    part: by its address."""
+    if query.area and neighbourhood_of_address(summary.address) != query.area:
+        return False
+    if query.radius_m is None:
+        return True
+    if stated_m is not None:
+        return stated_m <= query.radius_m
+    if summary.lat is None or summary.lng is None:
+        return False
+    return distance_m(query.lat, query.lng, summary.lat, summary.lng) <= query.radius_m
 
 
 def _no_stores(page: SearchPage) -> bool:
@@ -110,7 +160,9 @@ async def run_unit(unit: Unit, fetcher: Fetcher) -> Result:
     try:
         async with asyncio.timeout(settings.unit_deadline_s):
             if isinstance(unit, SearchUnit):
-                result = await run_search(unit, fetcher, settings.page_size, settings.max_pages, result)
+                result = await run_search(
+                    unit, fetcher, settings.page_size, settings.max_pages, result, settings.result_cap
+                )
             else:
                 result = await run_details(unit, fetcher, result)
     except TimeoutError:

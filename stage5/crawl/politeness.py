@@ -7,7 +7,7 @@ import logging
 import aiohttp
 
 from stage5.cache import Kind, ResponseCache, make_cache
-from stage5.errors import RobotsDisallowed
+from stage5.errors import CrawlDelayTooLong, RobotsDisallowed
 from stage5.logs import log_event
 from stage5.settings import Settings
 from stage5.site.diningcode import Endpoints
@@ -64,6 +64,14 @@ async def apply_robots(settings: Settings, redis_url: str | None) -> Settings:
                 " To crawl anyway and only log it: STAGE5_ROBOTS_TXT=log (--robots-txt log)"
             )
     delays = [r.crawl_delay for r in read.values() if r.crawl_delay is not None]
+    if delays and max(delays) > settings.crawl_delay_max_s and settings.robots_txt == "obey":
+        where = next(url for url, r in read.items() if r.crawl_delay == max(delays))
+        log_event(log, "robots_crawl_delay_too_long", logging.ERROR, url=where, delay_s=max(delays))
+        raise CrawlDelayTooLong(
+            f"{where} asks for Crawl-delay: {max(delays):g} s between requests, above crawl_delay_max_s"
+            f" ({settings.crawl_delay_max_s:g} s); stopped before the first request. Raise the maximum"
+            " (STAGE5_CRAWL_DELAY_MAX_S, --crawl-delay-max-s) to crawl that slowly, or ask the site."
+        )
     if delays and max(delays) > settings.request_delay_s and settings.robots_txt == "obey":
         log_event(log, "robots_crawl_delay", delay_s=max(delays), was_s=settings.request_delay_s)
         return settings.model_copy(update={"request_delay_s": max(delays)})

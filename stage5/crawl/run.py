@@ -23,6 +23,7 @@ from stage5.cache import Kind, make_cache
 from stage5.coverage import drops as coverage_drops
 from stage5.coverage import merge as merge_coverage
 from stage5.coverage import moved as coverage_moved
+from stage5.crawl.completeness import district_listings
 from stage5.crawl.master import Master, MasterReport, Resume, prepare_workers
 from stage5.crawl.politeness import apply_robots
 from stage5.crawl.progress import Progress
@@ -49,6 +50,7 @@ from stage5.storage.runs import (
     reopen_run,
     run_baseline,
     run_counters,
+    save_completeness,
     start_run,
     unfinished_run,
 )
@@ -59,6 +61,7 @@ from stage5.storage.unit_queue import (
     last_failed_districts,
     max_uid,
     open_units,
+    redo_unfinished_listings,
     release_leases,
     unit_rows,
 )
@@ -78,6 +81,8 @@ RUN_PARAMS = (
     "workers",
     "memory_budget_mb",
     "cache",
+    "result_cap",
+    "split_min_radius_m",
 )
 # Settings that shape what a run stores: a resumed run keeps the values it started with.
 SHAPING = ("page_size", "max_pages", "detail_refresh", "detail_max_age_runs")
@@ -151,14 +156,23 @@ class RunSummary:
     resume_hint: str = "python -m stage5 crawl --resume"
     changes: dict[str, int] = field(default_factory=dict)  # new / changed / closed / vanished / reappeared
     details: dict[str, int] = field(default_factory=dict)  # why detail pages were fetched (or kept)
+    # Per district: were its listings complete (stage5.crawl.completeness)? Only a complete district's
+    # stores can miss a run.
+    listings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped_entries: int = 0  # search entries that were not a store (an ad slot), skipped
+
+    @property
+    def incomplete_districts(self) -> list[str]:
+        return sorted(d for d, listing in self.listings.items() if listing["status"] != "complete")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def counts(self) -> dict[str, Any]:
         data = self.as_dict()
-        for detailed in ("failed_units", "coverage", "coverage_moved"):
+        for detailed in ("failed_units", "coverage", "coverage_moved", "listings"):
             data.pop(detailed)
+        data["incomplete_districts"] = self.incomplete_districts
         data["suspect_districts"] = [s["district"] for s in self.suspect_districts]
         data["coverage_drops"] = [f"{d['kind']}.{d['field']}" for d in self.coverage_drops]
         return data
@@ -210,9 +224,13 @@ async def summarise(
             details[reason] = details.get(reason, 0) + n
     if not details.get("not_modified"):
         details.pop("not_modified", None)
+    listings = {d: v.as_dict() for d, v in district_listings(list(report.districts), rows).items()}
+    incomplete = [d for d, v in listings.items() if v["status"] != "complete"]
+    for district in incomplete:
+        log_event(log, "listing_incomplete", logging.WARNING, run_id=run_id, district=district, **listings[district])
     return RunSummary(
         run_id=run_id,
-        status=_status(report, failed, stored, len(suspect) + len(drops)),
+        status=_status(report, failed, stored, len(suspect) + len(drops) + len(incomplete)),
         districts=len(tallies),
         districts_failed=sorted(d for d, t in tallies.items() if t.failed and not t.stored),
         districts_done=sum(1 for t in tallies.values() if t.done),
@@ -253,6 +271,8 @@ async def summarise(
         else {},
         coverage_drops=drops,
         details=details,
+        listings=listings,
+        skipped_entries=sum(v["skipped_entries"] for v in listings.values()),
     )
 
 
@@ -404,6 +424,9 @@ async def _reopen(conn: psycopg.AsyncConnection, schema: str, pending: dict[str,
     run_id = pending["id"]
     await _lock_run(conn, schema, run_id)
     returned = await release_leases(conn, run_id)
+    redone = await redo_unfinished_listings(conn, run_id)
+    if redone:
+        log_event(log, "listings_searched_again", run_id=run_id, districts=",".join(redone))
     state: Resume | None = Resume(
         await open_units(conn, run_id),
         await claimed_rids(conn, run_id),
@@ -479,8 +502,12 @@ async def _crawl(
         if report.interrupted:
             await release_leases(conn, run_id)
         summary = await summarise(conn, run_id, report, time.monotonic() - started, settings)
-        if summary.status == "succeeded":  # complete: its districts' missing stores miss one more run
-            await mark_vanished(conn, run_id, sorted(report.districts), settings.vanish_after_runs)
+        await save_completeness(conn, run_id, summary.listings)
+        # Only where the listings were complete (and not suspect) do the stores not seen miss one more run.
+        suspect = {s["district"] for s in summary.suspect_districts}
+        complete = sorted(d for d, v in summary.listings.items() if v["status"] == "complete" and d not in suspect)
+        if complete and not report.interrupted:
+            await mark_vanished(conn, run_id, complete, settings.vanish_after_runs)
         summary.changes = await change_counts(conn, run_id)
         await finish_run(
             conn, run_id, summary.status, summary.counts(), summary.failed_units, coverage=summary.coverage

@@ -6,10 +6,10 @@ knows about the site; a change on the real site is a fix here or there, nowhere 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode, urlsplit
 
-from stage5.site.seoul import District, search_box
+from stage5.site.seoul import SEOUL_BOX, District, circle_around, quarters, search_box
 
 REAL_WWW = "https://www.diningcode.com"
 REAL_API = "https://im.diningcode.com"
@@ -74,13 +74,34 @@ def profile_form(rid: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """One keyword search within one district, paged until the end."""
+    """One keyword search within one district, paged until the end; with `radius_m`, a part of one: the
+    same keyword near (lat, lng), whose answer counts only the entries within the radius (the site's
+    radius is soft)."""
 
     district: str
     keyword: str
     lat: float
     lng: float
     rect: tuple[float, float, float, float]
+    radius_m: float | None = None
+    # The district's own query ("{구} 무한리필") and its parts: its count is the district's count, its
+    # answers are the ones completeness is judged by, and its entries are preferred (see `order`).
+    anchor: bool = False
+    depth: int = 0  # 0 for a planned query; a part of a part of it is 2
+    rank: int = 0  # its place in the district's plan (the district query first)
+    area: str = ""  # a neighbourhood (동) part: only entries whose address is in it count
+
+    @property
+    def label(self) -> str:
+        if self.radius_m is None:
+            return self.keyword
+        return f"{self.keyword} @{self.lat:.5f},{self.lng:.5f} r{self.radius_m:.0f}m"
+
+    @property
+    def order(self) -> tuple[int, int, str, float, float]:
+        """Where an entry from this query stands when several entries for one store disagree: the
+        district's own query first, then the plan's order, planned queries before their parts."""
+        return (self.rank, self.depth, self.area, self.lat, self.lng)
 
     def form(self, page: int, size: int) -> dict[str, str]:
         """The POST form a browser sends for page `page` (1-based)."""
@@ -89,7 +110,7 @@ class SearchQuery:
             "addr": "",
             "keyword": "",
             "order": "r_score",
-            "distance": "",
+            "distance": f"{self.radius_m:.0f}" if self.radius_m is not None else "",
             "rn_search_flag": "on",
             "search_type": "poi_search",
             "lat": f"{self.lat:.6f}",
@@ -112,4 +133,45 @@ def queries_for(district: District) -> list[SearchQuery]:
     words.append(f"{short} 무한리필")
     words += [f"{spot} {HOTSPOT_KEYWORD}" for spot in district.hotspots]
     # dict.fromkeys: 중구 has no shorter name, so its first and third keyword are the same search.
-    return [SearchQuery(district.name, w, district.lat, district.lng, rect) for w in dict.fromkeys(words)]
+    return [
+        SearchQuery(district.name, w, district.lat, district.lng, rect, anchor=i == 0, rank=i)
+        for i, w in enumerate(dict.fromkeys(words))
+    ]
+
+
+def neighbourhood_queries(query: SearchQuery, areas: list[str]) -> list[SearchQuery]:
+    """Parts of a district query by neighbourhood (동), for what splitting by coordinates cannot reach
+    (a store whose coordinates are wrong): "{구} {동} 무한리필", counting only entries whose address is in
+    that 동. The neighbourhoods are the ones the district's entries' addresses name."""
+    word = query.keyword.split()[-1]
+    return [
+        replace(query, keyword=f"{query.district} {area} {word}", depth=query.depth + 1, area=area)
+        for area in sorted(set(areas))
+    ]
+
+
+def split_query(query: SearchQuery, min_radius_m: float) -> list[SearchQuery]:
+    """The parts of a truncated district query: the same keyword in four circles covering its area (the
+    whole of Seoul for the query itself, a quarter of its box for a part), so that together they list
+    every store it counts. Empty when a part would be smaller than `min_radius_m`: splitting bottoms out."""
+    box = SEOUL_BOX if query.radius_m is None else query.rect
+    parts = []
+    for quarter in quarters(box):
+        lat, lng, radius = circle_around(quarter)
+        if radius < min_radius_m:
+            return []
+        parts.append(
+            SearchQuery(
+                query.district,
+                query.keyword,
+                lat,
+                lng,
+                quarter,
+                radius_m=radius,
+                anchor=query.anchor,
+                depth=query.depth + 1,
+                rank=query.rank,
+                area=query.area,
+            )
+        )
+    return parts

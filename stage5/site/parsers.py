@@ -21,7 +21,16 @@ from stage5.site.detail import parse_detail
 from stage5.site.markup import decode, document, integer, items, number, split_categories, text_of
 from stage5.site.profile import parse_profile
 
-__all__ = ["ParseError", "parse_detail", "parse_list", "parse_search", "parse_any", "guess_kind", "rid_from_name"]
+__all__ = [
+    "ParseError",
+    "distance_m",
+    "parse_detail",
+    "parse_list",
+    "parse_search",
+    "parse_any",
+    "guess_kind",
+    "rid_from_name",
+]
 
 # A profile API answer: its result_data is a list of sections with a key ("key": "restaurant" first).
 _PROFILE_MARK_RE = re.compile(rb'"key"\s*:\s*"(?:restaurant|detail|menu)"')
@@ -76,8 +85,41 @@ def _poi_section(data: Any) -> dict[str, Any]:
 
 
 def _search_page(section: dict[str, Any]) -> SearchPage:
-    stores = tuple(summary_from_item(item) for item in section["list"] if isinstance(item, dict))
-    return SearchPage(total=integer(section.get("total_cnt")) or 0, stores=stores)
+    """The page's stores; an entry that is not one (no v_rid or nm: an ad slot, a banner) is skipped and
+    counted, never failing the page."""
+    stores, distances, skipped = [], [], 0
+    for item in section["list"]:
+        try:
+            if not isinstance(item, dict):
+                raise ParseError(f"search entry is not an object: {str(item)[:60]}")
+            stores.append(summary_from_item(item))
+            distances.append(distance_m(item.get("distance")))
+        except ParseError:
+            skipped += 1
+    params = section.get("params")
+    rcount = integer(params.get("rcount")) if isinstance(params, dict) else None
+    return SearchPage(
+        total=integer(section.get("total_cnt")) or 0,
+        stores=tuple(stores),
+        rcount=rcount,
+        skipped=skipped,
+        distances=tuple(distances),
+    )
+
+
+_DISTANCE_RE = re.compile(r"^\s*(\d+(?:\.(\d+))?)\s*(m|km)\s*$", re.I)
+
+
+def distance_m(value: Any) -> float | None:
+    """An entry's `distance` ('451m', '1.2km') as the least metres it can mean (its text is rounded:
+    '1.2km' is 1150-1250 m, so 1150), or None when it gives none."""
+    match = _DISTANCE_RE.match(text_of(value) or "")
+    if not match:
+        return None
+    decimals = len(match.group(2) or "")
+    unit = 1000.0 if match.group(3).lower() == "km" else 1.0
+    half_step = 0.5 * unit / 10**decimals
+    return max(0.0, float(match.group(1)) * unit - half_step)
 
 
 def parse_search(body: bytes) -> SearchPage:

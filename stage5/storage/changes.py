@@ -123,12 +123,17 @@ async def insert_changes(conn: psycopg.AsyncConnection, run_id: int, changes: li
 
 
 async def mark_vanished(conn: psycopg.AsyncConnection, run_id: int, districts: list[str], after_runs: int) -> int:
-    """After a complete run: stores of its districts it did not see miss one more run; those missing from
-    `after_runs` complete runs in a row are presumed closed (a change of kind 'vanished')."""
+    """`districts`: those whose listings were complete in this run. Their stores it did not list miss one
+    more run; those missing from `after_runs` such runs in a row are presumed closed (a change of kind
+    'vanished'). Listed means seen by this run (written or kept) or handed to one of its detail units: a
+    store whose detail page failed was still listed."""
     await conn.execute(
-        "UPDATE stores SET missed_runs = missed_runs + 1"
-        " WHERE district = ANY(%s) AND status = %s AND last_run_id IS DISTINCT FROM %s",
-        (districts, STATUS_OPEN, run_id),
+        "WITH listed AS (SELECT s ->> 'rid' AS rid FROM crawl_units, jsonb_array_elements(payload -> 'stores') s"
+        "  WHERE run_id = %(run)s AND kind = 'detail')"
+        " UPDATE stores SET missed_runs = missed_runs + 1"
+        " WHERE district = ANY(%(districts)s) AND status = %(open)s AND last_run_id IS DISTINCT FROM %(run)s"
+        " AND NOT EXISTS (SELECT 1 FROM listed WHERE listed.rid = stores.diningcode_place_id)",
+        {"districts": districts, "open": STATUS_OPEN, "run": run_id},
     )
     cur = await conn.execute(
         "UPDATE stores SET status = %s, status_changed_at = now()"

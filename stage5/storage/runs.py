@@ -59,6 +59,12 @@ async def finish_run(
     await conn.commit()
 
 
+async def save_completeness(conn: psycopg.AsyncConnection, run_id: int, listings: dict[str, Any]) -> None:
+    """Per district: complete or not, the site's count, the stores found, the queries split."""
+    await conn.execute("UPDATE crawl_runs SET completeness = %s WHERE id = %s", (Jsonb(listings), run_id))
+    await conn.commit()
+
+
 async def coverage_history(conn: psycopg.AsyncConnection, before_run: int, limit: int = 5) -> list[dict[str, Any]]:
     """The field coverage of the last `limit` successful runs before `before_run` (newest first)."""
     cur = await conn.execute(

@@ -254,6 +254,16 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    (
+        10,
+        "complete listings: per district, the site's count against the stores found and the queries split",
+        """
+        ALTER TABLE crawl_runs ADD COLUMN completeness jsonb NOT NULL DEFAULT '{}';
+        """,
+    ),
+)
+
 # Migrations are numbered when assigned and may land out of order (11 appended before 9 and 10): the
 # newest is the highest number, and each one missing from schema_migrations is applied, lowest first.
 LATEST = max(version for version, _, _ in MIGRATIONS)

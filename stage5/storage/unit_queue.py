@@ -62,6 +62,30 @@ async def release_leases(conn: psycopg.AsyncConnection, run_id: int) -> int:
     return cur.rowcount
 
 
+async def redo_unfinished_listings(conn: psycopg.AsyncConnection, run_id: int) -> list[str]:
+    """Before a resume: the districts whose searches were not all finished are searched again from their
+    planned queries (their entries were held in the master's memory until all were in, and are gone). Their
+    parts are dropped (asked again if still needed); the cache answers what was asked already."""
+    cur = await conn.execute(
+        "SELECT DISTINCT district FROM crawl_units WHERE run_id = %s AND kind = 'search'"
+        " AND state NOT IN ('done', 'failed')",
+        (run_id,),
+    )
+    districts = [d for (d,) in await cur.fetchall()]
+    if districts:
+        await conn.execute(
+            "DELETE FROM crawl_units WHERE run_id = %s AND kind = 'search' AND district = ANY(%s)"
+            " AND coalesce((payload -> 'query' ->> 'depth')::int, 0) > 0",
+            (run_id, districts),
+        )
+        await conn.execute(
+            "UPDATE crawl_units SET state = 'pending', result = NULL, lease_owner = NULL, lease_expires_at = NULL,"
+            " updated_at = now() WHERE run_id = %s AND kind = 'search' AND district = ANY(%s)",
+            (run_id, districts),
+        )
+    return districts
+
+
 async def open_units(conn: psycopg.AsyncConnection, run_id: int) -> list[Unit]:
     """Units still to do, search units first (they find the stores), each kind in uid order."""
     cur = await conn.execute(
