@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis as redis_client
 from psycopg import sql
 
 from stage5.crawl.completeness import district_listings
@@ -35,6 +36,7 @@ from stage5.site.seoul import distance_m as metres
 from stage5.units import SearchUnit
 
 DISTRICTS = "마포구,구로구,강남구"
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 DENSEST = "강남구,마포구,송파구,서초구"
 
 
@@ -171,7 +173,7 @@ def baseline(make_settings: Any, replica: ReplicaProcess) -> Iterator[tuple[Any,
 async def _through(settings: Any, replica: ReplicaProcess, case: str, **overrides: Any) -> RunSummary:
     with HostileProcess(replica.url, case) as site:
         spoiled = settings.model_copy(update={"site": site.url, **overrides})
-        return await run_crawl(spoiled, spoiled.database_url)
+        return await run_crawl(spoiled, spoiled.database_url, overrides.get("redis_url"))
 
 
 async def test_thinned_listings_are_incomplete_and_no_store_is_missed(
@@ -180,11 +182,28 @@ async def test_thinned_listings_are_incomplete_and_no_store_is_missed(
     """Pages past page 5 answer empty while the count says more; with splitting held back (a minimum radius
     larger than Seoul) the districts stay short: partial, named, and nothing about their stores changes."""
     settings, before = baseline
-    summary = await _through(settings, replica, "thinned", page_size=5, split_min_radius_m=100_000)
+    namespace = f"thinned-{settings.db_schema}"
+    summary = await _through(
+        settings,
+        replica,
+        "thinned",
+        page_size=5,
+        split_min_radius_m=100_000,
+        redis_url=LOCAL_REDIS,
+        cache_namespace=namespace,
+    )
     assert summary.status == "partial"
     short = {d for d, v in summary.listings.items() if v["found"] < v["site_count"]}
     assert short and summary.incomplete_districts == sorted(short)
     assert {"강남구", "마포구"} <= short  # the two with more stores than 5 pages of 5
+    client = redis_client.Redis.from_url(LOCAL_REDIS)
+    try:
+        kept = {k.decode().split(":")[4] for k in client.scan_iter(match=f"stage5:v1:{namespace}:search:*")}
+        for key in client.scan_iter(match=f"stage5:v1:{namespace}:*"):
+            client.delete(key)
+    finally:
+        client.close()
+    assert kept and not kept & short  # the short listings were not cached for the next run
     assert stored_state(settings) == before  # no name, place, menu, status or missed run moved
     assert saved_listings(settings, summary.run_id) == summary.listings
     print_summary(summary)
@@ -248,7 +267,10 @@ async def test_a_capped_crawl_of_the_densest_districts_finds_every_store(make_se
     assert result.missing == [] and result.stored == result.expected > 900  # recall 1.0
     assert summary.status == "succeeded" and summary.incomplete_districts == []
     for district, v in summary.listings.items():
-        print(f"{district}: site counts {v['site_count']}, found {v['found']}, {v['split']} queries split")
+        print(
+            f"{district}: site counts {v['site_count']}, found {v['found']}, {v['queries']} queries"
+            f" ({v['split']} split, {v['neighbourhoods']} neighbourhoods)"
+        )
         assert v["site_count"] > 100 and v["found"] >= v["site_count"] and v["split"] > 0
 
 

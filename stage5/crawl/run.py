@@ -328,6 +328,27 @@ async def _forget_suspect_answers(settings: Settings, redis_url: str | None, sus
         await cache.close()
 
 
+async def _forget_incomplete_answers(settings: Settings, redis_url: str | None, districts: list[str]) -> None:
+    """An incomplete district's search answers (thinned, capped) are not kept either: the next run asks the
+    site again rather than reading the same short listing from the cache."""
+    cache = make_cache(settings, redis_url)
+    try:
+        for district in districts:
+            purged = await cache.purge(Kind.SEARCH, district)
+            log_event(log, "incomplete_listing_forgotten", district=district, cache_entries_purged=purged)
+    finally:
+        await cache.close()
+
+
+async def _forget_short_answers(settings: Settings, redis_url: str | None, summary: RunSummary) -> None:
+    """Suspect districts' and incomplete districts' search answers leave the cache."""
+    if summary.suspect_districts:
+        await _forget_suspect_answers(settings, redis_url, summary.suspect_districts)
+    suspect = {s["district"] for s in summary.suspect_districts}
+    if incomplete := [d for d in summary.incomplete_districts if d not in suspect]:
+        await _forget_incomplete_answers(settings, redis_url, incomplete)
+
+
 def changed_only(settings: Settings, trigger: str) -> bool:
     """Whether this run fetches only the details that may have changed (see stage5.crawl.refresh)."""
     if settings.cache == "refresh" or settings.detail_refresh == "all":
@@ -515,8 +536,7 @@ async def _crawl(
         return summary
 
     summary: RunSummary = await _reconnecting(db_url, schema, close)
-    if summary.suspect_districts:
-        await _forget_suspect_answers(settings, redis_url, summary.suspect_districts)
+    await _forget_short_answers(settings, redis_url, summary)
     log_event(log, "run_interrupted" if report.interrupted else "run_finished", **summary.counts())
     notify(settings, summary.as_dict())
     return summary
