@@ -7,7 +7,7 @@ what to do, never a traceback, for every failure listed here.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class ExitCode(IntEnum):
@@ -46,24 +46,28 @@ class ParseError(Stage5Error, ValueError):
     exit_code = ExitCode.USAGE
 
 
+# Why an answer was no evidence about its store (counted per run; "" for every other failure).
+Cause = Literal["", "blocked", "not_this_store", "redirect"]
+
+
 class Unverified(ParseError):
     """An answer that parsed but is not evidence about the store asked for: it changes nothing stored and
     never enters the cache. `kind` says which check it failed (counted per run)."""
 
-    kind: str = "unverified"
+    kind: Cause = ""
 
 
 class NotThisStore(Unverified):
     """A detail answer (page or API) that names another store's id, or none of this store's listing facts."""
 
-    kind = "not_this_store"
+    kind: Cause = "not_this_store"
 
 
 class BlockedAnswer(Unverified):
     """A captcha, access-denied, login, rate-limit or error page, the home page, or a page without the store
     sections, served in place of the answer (often with status 200)."""
 
-    kind = "blocked"
+    kind: Cause = "blocked"
 
 
 class DatabaseUnavailable(Stage5Error):

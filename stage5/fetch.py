@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import NoReturn, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -26,10 +26,12 @@ from fake_useragent import UserAgent
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from stage5.cache import Kind, ResponseCache
-from stage5.errors import ParseError, Stage5Error
+from stage5.errors import BlockedAnswer, Cause, ParseError, Stage5Error, Unverified
 from stage5.logs import log_event
+from stage5.redact import redact_url
 from stage5.settings import Settings
 from stage5.site.diningcode import Endpoints
+from stage5.site.evidence import is_home_url
 from stage5.tallies import unit_tally
 
 log = logging.getLogger("stage5.fetch")
@@ -52,11 +54,11 @@ class Request:
 
 
 class Retryable(Stage5Error):
-    """A failure worth another try: timeout, dropped connection, 429, 5xx, unreadable body."""
+    """A failure worth another try: timeout, dropped connection, 429, 5xx, unreadable or unverified body."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, cause: Cause = "") -> None:
         super().__init__(reason)
-        self.retry_after = retry_after
+        self.retry_after, self.cause = retry_after, cause
 
 
 class NotModified(Stage5Error):
@@ -64,11 +66,12 @@ class NotModified(Stage5Error):
 
 
 class FetchFailed(Stage5Error):
-    """A request that failed for good (after retries, or a 4xx). Carries the URL and the reason."""
+    """A request that failed for good (after retries, or a 4xx). Carries the URL, the reason and, for an
+    answer that was no evidence, its cause: "blocked", "not_this_store" or "redirect" (counted per run)."""
 
-    def __init__(self, request: Request, reason: str, attempts: int) -> None:
+    def __init__(self, request: Request, reason: str, attempts: int, cause: Cause = "") -> None:
         super().__init__(f"{request.label}: {reason} (after {attempts} attempt(s))")
-        self.request, self.reason, self.attempts = request, reason, attempts
+        self.request, self.reason, self.attempts, self.cause = request, reason, attempts, cause
 
 
 @dataclass
@@ -106,12 +109,25 @@ class AdjustableLimit:
 
 class HostGate:
     """Politeness for one host: at most `concurrency` requests in flight, one start per `delay`,
-    and a shared pause when the host answers 429 with Retry-After."""
+    a shared pause when the host answers 429 with Retry-After, and a growing gap between starts once
+    it serves block pages (it is telling us to slow down)."""
 
     def __init__(self, delay: float, concurrency: int) -> None:
         self.semaphore = AdjustableLimit(concurrency)
         self.limiter = AsyncLimiter(1, delay) if delay > 0 else None
         self.paused_until = 0.0
+        self.block_gap = 0.0  # seconds between two starts since the host served a block page
+        self._next_start = 0.0
+
+    def back_off(self, first_gap: float, max_gap: float) -> float:
+        """A block page: space this host's requests out, twice as far each time (up to `max_gap`)."""
+        self.block_gap = min(max(self.block_gap * 2, first_gap), max_gap)
+        return self.block_gap
+
+    def recover(self, first_gap: float) -> None:
+        """A good answer: the gap halves, and closes once it is below the first one."""
+        if self.block_gap:
+            self.block_gap = self.block_gap / 2 if self.block_gap / 2 >= first_gap else 0.0
 
     async def adjust(self, delay: float, concurrency: int) -> None:
         await self.semaphore.set(concurrency)
@@ -127,6 +143,11 @@ class HostGate:
                 await asyncio.sleep(wait)
             if self.limiter:
                 await self.limiter.acquire()
+            if self.block_gap > 0:
+                now = time.monotonic()
+                start = max(now, self._next_start)
+                self._next_start = start + self.block_gap
+                await asyncio.sleep(start - now)
             yield
 
 
@@ -145,6 +166,8 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 UA_POOL_SIZE = 40
+MAX_REDIRECTS = 10
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BODY_CHUNK = 64 * 1024
 
 
@@ -261,17 +284,28 @@ class Fetcher:
                     return body, self._parse(request, parse, body, attempts)
         except Retryable as exc:
             self.stats.failures += 1
-            raise FetchFailed(request, str(exc), attempts) from exc
+            raise FetchFailed(request, str(exc), attempts, exc.cause) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _blocked(self, request: Request) -> None:
+        self.stats.errors["blocked"] += 1
+        gap = self.gate(request.url).back_off(self.settings.blocked_backoff_s, self.settings.blocked_backoff_max_s)
+        log_event(log, "blocked_page", logging.WARNING, url=request.label, host_gap_s=round(gap, 2))
 
     def _parse(self, request: Request, parse: Callable[[bytes], T], body: bytes, attempts: int) -> T:
         try:
-            return parse(body)
+            answer = parse(body)
+        except Unverified as exc:  # a block page, another store's page: asked again, politely, never cached
+            if isinstance(exc, BlockedAnswer):
+                self._blocked(request)
+            raise Retryable(str(exc), cause=exc.kind) from exc
         except ParseError as exc:  # a maintenance page, a cut-short body: worth another try
             raise Retryable(f"unreadable answer: {exc}") from exc
         except Exception as exc:  # the parser choked on this answer: it would again, so no retry
             self.stats.failures += 1
             raise FetchFailed(request, f"answer the parser cannot read: {exc!r}"[:300], attempts) from exc
+        self.gate(request.url).recover(self.settings.blocked_backoff_s)
+        return answer
 
     async def _once(self, request: Request) -> bytes:
         assert self.session is not None, "use `async with Fetcher(...)`"
@@ -283,13 +317,7 @@ class Fetcher:
             self.stats.requests += 1
             unit_tally().requests += 1
             try:
-                async with self.session.request(
-                    request.method, request.url, data=request.form, headers=headers
-                ) as resp:
-                    status, retry_after = resp.status, resp.headers.get("Retry-After")
-                    body = await self._read_capped(request, resp)
-                    if status == 200 and resp.headers.get("ETag"):
-                        self.etags[request.url] = resp.headers["ETag"]
+                status, retry_after, body = await self._follow(request, headers)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 reason = type(exc).__name__ if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
                 self.stats.errors[type(exc).__name__] += 1
@@ -298,6 +326,38 @@ class Fetcher:
         self.stats.bytes += len(body)
         unit_tally().bytes += len(body)
         return self._check_status(request, status, retry_after, gate, body)
+
+    async def _follow(self, request: Request, headers: dict[str, str]) -> tuple[int, str | None, bytes]:
+        """(status, Retry-After, body) of the request, following redirects only within the site's own hosts
+        and never to its home or search pages: a store's URL that leads elsewhere is no answer about it."""
+        assert self.session is not None
+        method, url, form = request.method, request.url, request.form
+        for _ in range(MAX_REDIRECTS + 1):
+            async with self.session.request(method, url, data=form, headers=headers, allow_redirects=False) as resp:
+                if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
+                    url = self._redirect_target(request, url, resp.headers["Location"])
+                    if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+                        method, form = "GET", None  # as browsers (and aiohttp) do
+                    continue
+                body = await self._read_capped(request, resp)
+                if resp.status == 200 and resp.headers.get("ETag"):
+                    self.etags[request.url] = resp.headers["ETag"]
+                return resp.status, resp.headers.get("Retry-After"), body
+        self.stats.failures += 1
+        raise FetchFailed(request, f"redirect loop: more than {MAX_REDIRECTS} redirects (last to {url})", 1, "redirect")
+
+    def _redirect_target(self, request: Request, current: str, location: str) -> str:
+        target = urljoin(current, location)
+        where = None
+        if urlsplit(target).netloc not in self.endpoints.hosts:
+            where = "outside the site"
+        elif is_home_url(target):
+            where = "the site's home or search page"
+        if where is None:
+            return target
+        self.stats.failures += 1
+        self.stats.errors["redirect_elsewhere"] += 1
+        raise FetchFailed(request, f"redirected to {redact_url(target)} ({where}): not followed", 1, "redirect")
 
     async def _read_capped(self, request: Request, resp: aiohttp.ClientResponse) -> bytes:
         """The body, decompressed, read in chunks and cut at `max_body_mb` (as Scrapy's

@@ -27,6 +27,7 @@ class StoreSummary:
     image: str | None = None
     images: tuple[str, ...] = ()
     open_status: str | None = None
+    query: str = ""  # the search (keyword) whose answer listed it: the provenance of its listing fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,9 @@ class StoreRecord:
     best_menu: tuple[str, ...] = ()  # names of the menu items the site marks best (대표)
     open_status: str | None = None
     detail_source: str = "html"  # where the detail came from: "html" or "api" (bookkeeping, not content)
+    # Provenance: record field -> where its value came from ("detail:html", "detail:api", "search:<query>").
+    field_sources: dict[str, str] = field(default_factory=dict)
+    damaged: tuple[str, ...] = ()  # fields whose text came with decoding damage (U+FFFD): stored ones are kept
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

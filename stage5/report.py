@@ -51,6 +51,7 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
             " left as they are and these answers were not cached"
         )
     lines += _listing_lines(summary)
+    lines += _evidence_lines(summary)
     if summary.details:
         order = ("new", "listing_changed", "retry", "age", "not_modified", "skipped_unchanged")
         lines.append(
@@ -75,6 +76,20 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
     if summary.status == "interrupted":
         lines.append(f"  resume with    {summary.resume_hint}")
     print("\n".join(lines), flush=True)
+
+
+UNVERIFIED = {"blocked": "block pages", "not_this_store": "another store's page", "redirect": "redirected away"}
+
+
+def _evidence_lines(summary: RunSummary) -> list[str]:
+    """Answers that were no evidence about their store (issue 21), and the BLOCKED alert."""
+    if not summary.unverified:
+        return []
+    counts = ", ".join(f"{UNVERIFIED.get(c, c)} {n}" for c, n in summary.unverified.items())
+    return [
+        f"  unverified     {counts}: no evidence about their store; stored rows kept, nothing cached",
+        *(f"  {alert}" for alert in summary.alerts),
+    ]
 
 
 async def load_result(settings: Settings, run_id: int | None = None) -> tuple[dict[str, dict[str, Any]], set[str]]:

@@ -88,6 +88,20 @@ class Settings(BaseSettings):
         " hours would make a run that never ends).",
     )
 
+    blocked_backoff_s: float = Field(
+        2.0,
+        ge=0,
+        description="After a block page (captcha, access denied, …) a host's requests start at least this far"
+        " apart; the gap doubles with each further block page.",
+    )
+    blocked_backoff_max_s: float = Field(30.0, ge=0, description="The widest gap blocked_backoff_s grows to.")
+    blocked_pages_max: int = Field(
+        0,
+        ge=0,
+        description="More block pages than this in a run adds a BLOCKED line to its summary and notification"
+        " (any block page already makes the run partial: its stores were not updated).",
+    )
+
     # --- parallel engine ------------------------------------------------------------------
     workers: int = Field(0, ge=0, le=64, description="Worker processes; 0 sizes them from cores and memory.")
     max_workers: int = Field(0, ge=0, le=64, description="Ceiling when scaling up; 0 means twice the cores.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from stage5.errors import Cause
 from stage5.models import MenuItem, Rejection, StoreRecord, StoreSummary
 from stage5.site.diningcode import SearchQuery
 from stage5.tallies import UnitTally
@@ -21,6 +22,7 @@ class FailedUnit:
     district: str
     url: str
     reason: str
+    cause: Cause = ""  # for an answer that was no evidence: "blocked", "not_this_store" or "redirect"
 
 
 @dataclass(frozen=True)

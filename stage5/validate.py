@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from stage5.models import Rejection, StoreDetail, StoreRecord, StoreSummary
@@ -58,12 +59,13 @@ def _fix_coordinates(lat: float | None, lng: float | None) -> tuple[float | None
 
 
 def _texts_to_search(summary: StoreSummary, detail: StoreDetail) -> Iterable[tuple[str, str]]:
+    """The store's own words: its detail answer's, never a search entry's categories or keywords (a store
+    listed under a keyword is no evidence that it is what the keyword says); the listed name only stands in
+    for an answer without one (the identity check matched the two)."""
     yield "name", detail.name or summary.name
-    for c in (*summary.categories, *detail.categories):
+    for c in detail.categories:
         yield "category", c
-    for k in summary.keywords:
-        yield "keyword", k
-    for t in detail.tags:
+    for t in (*detail.tags, *detail.keywords):
         yield "tag", t
     for m in detail.menu:
         yield "menu", m.name
@@ -127,31 +129,57 @@ def _position(summary: StoreSummary, detail: StoreDetail) -> tuple[float, float]
     return round(lat, 7), round(lng, 7)
 
 
-def _descriptive(summary: StoreSummary, detail: StoreDetail) -> dict[str, Any]:
-    """The fields that need no check to be kept: merged, deduped, ranges enforced."""
+def _own(value: T | None) -> T | None:
+    return None if value in (None, ()) else value
+
+
+class Merge:
+    """What the detail answer and the search entry say, field by field, with where each value came from:
+    the detail answer wins; the search entry fills only what the answer did not show."""
+
+    def __init__(self, summary: StoreSummary, detail: StoreDetail) -> None:
+        self.own = f"detail:{detail.source}"
+        self.listing = f"search:{summary.query}" if summary.query else "search"
+        self.values: dict[str, Any] = {}
+        self.sources: dict[str, str] = {}
+
+    def take(self, name: str, from_detail: Any, from_search: Any = None, empty: Any = None) -> None:
+        if _own(from_detail) is not None:
+            self.values[name], self.sources[name] = from_detail, self.own
+        elif _own(from_search) is not None:
+            self.values[name], self.sources[name] = from_search, self.listing
+        else:
+            self.values[name] = empty
+
+    def union(self, name: str, from_detail: tuple[Any, ...], from_search: tuple[Any, ...]) -> None:
+        """Lists both may add to (categories, keywords, images): the answer's first, deduped."""
+        self.values[name] = tuple(dict.fromkeys(v for v in (*from_detail, *from_search) if v))
+        if from_detail or from_search:
+            self.sources[name] = self.own if from_detail else self.listing
+
+
+def _descriptive(summary: StoreSummary, detail: StoreDetail) -> Merge:
+    """The fields that need no check to be kept: merged, deduped, ranges enforced, sources noted."""
     prices = [m.price for m in detail.menu if m.price]
-    return dict(
-        branch=detail.branch or summary.branch,
-        road_address=detail.road_address or summary.road_address,
-        phone=normalize_phone(detail.phone or summary.phone),
-        categories=tuple(dict.fromkeys((*summary.categories, *detail.categories))),
-        keywords=tuple(dict.fromkeys((*summary.keywords, *detail.tags, *detail.keywords))),
-        rating=_in_range(_first(detail.rating, summary.user_score), 0, 5),
-        review_count=_first(detail.rating_count, summary.review_count),
-        score=_in_range(_first(detail.score, summary.score), 0, 100),
-        open_hours=detail.open_hours,
-        break_time=detail.break_time,
-        last_order=detail.last_order,
-        holiday=detail.holiday,
-        weekly_hours=detail.weekly_hours,
-        menu=detail.menu,
-        price_min=min(prices) if prices else None,
-        price_max=max(prices) if prices else None,
-        image_urls=tuple(dict.fromkeys(i for i in (*detail.images, summary.image, *summary.images) if i)),
-        facilities=detail.facilities,
-        best_menu=tuple(dict.fromkeys(m.name for m in detail.menu if m.best)),
-        open_status=detail.open_status or summary.open_status,
-    )
+    merge = Merge(summary, detail)
+    merge.take("branch", detail.branch, summary.branch)
+    merge.take("road_address", detail.road_address, summary.road_address)
+    merge.take("phone", normalize_phone(detail.phone), normalize_phone(summary.phone))
+    merge.union("categories", detail.categories, summary.categories)
+    merge.union("keywords", (*detail.tags, *detail.keywords), summary.keywords)
+    merge.take("rating", _in_range(detail.rating, 0, 5), _in_range(summary.user_score, 0, 5))
+    merge.take("review_count", detail.rating_count, summary.review_count)
+    merge.take("score", _in_range(detail.score, 0, 100), _in_range(summary.score, 0, 100))
+    for name in ("open_hours", "break_time", "last_order", "holiday", "weekly_hours"):
+        merge.take(name, getattr(detail, name))
+    merge.take("menu", detail.menu, empty=())
+    merge.take("price_min", min(prices) if prices else None)
+    merge.take("price_max", max(prices) if prices else None)
+    merge.union("image_urls", detail.images, (summary.image, *summary.images))
+    merge.take("facilities", detail.facilities, empty=())
+    merge.take("best_menu", tuple(dict.fromkeys(m.name for m in detail.menu if m.best)), empty=())
+    merge.take("open_status", detail.open_status, summary.open_status)
+    return merge
 
 
 LISTING_FIELDS = ("name", "branch", "address", "road_address", "phone", "score", "user_score", "review_count")
@@ -165,7 +193,9 @@ def listing_fingerprint(summary: StoreSummary) -> str:
 
 
 def build_record(summary: StoreSummary, detail: StoreDetail, district: str, source_url: str) -> StoreRecord | Rejection:
-    """Merge what the search and the detail page say; the detail page wins where both speak."""
+    """Merge what the search and the detail answer say; the detail answer wins where both speak, and
+    fields it did not show keep their stored values unless the stored value came from a search too."""
+    detail = _undamaged(detail, summary)
     try:
         name, address, actual = _place(summary, detail)
         lat, lng = _position(summary, detail)
@@ -173,7 +203,15 @@ def build_record(summary: StoreSummary, detail: StoreDetail, district: str, sour
         payload = {"name": summary.name, "address": detail.address or summary.address}
         return Rejection(summary.rid, str(exc), source_url, district, payload)
     is_refill, refill_type, refill_items, evidence = classify_refill(summary, detail)
-    descriptive = _descriptive(summary, detail)
+    merge = _descriptive(summary, detail)
+    own, listing = merge.own, merge.listing
+    sources = {
+        "name": own,
+        "address": own if detail.address else listing,
+        "position": own if detail.lat is not None and detail.lng is not None else listing,
+        **merge.sources,
+    }
+    not_shown = detail.missing | NOT_SHOWN_BY.get(detail.source, frozenset())
     return StoreRecord(
         rid=summary.rid,
         name=name,
@@ -186,16 +224,51 @@ def build_record(summary: StoreSummary, detail: StoreDetail, district: str, sour
         refill_type=refill_type,
         refill_items=refill_items,
         refill_evidence=evidence,
-        missing=_missing(descriptive, detail.missing | NOT_SHOWN_BY.get(detail.source, frozenset())),
+        missing=_missing(not_shown | _damaged_fields(detail)),
         closed=detail.closed,
         listing_hash=listing_fingerprint(summary),
         detail_source=detail.source,
-        **descriptive,
+        field_sources=sources,
+        damaged=tuple(sorted(_damaged_fields(detail))),
+        **merge.values,
     )
+
+
+DAMAGE = "\ufffd"  # what a decoder leaves for bytes it could not read
+_DAMAGE_CHECKED = ("name", "branch", "address", "road_address", "open_hours", "break_time", "last_order", "holiday")
+
+
+def _is_damaged(value: Any) -> bool:
+    if isinstance(value, str):
+        return DAMAGE in value
+    if isinstance(value, tuple):
+        return any(_is_damaged(getattr(v, "name", v)) for v in value)
+    return False
+
+
+def _damaged_fields(detail: StoreDetail) -> frozenset[str]:
+    """Detail fields whose text is damaged and had no clean substitute (see _undamaged)."""
+    checked = (*_DAMAGE_CHECKED, "categories", "tags", "keywords", "menu")
+    return frozenset(f for f in checked if _is_damaged(getattr(detail, f)))
+
+
+def _undamaged(detail: StoreDetail, summary: StoreSummary) -> StoreDetail:
+    """A damaged name, branch or address gives way to the search entry's clean one (the same store's,
+    as the identity check made sure); a damaged text without one stays, and is kept out of the row."""
+    clean = {
+        f: getattr(summary, f)
+        for f in ("name", "branch", "address", "road_address")
+        if _is_damaged(getattr(detail, f)) and getattr(summary, f) and not _is_damaged(getattr(summary, f))
+    }
+    return replace(detail, **clean) if clean else detail
 
 
 # Record fields a page may not show, and the detail fields whose absence they reflect.
 PROTECTED: dict[str, tuple[str, ...]] = {
+    "name": ("name",),
+    "address": ("address",),
+    "position": ("lat", "lng"),
+    "categories": ("categories",),
     "branch": ("branch",),
     "road_address": ("road_address",),
     "phone": ("phone",),
@@ -214,16 +287,18 @@ PROTECTED: dict[str, tuple[str, ...]] = {
     "best_menu": ("best_menu",),
     "open_status": ("open_status",),
 }
+# The refill classification and its evidence, which read the menu: kept with it.
+DERIVED_FROM_MENU = "refill"
 # Detail fields a source never shows (the detail page has no facilities and no best-menu marks): a
 # store whose detail came from there keeps what another source stored.
 NOT_SHOWN_BY: dict[str, frozenset[str]] = {"html": frozenset({"facilities", "best_menu", "open_status"})}
 
 
-def _missing(fields: dict[str, Any], detail_missing: frozenset[str]) -> tuple[str, ...]:
-    """Record fields left empty only because neither the page nor the search answer showed them (a miss,
-    not a removal): the store keeps its stored values for these."""
-    return tuple(
-        name
-        for name, sources in PROTECTED.items()
-        if fields.get(name) in (None, ()) and all(s in detail_missing for s in sources)
-    )
+def _missing(not_shown: frozenset[str]) -> tuple[str, ...]:
+    """Record fields the store's own answer did not show (a miss, not a removal), or showed damaged: a
+    stored value of these stays (unless it came from a search entry and a search entry gives a new one:
+    see storage/columns.py). Values derived from the menu follow it ("refill")."""
+    missing = [name for name, sources in PROTECTED.items() if all(s in not_shown for s in sources)]
+    if "menu" in missing:
+        missing.append(DERIVED_FROM_MENU)
+    return tuple(missing)

@@ -74,6 +74,8 @@ def make_settings(pg_url: str, schema: str, tmp_path: Any) -> Any:
             retry_backoff_s=0.05,
             retry_backoff_max_s=0.5,
             flush_interval_s=0.5,
+            blocked_backoff_s=0.05,  # block pages slow a host down; tests that serve them stay quick
+            blocked_backoff_max_s=0.2,
             # The tests written for the page's layouts, ETags and 304s read details from the page; the
             # profile API's tests (test_detail_source.py) choose their source themselves.
             detail_source="html",

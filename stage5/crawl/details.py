@@ -36,6 +36,7 @@ from stage5.logs import log_event
 from stage5.models import StoreDetail, StoreSummary
 from stage5.site.detail import parse_detail
 from stage5.site.diningcode import profile_form
+from stage5.site.evidence import verify_detail
 from stage5.site.profile import parse_profile
 from stage5.units import DetailUnit
 
@@ -94,7 +95,7 @@ def api_request(fetcher: Fetcher, rid: str) -> Request:
 async def from_api(fetcher: Fetcher, summary: StoreSummary, unit: DetailUnit) -> StoreDetail:
     return await fetcher.fetch(
         api_request(fetcher, summary.rid),
-        lambda body: parse_profile(body, summary.rid),
+        lambda body: verify_detail(parse_profile(body, summary.rid), summary),
         Kind.DETAIL,
         read_cache=not unit.revalidate,
     )
@@ -103,7 +104,10 @@ async def from_api(fetcher: Fetcher, summary: StoreSummary, unit: DetailUnit) ->
 async def from_page(fetcher: Fetcher, summary: StoreSummary, unit: DetailUnit, etag: str | None) -> StoreDetail:
     request = Request("GET", fetcher.endpoints.detail_url(summary.rid), etag=etag)
     return await fetcher.fetch(
-        request, lambda body: parse_detail(body, summary.rid), Kind.DETAIL, read_cache=not unit.revalidate
+        request,
+        lambda body: verify_detail(parse_detail(body, summary.rid), summary),
+        Kind.DETAIL,
+        read_cache=not unit.revalidate,
     )
 
 

@@ -29,8 +29,16 @@ def belongs_to(summary: StoreSummary, district: str) -> bool:
 
 
 def _failure(kind: str, district: str, exc: FetchFailed) -> FailedUnit:
-    log_event(log, f"{kind}_failed", logging.WARNING, district=district, url=exc.request.label, reason=exc.reason)
-    return FailedUnit(kind, district, exc.request.label, exc.reason)
+    log_event(
+        log,
+        f"{kind}_failed",
+        logging.WARNING,
+        district=district,
+        url=exc.request.label,
+        reason=exc.reason,
+        cause=exc.cause,
+    )
+    return FailedUnit(kind, district, exc.request.label, exc.reason, exc.cause)
 
 
 async def run_search(
@@ -94,6 +102,7 @@ def _take_page(
         return True
     for s in inside:
         listed[s.rid] = None
+        s = replace(s, query=query.label)  # the provenance of its listing fields (validate.py's field_sources)
         (result.found.append(s) if belongs_to(s, unit.district) else result.out_of_area.append(s.rid))
     return False
 

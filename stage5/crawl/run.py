@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -160,6 +161,10 @@ class RunSummary:
     # stores can miss a run.
     listings: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped_entries: int = 0  # search entries that were not a store (an ad slot), skipped
+    # Answers that were no evidence about their store, by cause (blocked, not_this_store, redirect): they
+    # changed nothing stored and were not cached.
+    unverified: dict[str, int] = field(default_factory=dict)
+    alerts: list[str] = field(default_factory=list)  # lines for the summary and the notification (BLOCKED)
 
     @property
     def incomplete_districts(self) -> list[str]:
@@ -224,6 +229,7 @@ async def summarise(
             details[reason] = details.get(reason, 0) + n
     if not details.get("not_modified"):
         details.pop("not_modified", None)
+    unverified = dict(Counter(f["cause"] for f in failed if f.get("cause")))
     listings = {d: v.as_dict() for d, v in district_listings(list(report.districts), rows).items()}
     incomplete = [d for d, v in listings.items() if v["status"] != "complete"]
     for district in incomplete:
@@ -273,7 +279,22 @@ async def summarise(
         details=details,
         listings=listings,
         skipped_entries=sum(v["skipped_entries"] for v in listings.values()),
+        unverified=unverified,
+        alerts=blocked_alert(unverified.get("blocked", 0), failed, settings),
     )
+
+
+def blocked_alert(blocked: int, failed: list[dict[str, str]], settings: Settings) -> list[str]:
+    """The BLOCKED line, when the site served more block pages than `blocked_pages_max`."""
+    if blocked <= settings.blocked_pages_max:
+        return []
+    first = next(f for f in failed if f.get("cause") == "blocked")
+    log_event(log, "site_blocking", logging.ERROR, pages=blocked, first_url=first["url"], reason=first["reason"])
+    return [
+        f"BLOCKED: the site answered {blocked} page(s) with a block page (first: {first['url']}: {first['reason']});"
+        " those stores were left as stored and nothing was cached. The site may be limiting this crawler:"
+        " run later, or slower (STAGE5_REQUEST_DELAY_S, STAGE5_HOST_CONCURRENCY)."
+    ]
 
 
 async def _order(conn: psycopg.AsyncConnection, districts: list[str], sizes: dict[str, int]) -> list[str]:

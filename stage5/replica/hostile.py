@@ -58,12 +58,42 @@ REWRITES: dict[str, Callable[[bytes], bytes]] = {
         b'<div id="div_profile">', b"<div>" * 300 + b'<div id="div_profile">'
     ).replace(b"</body>", b"</div>" * 300 + b"</body>"),
 }
+# Issue 21's cases: a target's page without its menu section, or with a cut byte in its name.
+_LD_RE = re.compile(rb'(<script type="application/ld\+json">)(.*?)(</script>)', re.S)
+
+
+def _without_menu(body: bytes) -> bytes:
+    """The page with no menu anywhere: its menu block and JSON-LD's hasMenu gone (a layout without one)."""
+    menu = rb'<div class="menu-info">.*?</div>|<div id="div_detail">.*?</div></div>'
+    body = re.sub(menu, b"", body, count=1, flags=re.S)
+
+    def drop(match: re.Match[bytes]) -> bytes:
+        node = json.loads(match.group(2).replace(b"<\\/", b"</"))
+        node.pop("hasMenu", None)
+        return match.group(1) + json.dumps(node, ensure_ascii=False).encode() + match.group(3)
+
+    return _LD_RE.sub(drop, body, count=1)
+
+
+REWRITES["no_menu"] = _without_menu
+REWRITES["cut_byte"] = _sub(r'("name": "[\x00-\x7f]*[\xe0-\xef][\x80-\xbf])[\x80-\xbf]', "\\g<1>")
+# Cases that answer a target's detail request with something other than its page (issue 21): a block page
+# with status 200, a redirect off the site or to its home page, another store's page.
+IMPOSTORS = ("block_page", "redirect_offsite", "redirect_home", "other_store")
+BLOCK_PAGES = (
+    "<html><head><title>다이닝코드</title></head><body><h1>보안문자 입력</h1><div class='g-recaptcha'></div>"
+    "<p>자동입력 방지를 위해 아래 문자를 입력해 주세요.</p></body></html>",
+    "<html><head><title>다이닝코드 - 접근 제한</title></head><body><h1>비정상적인 접근이 감지되었습니다</h1>"
+    "<p class='tit'>잠시 후 다시 시도해 주세요</p></body></html>",
+    "<html><head><title>Access Denied</title></head><body><h1>Access Denied</h1>"
+    "<p>You don't have permission to access this server.</p></body></html>",
+)
 # Cases that replace a target's answer with a body of their own making.
 STREAMS = ("gzip_bomb", "huge_body", "endless")
 # Cases that spoil every search answer: nothing at all; nothing past page 5 while the count says more
 # (thinned); an id-less entry (an ad slot) at the head of every page; at most 100 stores per query.
 SEARCHES = ("empty_search", "thinned", "ad_entry", "cap100")
-CASES = (*REWRITES, *STREAMS, *SEARCHES)
+CASES = (*REWRITES, *STREAMS, *SEARCHES, *IMPOSTORS)
 THIN_AFTER_PAGES = 5
 CAP = 100
 AD_ENTRY = {"nm": "", "ad_yn": "Y", "title": "[광고] 이 가게 어때요?", "image": "https://ads.example.invalid/1.jpg"}
@@ -105,11 +135,25 @@ class Hostile:
         self.bomb = gzip_bomb(bomb_mb) if case == "gzip_bomb" else b""
         self.spoiled = 0
         self.session: aiohttp.ClientSession | None = None
+        self.active = True  # POST /__hostile/off makes it a plain pass-through (the site recovered)
+        self.last_rid = ""  # a store whose page `other_store` serves in place of a target's
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/__hostile/stats":
-            return web.json_response({"case": self.case, "spoiled": self.spoiled})
+            return web.json_response({"case": self.case, "spoiled": self.spoiled, "active": self.active})
+        if request.path in ("/__hostile/on", "/__hostile/off"):
+            self.active = request.path.endswith("/on")
+            return web.json_response({"active": self.active})
+        if not self.active:
+            status, headers, body = await self._forward(request)
+            kind = headers.get("Content-Type", "text/html").split(";")[0]
+            return web.Response(status=status, body=body, content_type=kind)
         rid = request.query.get("rid", "")
+        if request.path == "/profile.php" and self.case in IMPOSTORS:
+            if is_target(rid, self.every):
+                self.spoiled += 1
+                return await self._impostor(request, rid)
+            self.last_rid = rid
         if request.path == "/profile.php" and self.case in STREAMS and is_target(rid, self.every):
             self.spoiled += 1
             return await self._stream(request)
@@ -124,6 +168,19 @@ class Hostile:
         return web.Response(
             status=status, body=body, content_type=headers.get("Content-Type", "text/html").split(";")[0]
         )
+
+    async def _impostor(self, request: web.Request, rid: str) -> web.StreamResponse:
+        if self.case == "block_page":
+            which = zlib.crc32(rid.encode()) // self.every % len(BLOCK_PAGES)  # every kind, not only crc % every
+            return web.Response(text=BLOCK_PAGES[which], content_type="text/html")
+        if self.case == "redirect_offsite":  # never followed: nothing listens there, and nothing may be asked
+            raise web.HTTPFound(f"http://127.0.0.2:9/profile.php?rid={rid}")
+        if self.case == "redirect_home":
+            raise web.HTTPFound("/")
+        other = self.last_rid or rid
+        assert self.session is not None
+        async with self.session.get(f"{self.upstream}/profile.php?rid={other}") as answer:
+            return web.Response(status=answer.status, body=await answer.read(), content_type="text/html")
 
     async def _forward(self, request: web.Request) -> tuple[int, dict[str, str], bytes]:
         assert self.session is not None

@@ -21,6 +21,7 @@ from lxml import etree
 
 from stage5.errors import ParseError
 from stage5.models import MenuItem, StoreDetail
+from stage5.site.evidence import STORE_SECTIONS, check_store_page, claimed_ids
 from stage5.site.formats import (
     WEEK,
     Hours,
@@ -496,8 +497,8 @@ def parse_detail(body: bytes, rid: str) -> StoreDetail:
     title = text_of(page.doc.findtext(".//title"))
     title_name, title_categories = _title_parts(title)
     og_name, og_categories = _title_parts(page.meta("og:title"))
-    if not (page.ld or title_name or og_name or _find(page.doc, "//*[@id='div_profile']")):
-        raise ParseError("not a store page (no JSON-LD, no store title, no profile block): an error or notice page?")
+    self_urls = _self_urls(page)
+    check_store_page(_has_store_sections(page), page.doc.text_content(), self_urls)
     name, branch = _name_and_branch(page, title_name or og_name)
     if not name:
         raise ParseError("detail page has no store name (no JSON-LD, heading or title)")
@@ -530,7 +531,32 @@ def parse_detail(body: bytes, rid: str) -> StoreDetail:
         layout=_layout(page),
         fallbacks=page.fallbacks,
         unread=unread,
+        claimed_ids=claimed_ids(self_urls, _find(page.doc, _HIDDEN_ID)),
         **fields,
+    )
+
+
+# Where a page gives its own id: hidden inputs a profile page keeps its id in.
+_HIDDEN_ID = "//input[@type='hidden' and (@id='hdn_rid' or @name='rid' or @name='v_rid' or @id='v_rid')]/@value"
+
+
+def _self_urls(page: Reader) -> list[str | None]:
+    """The URLs a page gives for itself: canonical link, og:url, JSON-LD @id and url."""
+    canonical = _find(page.doc, "//link[@rel='canonical']/@href")
+    return [
+        text_of(canonical[0]) if canonical else None,
+        page.meta("og:url"),
+        text_of(page.ld.get("@id")),
+        text_of(page.ld.get("url")),
+    ]
+
+
+def _has_store_sections(page: Reader) -> bool:
+    """A store page has its FoodEstablishment JSON-LD or one of the store blocks (any layout)."""
+    if page.ld:
+        return True
+    return any(page.with_class(c) for c in STORE_SECTIONS) or bool(
+        _find(page.doc, "//*[@id='div_profile' or @id='div_hour' or @id='div_detail']")
     )
 
 

@@ -13,6 +13,7 @@ from stage5.site.seoul import SEOUL_BOX, District, circle_around, quarters, sear
 
 REAL_WWW = "https://www.diningcode.com"
 REAL_API = "https://im.diningcode.com"
+REAL_HOSTS = {"www.diningcode.com", "im.diningcode.com", "diningcode.com", "m.diningcode.com"}
 
 SEARCH_PATH = "/API/isearch/"
 LIST_PATH = "/list.dc"
@@ -38,6 +39,12 @@ class Endpoints:
         if host.endswith("diningcode.com"):
             return cls(www=REAL_WWW, api=REAL_API)
         return cls(www=site, api=site)  # a replica serves every endpoint itself
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """The site's own hosts (host:port as URLs name them): where a redirect may lead."""
+        own = {urlsplit(self.www).netloc, urlsplit(self.api).netloc}
+        return frozenset(own | (REAL_HOSTS if self.www == REAL_WWW else set()))
 
     @property
     def search_url(self) -> str:

@@ -70,11 +70,16 @@ def split_categories(value: Any) -> tuple[str, ...]:
     return tuple(t for t in (text_of(p) for p in parts) if t)
 
 
+_DECLARES_UTF8 = re.compile(rb"charset\s*=\s*[\"']?utf-?8", re.I)
+
+
 def decode(body: bytes) -> str:
     """UTF-8 as the site sends it; a page in another encoding (cp949/euc-kr) is detected, not garbled."""
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
+        if _DECLARES_UTF8.search(body[:2048]):  # a UTF-8 page with a damaged byte: U+FFFD marks it (counted)
+            return body.decode("utf-8", errors="replace")
         dammit = UnicodeDammit(body, ["utf-8", "cp949", "euc-kr"])
         if dammit.unicode_markup is None:
             raise ParseError("body is not text in any known encoding") from None

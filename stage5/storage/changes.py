@@ -50,7 +50,15 @@ class Change:
     fields: dict[str, list[Any]] = field(default_factory=dict)  # column -> [old, new]
 
 
-FINGERPRINT = ("content_hash", "status", "detail_etag", "source_url", "fields_missing", "detail_source")
+FINGERPRINT = (
+    "content_hash",
+    "status",
+    "detail_etag",
+    "source_url",
+    "fields_missing",
+    "detail_source",
+    "field_sources",
+)
 
 
 async def fingerprints(conn: psycopg.AsyncConnection, rids: list[str]) -> dict[str, tuple[Any, ...]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -31,15 +31,15 @@ class Column:
 # Data columns, in COPY order; then the three bookkeeping ones a record also carries.
 DATA_COLUMNS: tuple[Column, ...] = (
     Column("diningcode_place_id", "text"),
-    Column("name", "text"),
+    Column("name", "text", "name"),
     Column("branch", "text", "branch"),
-    Column("district", "text"),
-    Column("address", "text"),
+    Column("district", "text", "address"),
+    Column("address", "text", "address"),
     Column("road_address", "text", "road_address"),
-    Column("position_lat", "double precision"),
-    Column("position_lng", "double precision"),
+    Column("position_lat", "double precision", "position"),
+    Column("position_lng", "double precision", "position"),
     Column("phone_number", "text", "phone"),
-    Column("raw_categories_diningcode", "text[]"),
+    Column("raw_categories_diningcode", "text[]", "categories"),
     Column("keywords", "text[]", "keywords"),
     Column("diningcode_rating", "real", "rating"),
     Column("review_count", "integer", "review_count"),
@@ -54,10 +54,10 @@ DATA_COLUMNS: tuple[Column, ...] = (
     Column("price_max", "integer", "menu"),
     Column("image_urls", "text[]", "image_urls"),
     Column("main_image", "text", "image_urls"),
-    Column("is_confirmed_refill", "boolean"),
-    Column("refill_type", "text"),
-    Column("refill_items", "text[]"),
-    Column("refill_evidence", "text[]"),
+    Column("is_confirmed_refill", "boolean", "refill"),
+    Column("refill_type", "text", "refill"),
+    Column("refill_items", "text[]", "refill"),
+    Column("refill_evidence", "text[]", "refill"),
     Column("weekly_hours", "jsonb", "weekly_hours"),
     Column("facilities", "text[]", "facilities"),
     Column("best_menu", "text[]", "best_menu"),
@@ -71,6 +71,7 @@ BOOKKEEPING_COLUMNS: tuple[Column, ...] = (
     Column("detail_etag", "text"),
     Column("content_hash", "text"),
     Column("detail_source", "text"),  # html or api: how the detail was read, not what it says
+    Column("field_sources", "jsonb"),  # field -> detail:html | detail:api | search:<query>: provenance
 )
 COPY_COLUMNS = DATA_COLUMNS + BOOKKEEPING_COLUMNS
 STORE_COLUMNS: tuple[str, ...] = tuple(c.name for c in COPY_COLUMNS)
@@ -152,6 +153,7 @@ class StoreRow:
     etag: str | None
     content_hash: str
     detail_source: str = "html"
+    field_sources: dict[str, str] = field(default_factory=dict)
 
     def copy_tuple(self) -> tuple[Any, ...]:
         """The values in COPY order, adapted to their columns (as COPY or a query parameter)."""
@@ -161,7 +163,7 @@ class StoreRow:
                 data[i] = Jsonb(data[i])
         for i in _ARRAY_AT:
             data[i] = list(data[i])
-        return (*data, self.source_url, self.etag, self.content_hash, self.detail_source)
+        return (*data, self.source_url, self.etag, self.content_hash, self.detail_source, Jsonb(self.field_sources))
 
     def staged(self, run_id: int) -> tuple[Any, ...]:
         """The row as the staging table takes it."""
@@ -170,7 +172,15 @@ class StoreRow:
     def fingerprint(self) -> tuple[Any, ...]:
         """As changes.FINGERPRINT reads it from the stored row: equal means nothing to rewrite."""
         missing = list(self.values["fields_missing"])
-        return (self.content_hash, self.values["status"], self.etag, self.source_url, missing, self.detail_source)
+        return (
+            self.content_hash,
+            self.values["status"],
+            self.etag,
+            self.source_url,
+            missing,
+            self.detail_source,
+            self.field_sources,
+        )
 
     def document(self) -> dict[str, Any]:
         """The row as one JSON object (exports, the jsonb staging kept as a benchmark reference)."""
@@ -179,6 +189,7 @@ class StoreRow:
             "detail_etag": self.etag,
             "content_hash": self.content_hash,
             "detail_source": self.detail_source,
+            "field_sources": self.field_sources,
         }
         return {**self.values, **tail}
 
@@ -191,7 +202,15 @@ def field_seen(missing: tuple[str, ...], run_id: int) -> Jsonb:
 
 def store_row(record: StoreRecord) -> StoreRow:
     values = store_values(record)
-    return StoreRow(record.rid, values, record.source_url, record.etag, content_hash(values), record.detail_source)
+    return StoreRow(
+        record.rid,
+        values,
+        record.source_url,
+        record.etag,
+        content_hash(values),
+        record.detail_source,
+        record.field_sources,
+    )
 
 
 def staging_ddl(table: str = "stores_staging") -> str:
@@ -203,13 +222,31 @@ COPY_SQL = f"COPY stores_staging ({_STAGED_NAMES}) FROM STDIN (FORMAT BINARY)"
 COPY_TYPES = [c.pg_type for c in STAGED_COLUMNS]
 
 
+def _keeps_stored(field: str) -> str:
+    """SQL: the stored value of `field` stays. So it does when the store's own answer did not show the field
+    (it is in fields_missing), unless the stored value came from a search entry and a search entry gives
+    one now (a listing field the page never shows still follows the listing)."""
+    return (
+        f"('{field}' = ANY(EXCLUDED.fields_missing) AND NOT (coalesce(EXCLUDED.field_sources->>'{field}', '')"
+        f" LIKE 'search%%' AND coalesce(s.field_sources->>'{field}', '') LIKE 'search%%'))"
+    )
+
+
 def _assignment(column: Column) -> str:
+    if column.name == "field_sources":
+        return f"field_sources = s.field_sources || ({_TAKEN_SOURCES})"
     if column.protects is None:
         return f"{column.name} = EXCLUDED.{column.name}"
-    return (
-        f"{column.name} = CASE WHEN '{column.protects}' = ANY(EXCLUDED.fields_missing)"
-        f" THEN s.{column.name} ELSE EXCLUDED.{column.name} END"
-    )
+    keep = _keeps_stored(column.protects)
+    return f"{column.name} = CASE WHEN {keep} THEN s.{column.name} ELSE EXCLUDED.{column.name} END"
+
+
+# The incoming sources of the fields whose incoming value is taken (see _keeps_stored).
+_TAKEN_SOURCES = (
+    "SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each_text(EXCLUDED.field_sources) AS e"
+    " WHERE NOT (e.key = ANY(EXCLUDED.fields_missing)) OR (e.value LIKE 'search%%'"
+    " AND coalesce(s.field_sources->>e.key, '') LIKE 'search%%')"
+)
 
 
 _INSERT_INTO = f"INSERT INTO stores AS s ({_STAGED_NAMES}, first_run_id, last_run_id, detail_run_id)"

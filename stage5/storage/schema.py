@@ -256,6 +256,16 @@ MIGRATIONS += (
 
 MIGRATIONS += (
     (
+        9,
+        "evidence before write: each stored field's source (detail answer or search entry, and which query)",
+        """
+        ALTER TABLE stores ADD COLUMN field_sources jsonb NOT NULL DEFAULT '{}';
+        """,
+    ),
+)
+
+MIGRATIONS += (
+    (
         10,
         "complete listings: per district, the site's count against the stores found and the queries split",
         """
