@@ -208,6 +208,12 @@ class Settings(BaseSettings):
         description="Splitting stops at circles of this radius; a part still truncated there leaves its"
         " district's listing incomplete.",
     )
+    split_max_queries: int = Field(
+        400,
+        ge=4,
+        description="The most parts one district query is split into: a site that counts wide in every circle"
+        " would otherwise be asked thousands of times; past it the listing stays incomplete.",
+    )
 
     # --- storage --------------------------------------------------------------------------
     batch_size: int = Field(500, ge=1, description="Rows per COPY + upsert batch.")

@@ -250,6 +250,18 @@ async def test_a_listing_that_cannot_be_completed_is_reported_and_misses_nothing
     assert "still truncated" in capsys.readouterr().out
 
 
+async def test_splitting_stops_at_its_query_budget(make_settings: Any) -> None:
+    """A site that answers one store per query would be split down to 150 m circles around every store:
+    split_max_queries bounds the parts, and the listing is reported incomplete instead."""
+    with ReplicaProcess(5, 0.1, Faults(result_cap=1)) as capped:
+        settings = make_settings(site=capped.url, districts="강남구", split_max_queries=8)
+        summary = await run_crawl(settings, settings.database_url)
+    listing = summary.listings["강남구"]
+    assert summary.status == "partial" and summary.incomplete_districts == ["강남구"]
+    assert listing["split"] == 2 and listing["bottomed"] > 0  # the root and one part: 8 parts in all
+    assert listing["queries"] == 1 + 8 + listing["neighbourhoods"]  # no part past the budget
+
+
 @pytest.mark.parametrize("via", ["replica", "proxy"])
 async def test_a_capped_crawl_of_the_densest_districts_finds_every_store(make_settings: Any, via: str) -> None:
     """A 1x world behind 100 stores per query (the replica's own cap, or a proxy's): every store found."""

@@ -420,10 +420,14 @@ class Master:
             self._drain(handle, f"served {handle.units_done} units")
 
     def _split(self, unit: SearchUnit, summary: dict[str, Any]) -> None:
-        """A truncated district query (or part): its parts are searched instead, until each fits."""
-        parts: list[Unit] = [
-            SearchUnit(self._uid(), q) for q in split_query(unit.query, self.settings.split_min_radius_m)
-        ]
+        """A truncated district query (or part): its parts are searched instead, until each fits (within
+        split_min_radius_m and split_max_queries)."""
+        family = self.families[unit.district]
+        queries = split_query(unit.query, self.settings.split_min_radius_m)
+        if family.parts + len(queries) > self.settings.split_max_queries:
+            queries = []  # bottomed out: the listing stays incomplete rather than asking without end
+        family.parts += len(queries)
+        parts: list[Unit] = [SearchUnit(self._uid(), q) for q in queries]
         summary["split"] = len(parts)
         log_event(
             log,
@@ -771,6 +775,7 @@ class Family:
     listed: set[str] = field(default_factory=set)
     failed: bool = False
     widened: bool = False  # its neighbourhoods were asked
+    parts: int = 0  # coordinate parts planned so far
 
 
 class Entries:

@@ -84,6 +84,7 @@ RUN_PARAMS = (
     "cache",
     "result_cap",
     "split_min_radius_m",
+    "split_max_queries",
 )
 # Settings that shape what a run stores: a resumed run keeps the values it started with.
 SHAPING = ("page_size", "max_pages", "detail_refresh", "detail_max_age_runs")
