@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from stage5.crawl.details import API_FAILURES_TO_PAUSE
@@ -159,3 +160,19 @@ async def test_switching_source_changes_no_stored_value_and_is_no_coverage_drop(
     kept = query(base, "SELECT count(*) FROM stores WHERE weekly_hours IS NOT NULL AND facilities <> '{}'")
     assert kept[0][0] > 0
     assert set(sources(base).values()) == {"html"}
+
+
+async def test_robots_refusing_the_api_reads_pages_and_refusing_both_stops(make_settings: Any) -> None:
+    from stage5.crawl.politeness import apply_robots
+    from stage5.errors import RobotsDisallowed
+
+    api_refused = "User-agent: *\\nDisallow: /API/profile/\\n"
+    with ReplicaProcess(SEED, SCALE, Faults(robots=api_refused)) as site:
+        auto = make_settings(site=site.url, detail_source="auto")
+        assert (await apply_robots(auto, None)).detail_source == "html"
+        with pytest.raises(RobotsDisallowed, match="/API/profile/"):
+            await apply_robots(make_settings(site=site.url, detail_source="api"), None)
+        assert (await apply_robots(make_settings(site=site.url, detail_source="html"), None)).detail_source == "html"
+    both = "User-agent: *\\nDisallow: /API/profile/\\nDisallow: /profile.php\\n"
+    with ReplicaProcess(SEED, SCALE, Faults(robots=both)) as site, pytest.raises(RobotsDisallowed):
+        await apply_robots(make_settings(site=site.url, detail_source="auto"), None)

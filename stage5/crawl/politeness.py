@@ -10,7 +10,7 @@ from stage5.cache import Kind, ResponseCache, make_cache
 from stage5.errors import CrawlDelayTooLong, RobotsDisallowed
 from stage5.logs import log_event
 from stage5.settings import Settings
-from stage5.site.diningcode import Endpoints
+from stage5.site.diningcode import DETAIL_PATH, PROFILE_API_PATH, Endpoints
 from stage5.site.robots import Robots, needed
 
 log = logging.getLogger("stage5.crawl")
@@ -37,6 +37,19 @@ async def _fetch(session: aiohttp.ClientSession, url: str, cache: ResponseCache)
     return Robots(url, text)
 
 
+def _detail_source_robots_allow(settings: Settings, endpoints: Endpoints, read: dict[str, Robots]) -> Settings:
+    """auto reads details from the API first; when robots.txt refuses the API but not the page, the run
+    reads pages only (obeying robots.txt is no reason to stop a run that has a permitted way)."""
+    if settings.detail_source != "auto" or settings.robots_txt != "obey":
+        return settings
+    url = f"{endpoints.api}/robots.txt"
+    rule = read[url].refused_by(PROFILE_API_PATH)
+    if rule is None or read[f"{endpoints.www}/robots.txt"].refused_by(DETAIL_PATH) is not None:
+        return settings
+    log_event(log, "robots_refuse_profile_api", logging.WARNING, url=url, rule=rule, detail_source="html")
+    return settings.model_copy(update={"detail_source": "html"})
+
+
 async def apply_robots(settings: Settings, redis_url: str | None) -> Settings:
     """The settings with robots.txt applied: a refused path stops the run (robots_txt=obey) or is logged
     (robots_txt=log); a Crawl-delay above request_delay_s becomes the delay."""
@@ -51,7 +64,8 @@ async def apply_robots(settings: Settings, redis_url: str | None) -> Settings:
                     read[url] = await _fetch(session, url, cache)
     finally:
         await cache.close()
-    for url, path in needed(endpoints):
+    settings = _detail_source_robots_allow(settings, endpoints, read)
+    for url, path in needed(endpoints, settings.detail_source):
         rule = read[url].refused_by(path)
         if rule is None:
             continue
