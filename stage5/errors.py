@@ -69,6 +69,10 @@ class BlockedAnswer(Unverified):
 
     kind: Cause = "blocked"
 
+    def __init__(self, message: str, final: bool = True) -> None:
+        super().__init__(message)
+        self.final = final  # a captcha or a denial stays: asking again at once would only press on
+
 
 class DatabaseUnavailable(Stage5Error):
     """PostgreSQL could not be reached; the message names the URL (password hidden) and the fix."""

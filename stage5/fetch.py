@@ -295,10 +295,13 @@ class Fetcher:
     def _parse(self, request: Request, parse: Callable[[bytes], T], body: bytes, attempts: int) -> T:
         try:
             answer = parse(body)
-        except Unverified as exc:  # a block page, another store's page: asked again, politely, never cached
+        except Unverified as exc:  # never cached; a block page slows the host down
             if isinstance(exc, BlockedAnswer):
                 self._blocked(request)
-            raise Retryable(str(exc), cause=exc.kind) from exc
+                if exc.final:  # a captcha or a denial: the store is asked again by the next run, not now
+                    self.stats.failures += 1
+                    raise FetchFailed(request, str(exc), attempts, exc.kind) from exc
+            raise Retryable(str(exc), cause=exc.kind) from exc  # an error page, another store's page
         except ParseError as exc:  # a maintenance page, a cut-short body: worth another try
             raise Retryable(f"unreadable answer: {exc}") from exc
         except Exception as exc:  # the parser choked on this answer: it would again, so no retry

@@ -229,13 +229,16 @@ async def test_bad_answers_change_nothing_and_the_next_healthy_run_restores_the_
                 assert bad.unverified[cause] == len(spoiled), bad.unverified
                 failed = {u["url"].split("rid=")[-1] for u in bad.failed_units if u["cause"] == cause}
                 assert failed == spoiled
+            with urllib.request.urlopen(f"{site.url}/__hostile/stats", timeout=5) as answer:
+                served_spoiled = json.loads(answer.read())["spoiled"]
             switch(site, False)
             again = await run_crawl(settings, settings.database_url, LOCAL_REDIS)  # cache on: read it
             assert again.status == "succeeded" and stored(settings) == before
         finally:
             forget(namespace)
-    if case == "block_page":
+    if case == "block_page":  # a captcha or a denial is not asked again at once: one request per store
         assert bad.alerts and bad.alerts[0].startswith("BLOCKED")
+        assert served_spoiled == len(spoiled)
 
 
 async def test_a_cached_answer_is_checked_like_a_fresh_one(

@@ -33,6 +33,9 @@ BLOCK_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("login", ("로그인이 필요", "로그인 후 이용", "please log in", "sign in to continue")),
     ("error page", ("페이지를 찾을 수 없", "존재하지 않는", "오류가 발생", "not found", "internal server error")),
 )
+# Block pages that stay for a while (asked again at once they answer the same); a rate-limit, error or
+# maintenance page may pass, and is asked again after a wait.
+FINAL_BLOCKS = ("captcha", "access denied", "login")
 # A page whose store blocks are all absent is not a store page, whatever its title says.
 STORE_SECTIONS = (
     "div_profile",
@@ -83,7 +86,8 @@ def check_store_page(has_sections: bool, text: str, self_urls: Iterable[str | No
     if urls and all(is_home_url(u) for u in urls):
         raise BlockedAnswer("blocked: the site's home page, not a store page")
     if not has_sections:
-        raise BlockedAnswer(f"blocked: {block_kind(text)} (no store sections on the page)")
+        kind = block_kind(text)
+        raise BlockedAnswer(f"blocked: {kind} (no store sections on the page)", final=kind in FINAL_BLOCKS)
 
 
 def claimed_ids(urls: Iterable[str | None], ids: Iterable[str | None] = ()) -> tuple[str, ...]:
