@@ -498,7 +498,7 @@ def parse_detail(body: bytes, rid: str) -> StoreDetail:
     title_name, title_categories = _title_parts(title)
     og_name, og_categories = _title_parts(page.meta("og:title"))
     self_urls = _self_urls(page)
-    check_store_page(_has_store_sections(page), page.doc.text_content(), self_urls)
+    check_store_page(_has_store_sections(page), page.doc.text_content, self_urls)
     name, branch = _name_and_branch(page, title_name or og_name)
     if not name:
         raise ParseError("detail page has no store name (no JSON-LD, heading or title)")

@@ -16,7 +16,7 @@ the answer nor lets it near the database, and the unit fails with the reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from stage5.errors import BlockedAnswer, NotThisStore
@@ -80,13 +80,14 @@ def block_kind(text: str) -> str:
     return "not a store page"
 
 
-def check_store_page(has_sections: bool, text: str, self_urls: Iterable[str | None]) -> None:
-    """Raise BlockedAnswer unless the page has a store page's sections and does not call itself the home page."""
+def check_store_page(has_sections: bool, text: Callable[[], str], self_urls: Iterable[str | None]) -> None:
+    """Raise BlockedAnswer unless the page has a store page's sections and does not call itself the home page
+    (`text` gives the page's text, read only for a page that is not a store's)."""
     urls = [u for u in self_urls if u]
     if urls and all(is_home_url(u) for u in urls):
         raise BlockedAnswer("blocked: the site's home page, not a store page")
     if not has_sections:
-        kind = block_kind(text)
+        kind = block_kind(text())
         raise BlockedAnswer(f"blocked: {kind} (no store sections on the page)", final=kind in FINAL_BLOCKS)
 
 
