@@ -268,3 +268,24 @@ async def test_a_cached_answer_is_checked_like_a_fresh_one(
         forget(namespace)
     assert first.status == again.status == "succeeded" and again.cache_corrupt == 1
     assert stored(settings) == before
+
+
+async def test_forged_search_entries_reach_no_stored_value(
+    make_settings: Any, replica: ReplicaProcess, small_world: World
+) -> None:
+    """Entries of other queries that lie about a store (branch, categories, keywords saying all-you-can-eat,
+    coordinates a kilometre off): the store's own district query and its own page decide, every run."""
+    with HostileProcess(replica.url, "forged") as site:
+        settings = make_settings(site=site.url, districts=DISTRICTS, workers=1)
+        switch(site, False)
+        healthy = await run_crawl(settings, settings.database_url)
+        before = stored(settings)
+        switch(site, True)
+        forged = [await run_crawl(settings, settings.database_url) for _ in range(2)]
+        with urllib.request.urlopen(f"{site.url}/__hostile/stats", timeout=5) as answer:
+            spoiled = json.loads(answer.read())["spoiled"]
+    assert healthy.status == "succeeded" and spoiled > 0
+    assert [run.status for run in forged] == ["succeeded", "succeeded"]
+    after = stored(settings)
+    changed = {rid: [(a, b) for a, b in zip(before[rid], after[rid]) if a != b] for rid in before}
+    assert after.keys() == before.keys() and not any(changed.values()), {k: v for k, v in changed.items() if v}

@@ -92,7 +92,7 @@ BLOCK_PAGES = (
 STREAMS = ("gzip_bomb", "huge_body", "endless")
 # Cases that spoil every search answer: nothing at all; nothing past page 5 while the count says more
 # (thinned); an id-less entry (an ad slot) at the head of every page; at most 100 stores per query.
-SEARCHES = ("empty_search", "thinned", "ad_entry", "cap100")
+SEARCHES = ("empty_search", "thinned", "ad_entry", "cap100", "forged")
 CASES = (*REWRITES, *STREAMS, *SEARCHES, *IMPOSTORS)
 THIN_AFTER_PAGES = 5
 CAP = 100
@@ -113,7 +113,31 @@ def spoil_search(case: str, form: dict[str, str], body: bytes) -> bytes:
         section["list"] = section["list"][: max(0, CAP - offset)]
     elif case == "ad_entry":
         section["list"].insert(0, dict(AD_ENTRY))
+    elif case == "forged" and not _is_district_query(form.get("query", "")):
+        section["list"] = [_forged(item) for item in section["list"]]
     return json.dumps(data, ensure_ascii=False).encode()
+
+
+def _is_district_query(query: str) -> bool:
+    """'강남구 무한리필': a district's own query (the one the crawler trusts first for its stores)."""
+    words = query.split()
+    return len(words) == 2 and words[0].endswith("구") and words[1] == "무한리필"
+
+
+def _forged(item: dict[str, Any]) -> dict[str, Any]:
+    """An entry of another query that lies about its store: another branch, categories and keywords that
+    say all-you-can-eat, coordinates a kilometre off (still in Seoul)."""
+    if not isinstance(item, dict) or not item.get("v_rid"):
+        return item
+    lat, lng = float(item.get("lat") or 37.55), float(item.get("lng") or 126.99)
+    return {
+        **item,
+        "branch": "위조점",
+        "category": "고기무한리필,뷔페",
+        "keyword": [{"term": "무한리필", "mark": 1}, {"term": "셀프바", "mark": 1}],
+        "lat": round(lat + 0.009, 6),
+        "lng": round(lng + 0.009, 6),
+    }
 
 
 def is_target(rid: str, every: int) -> bool:
