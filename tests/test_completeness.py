@@ -299,3 +299,19 @@ async def test_a_crawl_delay_over_the_maximum_stops_before_any_request(make_sett
     with psycopg.connect(settings.database_url) as conn:
         runs = conn.execute(sql.SQL("SELECT count(*) FROM {}.crawl_runs").format(sql.Identifier(settings.db_schema)))
         assert runs.fetchone() == (0,)  # no run left behind
+
+
+@pytest.mark.parametrize(
+    "count, listed, truncated",
+    [
+        (125, 125, False),  # pages past the cap: this site does not cap, the listing is whole
+        (125, 100, True),  # stopped at the cap
+        (100, 100, True),  # exactly the cap: the site may have stopped there
+        (99, 99, False),
+        (40, 35, True),  # short of its own count (thinned)
+    ],
+)
+def test_a_query_is_truncated_when_its_pages_stop_short_or_at_the_cap(count: int, listed: int, truncated: bool) -> None:
+    from stage5.crawl.pipeline import is_truncated
+
+    assert is_truncated(count, listed, cap=100) is truncated

@@ -50,8 +50,8 @@ async def run_search(
     cap: int = 0,
 ) -> SearchResult:
     """Page one keyword until an empty page, a page of repeats, the count, or max_pages (filling `result`),
-    and say whether its pages gave what the site counts. A district query whose count reaches `cap` stops
-    at its first page: its parts (stage5.site.diningcode.split_query) are asked instead."""
+    and say whether its pages gave what the site counts. A truncated district query is asked again in parts
+    (stage5.site.diningcode.split_query); what its own pages gave counts towards the district too."""
     query = unit.query
     result = result or SearchResult(unit.uid, unit.district)
     seen: set[str] = set()
@@ -70,16 +70,20 @@ async def run_search(
         failed_in_a_row = 0
         if _take_page(unit, page, seen, listed, result):
             break
-        if query.anchor and cap and page.count >= cap:
-            break  # capped: reading on gives at most `cap` of them
         if page.count and page_no * page_size >= page.count:
             break
     result.listed = list(listed)
     if result.fallback:
         result.count = 0
     elif result.count is not None:
-        result.truncated = result.count >= cap > 0 or len(listed) < result.count
+        result.truncated = is_truncated(result.count, len(listed), cap)
     return result
+
+
+def is_truncated(count: int, listed: int, cap: int) -> bool:
+    """A query whose pages gave fewer stores than its count, or exactly the cap of a count that reaches it
+    (the site may have stopped there). Pages that gave more than the cap show this site does not cap."""
+    return listed < count or (cap > 0 and count >= cap and listed <= cap)
 
 
 def _take_page(
