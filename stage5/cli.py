@@ -26,7 +26,8 @@ from stage5.settings import Settings, load_settings
 
 # Every setting is a --flag of the crawl-type commands, generated from Settings (env and .env below them).
 # The scheduler and the console take their own few.
-CRAWL_FLAGS = tuple(name for name in Settings.model_fields if name not in ("schedule_file", "timezone", "api_token"))
+_CONSOLE_ONLY = ("schedule_file", "timezone", "api_token", "console_hosts")
+CRAWL_FLAGS = tuple(name for name in Settings.model_fields if name not in _CONSOLE_ONLY)
 _ENV_NAMES = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
 
 

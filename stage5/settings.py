@@ -136,7 +136,13 @@ class Settings(BaseSettings):
     )
     timezone: str = Field("Asia/Seoul", description="Timezone of cron expressions (timestamps are stored in UTC).")
     api_token: str | None = Field(
-        None, description="Token the console's API asks for on every change (needed to serve beyond loopback)."
+        None,
+        description="Token the console asks for on every API call and its event stream (needed beyond loopback).",
+    )
+    console_hosts: str = Field(
+        "",
+        description="Comma-separated host names the console answers to besides its address and loopback names"
+        " (a Host header naming anything else is refused: DNS rebinding).",
     )
 
     notify_command: str | None = Field(

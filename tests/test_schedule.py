@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from stage5.schedule.jobs import Job, JobError, load_jobs
+from stage5.schedule.jobs import Job, JobError, load_jobs, parse_job
 from stage5.schedule.scheduler import Scheduler
 from stage5.storage.slots import SlotStore
 
@@ -208,8 +208,8 @@ def test_real_launcher_runs_a_scheduled_crawl(store: SlotStore, pg_url: str, sch
         launcher.command = lambda j, base=launcher.command: [*base(j), "--request-delay-s", "0.02"]  # type: ignore[method-assign]
         clock = FakeClock(kst(23, 0, 59))
         scheduler = Scheduler([job], SEOUL, store, launcher, clock, "t")
-        clock.advance(minutes=2)  # 01:01: the 00:00 slot (inside the grace window) is older than 01:00
-        assert [d.status for d in scheduler.tick()] == ["missed", "started"]
+        clock.advance(minutes=2)  # 01:01: the 01:00 slot; 00:00 came before the job existed (nothing missed)
+        assert [d.status for d in scheduler.tick()] == ["started"]
         clock.advance(hours=1)
         assert [(d.status, d.reason) for d in scheduler.tick()] == [
             ("skipped", "this job's previous run is still going")
@@ -243,3 +243,31 @@ def test_an_every_minute_job_says_its_missed_slots_in_one_line(
     lines = [r.getMessage() for r in caplog.records]
     assert len([m for m in lines if m.startswith("slots_missed")]) == 1 and "count=59" in lines[0]
     assert not any(m.startswith("slot_missed") for m in lines)
+
+
+def test_a_new_job_records_no_slot_from_before_it_was_created(store: SlotStore) -> None:
+    """A `* * * * *` job stored in the console a minute ago: the scheduler starting now counts its slots
+    from its creation, not from an hour back (the grace window)."""
+    created = kst(23, 9, 0).astimezone(UTC)
+    store.conn.execute(
+        "INSERT INTO scheduled_jobs (name, kind, cron, timezone, created_at) VALUES ('minutely', 'crawl', '* * * * *',"
+        " 'Asia/Seoul', %s)",
+        (created,),
+    )
+    clock = FakeClock(created + timedelta(minutes=1, seconds=5))
+    launcher = FakeLauncher(clock, timedelta(seconds=10))
+    decisions = Scheduler([Job("minutely", cron="* * * * *")], SEOUL, store, launcher, clock, "s1").tick()
+    assert [d.status for d in decisions] == ["started"]  # 09:01 only; nothing "missed" before 09:00
+
+
+def test_a_jobs_own_timezone_decides_its_slots(store: SlotStore) -> None:
+    """The same cron in UTC and in Seoul's zone fires nine hours apart, whatever the scheduler's zone."""
+    clock = FakeClock(kst(23, 0, 0))
+    launcher = FakeLauncher(clock, timedelta(minutes=1))
+    jobs = [Job("seoul", cron="0 1 * * *"), Job("utc", cron="0 1 * * *", timezone="UTC")]
+    scheduler = Scheduler(jobs, SEOUL, store, launcher, clock, "s1")
+    fires = scheduler.next_fires(1)
+    assert fires["seoul"][0] == kst(23, 1) and fires["utc"][0] == kst(23, 10)
+    with pytest.raises(JobError) as bad:
+        parse_job({"name": "x", "timezone": "Mars/Base"})
+    assert bad.value.field == "timezone"

@@ -160,8 +160,9 @@ async def test_token_and_cross_site_rules(make_settings: Any, replica: ReplicaPr
     async with serving(make_settings(site=replica.url, api_token="s3cret")) as console:
         assert (await console.call("POST", "/api/jobs", {"name": "a"}))[0] == 401
         assert (await console.call("POST", "/api/jobs", {"name": "a"}, Authorization="Bearer wrong"))[0] == 401
-        assert (await console.call("GET", "/api/jobs"))[0] == 200  # reading needs no token
+        assert (await console.call("GET", "/api/jobs"))[0] == 401  # reading needs it too
         ok = {"Authorization": "Bearer s3cret"}
+        assert (await console.call("GET", "/api/jobs", **ok))[0] == 200
         assert (await console.call("POST", "/api/jobs", {"name": "a"}, **ok))[0] == 201
         evil = {**ok, "Origin": "http://evil.example"}
         assert (await console.call("POST", "/api/jobs", {"name": "b"}, **evil))[0] == 403

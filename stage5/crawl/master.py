@@ -14,7 +14,6 @@ import logging.handlers
 import math
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import threading
 import time
@@ -30,6 +29,7 @@ from stage5.crawl.progress import Figures, Progress
 from stage5.crawl.refresh import Stored, fetch_reason
 from stage5.crawl.worker import worker_main
 from stage5.errors import WorkerCrashLoop
+from stage5.identity import process_identity
 from stage5.logs import log_event
 from stage5.models import StoreSummary
 from stage5.settings import Settings
@@ -674,8 +674,7 @@ class Master:
             **{k: v for k, v in asdict(f).items() if k != "per_process_mb"},
             "memory_mb": round(f.memory_mb),
             "elapsed_s": round(time.monotonic() - self.started, 1),
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
+            **process_identity(),  # pid, host, start time and command line: a stop checks it is still us
             "at": time.time(),
         }
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
@@ -43,6 +44,10 @@ class Job:
     timeout_s: float = 30 * 3600.0
     retries: int = 0
     retention_days: int = 90
+    timezone: str = ""  # the zone of its cron; empty: the scheduler's (STAGE5_TIMEZONE)
+
+    def zone(self, default: tzinfo) -> tzinfo:
+        return ZoneInfo(self.timezone) if self.timezone else default
 
     def fires_after(self, after: datetime, tz: tzinfo, until: datetime) -> list[datetime]:
         """Fire times in (after, until], as aware datetimes in `tz`."""
@@ -95,6 +100,10 @@ def parse_job(raw: dict[str, Any]) -> Job:
         )
     if job.overlap not in ("skip", "wait"):
         raise JobError(f"job {name!r}: overlap must be 'skip' or 'wait', got {job.overlap!r}", "overlap")
+    try:
+        job.zone(ZoneInfo("UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise JobError(f"job {name!r}: unknown timezone {job.timezone!r} (e.g. Asia/Seoul)", "timezone") from None
     return job
 
 
@@ -104,9 +113,10 @@ def _check_type(name: str, field: str, value: Any, wanted: type) -> None:
         raise JobError(f"job {name!r}: {field} must be a non-negative {wanted.__name__}, got {value!r}", field)
 
 
-def job_from_row(name: str, kind: str, cron: str, params: dict[str, Any]) -> Job:
+def job_from_row(name: str, kind: str, cron: str, params: dict[str, Any], timezone: str = "") -> Job:
     """A job as `scheduled_jobs` stores it (validated again: the table may have been edited by hand)."""
-    return parse_job({"name": name, "kind": kind, "cron": cron, **{k: v for k, v in params.items() if k in PARAMS}})
+    known = {k: v for k, v in params.items() if k in PARAMS}
+    return parse_job({"name": name, "kind": kind, "cron": cron, "timezone": timezone or "", **known})
 
 
 def job_params(job: Job) -> dict[str, Any]:

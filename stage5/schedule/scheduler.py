@@ -1,7 +1,11 @@
 """The scheduler: fires jobs on their cron in one timezone, never twice for a slot, never on top of a run.
 
 Rules, per job, at each tick:
-- The slots due since the last tick are computed in the job's timezone (cron), stored in UTC.
+- The slots due since the last tick are computed in the job's timezone (its own, else the scheduler's),
+  stored in UTC.
+- A job's slots count from when it was first seen: its last recorded slot, else its creation in the
+  console, else the scheduler's start; never from before it existed (a new every-minute job records no
+  missed slots from the hour before).
 - A slot is claimed in `schedule_slots` first (primary key job + slot): of several schedulers on one
   database, exactly one gets it.
 - After downtime, only the latest missed slot runs, and only within `grace_s`; older ones are
@@ -65,14 +69,13 @@ class Scheduler:
     ) -> None:
         self.jobs, self.tz, self.store, self.launcher, self.clock, self.name = jobs, tz, store, launcher, clock, name
         now = clock()
-        # Start where we left off, but never further back than the grace window.
-        self.cursor = {
-            j.name: max(
-                now - timedelta(seconds=j.grace_s), store.last_slot(j.name) or now - timedelta(seconds=j.grace_s)
-            )
-            for j in jobs
-        }
+        # Start where we left off, but never further back than the grace window nor before the job existed.
+        self.cursor = {j.name: self._start(j, now) for j in jobs}
         self.last_end: dict[str, datetime] = {}
+
+    def _start(self, job: Job, now: datetime) -> datetime:
+        since = self.store.last_slot(job.name) or self.store.job_created(job.name) or now
+        return max(now - timedelta(seconds=job.grace_s), min(since, now))
 
     def set_jobs(self, jobs: Sequence[Job]) -> None:
         """Take a new job list (the console changed it): a new job starts from now, not from the past."""
@@ -88,7 +91,7 @@ class Scheduler:
 
     def next_fires(self, n: int = 3) -> dict[str, list[datetime]]:
         now = self.clock()
-        return {j.name: j.next_fires(now, self.tz, n) for j in self.jobs}
+        return {j.name: j.next_fires(now, j.zone(self.tz), n) for j in self.jobs}
 
     def tick(self) -> list[SlotDecision]:
         now = self.clock()
@@ -96,7 +99,7 @@ class Scheduler:
         decisions: list[SlotDecision] = []
         for job in self.jobs:
             self._enforce_timeout(job, now)
-            due = job.fires_after(self.cursor[job.name], self.tz, now)
+            due = job.fires_after(self.cursor[job.name], job.zone(self.tz), now)
             self.cursor[job.name] = now
             if not due:
                 continue

@@ -49,9 +49,9 @@ class SchedulerService:
         if not self.store.has_stored_jobs():
             return self.file_jobs
         jobs = []
-        for name, kind, cron, params in self.store.stored_jobs():
+        for name, kind, cron, params, timezone in self.store.stored_jobs():
             try:
-                jobs.append(job_from_row(name, kind, cron, params))
+                jobs.append(job_from_row(name, kind, cron, params, timezone))
             except JobError as exc:  # edited by hand into something unusable: that job alone is skipped
                 log_event(log, "job_invalid", logging.ERROR, job=name, reason=exc)
         return tuple(jobs)
@@ -69,8 +69,15 @@ class SchedulerService:
             return self.scheduler.run_now(job)
 
     def next_fires(self, n: int = 3) -> dict[str, list[datetime]]:
+        """The next fire times of the jobs as they are now (read afresh: a job just saved shows at once)."""
         with self.lock:
-            return self.scheduler.next_fires(n)
+            now = self.scheduler.clock()
+            return {j.name: j.next_fires(now, j.zone(self.tz), n) for j in self.jobs()}
+
+    def planned(self) -> tuple[Job, ...]:
+        """The jobs the scheduler runs: the stored ones, else the schedule file's or the defaults."""
+        with self.lock:
+            return self.jobs()
 
     def loop(self) -> None:
         while not self.stopping.is_set():

@@ -42,11 +42,16 @@ class SlotStore:
             (job, job),
         ).fetchall()
 
-    def stored_jobs(self) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """(name, kind, cron, params) of the enabled jobs in `scheduled_jobs` (the console's)."""
+    def stored_jobs(self) -> list[tuple[str, str, str, dict[str, Any], str]]:
+        """(name, kind, cron, params, timezone) of the enabled jobs in `scheduled_jobs` (the console's)."""
         return self.conn.execute(
-            "SELECT name, kind, cron, params FROM scheduled_jobs WHERE enabled ORDER BY name"
+            "SELECT name, kind, cron, params, timezone FROM scheduled_jobs WHERE enabled ORDER BY name"
         ).fetchall()
+
+    def job_created(self, job: str) -> datetime | None:
+        """When the console created `job` (None for a job of the schedule file or the defaults)."""
+        row = self.conn.execute("SELECT created_at FROM scheduled_jobs WHERE name = %s", (job,)).fetchone()
+        return row[0] if row else None
 
     def has_stored_jobs(self) -> bool:
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM scheduled_jobs)").fetchone() == (True,)

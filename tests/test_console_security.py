@@ -1,0 +1,197 @@
+"""The console as an attacker would try it, against a real server (aiohttp on loopback) and PostgreSQL:
+a DNS-rebinding Host, reads without the token, hundreds of event streams, a stop aimed at a pid that now
+belongs to someone else, and bad input of every kind (each a JSON 400 naming the field, never a 500)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psutil
+import psycopg
+from aiohttp import ClientSession, ClientTimeout, TCPConnector
+from aiohttp.test_utils import TestServer
+from psycopg.types.json import Jsonb
+
+from stage5.web.api import STREAMS_MAX
+from stage5.web.app import POOL_MAX, make_app
+
+JSON = {"Content-Type": "application/json"}
+
+
+class Console:
+    def __init__(self, server: TestServer, session: ClientSession) -> None:
+        self.server, self.session = server, session
+
+    async def call(self, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body)
+        url = self.server.make_url(path)
+        async with self.session.request(method, url, data=data, headers={**JSON, **headers}) as answer:
+            return answer.status, json.loads(await answer.text() or "null")
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Any) -> AsyncIterator[Console]:
+    """The console on a free loopback port (its scheduler ticking hourly), and a client session to it."""
+    server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession() as session:
+            yield Console(server, session)
+    finally:
+        await server.close()
+
+
+def _db(settings: Any) -> psycopg.Connection:
+    conn = psycopg.connect(settings.database_url, autocommit=True)
+    conn.execute(f"SET search_path TO {settings.db_schema}")
+    return conn
+
+
+def _running_run(settings: Any, live: dict[str, Any]) -> int:
+    with _db(settings) as conn:
+        row = conn.execute(
+            "INSERT INTO crawl_runs (status, site, districts, live) VALUES ('running', 'x', '{도봉구}', %s)"
+            " RETURNING id",
+            (Jsonb(live),),
+        ).fetchone()
+    assert row
+    return int(row[0])
+
+
+async def test_a_rebound_host_is_refused_and_changes_nothing(make_settings: Any) -> None:
+    settings = make_settings()
+    async with serving(settings) as console:
+        port = console.server.port
+        evil = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+        status, answer = await console.call("POST", "/api/jobs", {"name": "wipe", "kind": "cleanup"}, **evil)
+        assert status == 403 and "Host" in answer["error"]
+        assert (await console.call("GET", "/api/runs", **evil))[0] == 403
+        async with console.session.get(console.server.make_url("/jobs"), headers=evil) as page:
+            assert page.status == 403
+        assert (await console.call("GET", "/api/jobs"))[1] == []  # nothing was created
+        assert (await console.call("GET", "/api/jobs", Host=f"localhost:{port}"))[0] == 200
+
+
+async def test_with_a_token_every_read_and_the_stream_need_it(make_settings: Any) -> None:
+    settings = make_settings(api_token="s3cret")
+    async with serving(settings) as console:
+        run_id = _running_run(settings, {})
+        ok = {"Authorization": "Bearer s3cret"}
+        for path in ("/api/jobs", "/api/runs", "/api/stores", f"/api/runs/{run_id}", "/api/scheduler"):
+            assert (await console.call("GET", path))[0] == 401, path
+            assert (await console.call("GET", path, **ok))[0] == 200, path
+        async with console.session.get(console.server.make_url(f"/api/runs/{run_id}/events")) as answer:
+            assert answer.status == 401
+        async with console.session.get(console.server.make_url("/stores")) as page:
+            html = await page.text()
+        assert page.status == 200 and 'id="signin"' in html and "<td>" not in html  # a shell: no data
+
+
+async def test_two_hundred_streams_leave_the_database_and_the_api_answering(make_settings: Any) -> None:
+    settings = make_settings()
+    async with serving(settings) as console:
+        run_id = _running_run(settings, {"stores": 1})
+        url = console.server.make_url(f"/api/runs/{run_id}/events")
+        timeout = ClientTimeout(total=30)
+        async with ClientSession(connector=TCPConnector(limit=0), timeout=timeout) as crowd:
+
+            async def open_one() -> tuple[int, str]:
+                answer = await crowd.get(url)
+                if answer.status == 200:
+                    await answer.content.readline()  # the first event came: the stream is up (kept open)
+                    return 200, ""
+                return answer.status, answer.headers.get("Retry-After", "")
+
+            answers = await asyncio.gather(*(open_one() for _ in range(200)))
+            statuses = [s for s, _ in answers]
+            assert statuses.count(200) == STREAMS_MAX
+            assert {a for a in answers if a[0] != 200} == {(503, "5")}  # the rest told when to retry
+            assert (await console.call("GET", "/api/jobs"))[0] == 200
+            status, runs = await console.call("GET", "/api/runs")
+            assert status == 200 and runs[0]["id"] == run_id
+            with _db(settings) as conn:  # the database has room: the console holds its pool at most
+                (held,) = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stage5 console'"
+                ).fetchone() or (0,)
+            assert 1 <= held <= POOL_MAX
+            with _db(settings) as conn:
+                conn.execute("UPDATE crawl_runs SET status = 'succeeded' WHERE id = %s", (run_id,))
+            await asyncio.sleep(1.5)  # the shared reader sees the end and every stream closes
+            assert console.server.app is not None
+
+
+async def test_stop_signals_only_the_runs_own_master(make_settings: Any) -> None:
+    settings = make_settings()
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        process = psutil.Process(stranger.pid)
+        host = socket.gethostname()
+        async with serving(settings) as console:
+            # The master died; its pid now belongs to another process (other start time and command).
+            stale = {"pid": stranger.pid, "host": host, "started": process.create_time() - 3600, "command": "x"}
+            run_id = _running_run(settings, stale)
+            status, answer = await console.call("POST", f"/api/runs/{run_id}/stop", {})
+            assert status == 409 and "another process" in answer["error"]
+            await asyncio.sleep(0.2)
+            assert stranger.poll() is None  # not signalled
+            # A record without the identity (pid only) is not enough either.
+            run_id = _running_run(settings, {"pid": stranger.pid, "host": host})
+            assert (await console.call("POST", f"/api/runs/{run_id}/stop", {}))[0] == 409
+            assert stranger.poll() is None
+            same = {**stale, "started": process.create_time(), "command": " ".join(process.cmdline())}
+            run_id = _running_run(settings, same)
+            assert (await console.call("POST", f"/api/runs/{run_id}/stop", {}))[0] == 202
+            assert stranger.wait(timeout=5) == -15  # the recorded process itself: SIGTERM
+    finally:
+        stranger.kill()
+
+
+async def test_every_bad_input_is_a_json_400_naming_the_field(make_settings: Any) -> None:
+    settings = make_settings()
+    async with serving(settings) as console:
+        _, job = await console.call("POST", "/api/jobs", {"name": "ok"})
+        bodies: list[tuple[Any, str]] = [
+            ({}, "name"),
+            ({"name": "a\u0000b"}, "name"),
+            ({"name": "x", "cron": "0 1 * * *\u0000"}, "cron"),
+            ({"name": "x", "enabled": "yes"}, "enabled"),
+            ({"name": 5}, "name"),
+            ({"name": "x", "params": []}, "params"),
+            ({"name": "x", "params": {"districts": ["도봉구\u0000"]}}, "params"),
+            ({"name": "x", "surprise": 1}, "surprise"),
+        ]
+        for body, field in bodies:
+            status, answer = await console.call("POST", "/api/jobs", body)
+            assert (status, answer.get("field")) == (400, field), (body, answer)
+        assert (await console.call("PATCH", f"/api/jobs/{job['id']}", {"enabled": 1}))[1]["field"] == "enabled"
+        raw = [b"\xff\xfe{}", b"[" * 100_000 + b"]" * 100_000, b'{"name": ', b"[1, 2]", b'"text"']
+        for data in raw:
+            url = console.server.make_url("/api/jobs")
+            async with console.session.post(url, data=data, headers={"Content-Type": "application/json"}) as a:
+                answer = json.loads(await a.text())
+                assert (a.status, answer["field"]) == (400, "body"), (data[:20], answer)
+        queries = [
+            ("/api/runs?limit=0", "limit"),
+            ("/api/runs?limit=x", "limit"),
+            ("/api/runs?status=gone", "status"),
+            ("/api/stores?limit=0", "limit"),
+            ("/api/stores?q=a%00b", "q"),
+            ("/api/stores?after=%00", "after"),
+            ("/api/stores?sort=colour", "sort"),
+            ("/api/stores?offset=-1", "offset"),
+            ("/api/stores?refill=maybe", "refill"),
+            (f"/api/jobs/{job['id']}/runs?limit=0", "limit"),
+            ("/api/stores/a%00b", "rid"),
+            ("/api/jobs/x", "id"),
+        ]
+        for path, field in queries:
+            status, answer = await console.call("GET", path)
+            assert (status, answer.get("field")) == (400, field), (path, answer)
+        assert (await console.call("GET", "/api/jobs"))[1][0]["name"] == "ok"  # nothing else was stored
