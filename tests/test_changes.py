@@ -168,6 +168,12 @@ def test_exports_round_trip(make_settings: Any, replica: ReplicaProcess, tmp_pat
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
     assert len(rows) == summary.stores and {r["district"] for r in rows} == {"마포구", "강남구"}
+    # Booleans true/false, arrays and JSON columns as JSON (not t/f nor {a,b} array literals)
+    assert {r["is_confirmed_refill"] for r in rows} <= {"true", "false"} and "true" in {
+        r["is_confirmed_refill"] for r in rows
+    }
+    for r in rows:
+        assert all(isinstance(json.loads(r[c]), list) for c in ("keywords", "refill_items", "menu_items"))
     refill = tmp_path / "refill.jsonl"
     assert (
         main(["export", "--format", "jsonl", "--refill-only", "--district", "마포구", "--out", str(refill), *db]) == 0

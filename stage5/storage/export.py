@@ -1,5 +1,8 @@
 """Exports for people who use the data without SQL: CSV (PostgreSQL's own `COPY … TO STDOUT`), JSON
-lines and GeoJSON, streamed row by row so a large table never sits in memory."""
+lines and GeoJSON, streamed row by row so a large table never sits in memory.
+
+In CSV, booleans are written `true`/`false` and arrays as JSON lists (COPY's own forms are `t`/`f` and
+PostgreSQL array literals, which no spreadsheet or CSV reader understands); JSON columns are JSON."""
 
 from __future__ import annotations
 
@@ -52,8 +55,20 @@ COLUMNS = (
 )
 
 
-def _query(refill_only: bool, district: str | None) -> sql.Composed:
-    columns = [sql.SQL("created_at AS first_seen") if c == "first_seen" else sql.Identifier(c) for c in COLUMNS]
+def _column(name: str, types: dict[str, str]) -> sql.Composable:
+    """A column as CSV writes it: booleans as true/false, arrays as JSON (types: column -> data_type)."""
+    if name == "first_seen":
+        return sql.SQL("created_at AS first_seen")
+    column = sql.Identifier(name)
+    if types.get(name) == "boolean":
+        return sql.SQL("CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' END AS {c}").format(c=column)
+    if types.get(name) == "ARRAY":
+        return sql.SQL("array_to_json({c})::text AS {c}").format(c=column)
+    return column
+
+
+def _query(refill_only: bool, district: str | None, types: dict[str, str] | None = None) -> sql.Composed:
+    columns = [_column(c, types or {}) for c in COLUMNS]
     where = [sql.SQL("true")]
     if refill_only:
         where.append(sql.SQL("is_confirmed_refill AND status = '운영중'"))
@@ -68,9 +83,9 @@ async def export(
     conn: psycopg.AsyncConnection, out: BinaryIO, fmt: str, refill_only: bool, district: str | None, bom: bool
 ) -> int:
     """Write the stores to `out` in `fmt`; returns the number of stores written."""
-    query = _query(refill_only, district)
     if fmt == "csv":
-        return await _csv(conn, out, query, bom)
+        return await _csv(conn, out, _query(refill_only, district, await _types(conn)), bom)
+    query = _query(refill_only, district)
     rows = _rows(conn, query)
     if fmt == "jsonl":
         count = 0
@@ -79,6 +94,16 @@ async def export(
             count += 1
         return count
     return await _geojson(out, rows)
+
+
+async def _types(conn: psycopg.AsyncConnection) -> dict[str, str]:
+    cur = await conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = 'stores'"
+    )
+    types = {name: kind for name, kind in await cur.fetchall()}
+    await conn.commit()  # the export's own snapshot (repeatable read) starts after this
+    return types
 
 
 async def _csv(conn: psycopg.AsyncConnection, out: BinaryIO, query: sql.Composed, bom: bool) -> int:
