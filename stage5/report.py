@@ -73,9 +73,18 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
         lines += [f"    {u['kind']:7} {u['district']} {u['url']} — {u['reason']}" for u in summary.failed_units[:20]]
         if len(summary.failed_units) > 20:
             lines.append(f"    … {len(summary.failed_units) - 20} more in crawl_runs.failed_units")
-    if summary.status == "interrupted":
-        lines.append(f"  resume with    {summary.resume_hint}")
+    lines += _ending_lines(summary)
     print("\n".join(lines), flush=True)
+
+
+def _ending_lines(summary: RunSummary) -> list[str]:
+    """Why a run failed (its first failure), or how to resume an interrupted one."""
+    if summary.status == "failed" and summary.failed_units:
+        first = summary.failed_units[0]
+        return [f"  FAILED         no usable answer; first failure: {first['url']} — {first['reason']}"]
+    if summary.status == "interrupted":
+        return [f"  resume with    {summary.resume_hint}"]
+    return []
 
 
 UNVERIFIED = {"blocked": "block pages", "not_this_store": "another store's page", "redirect": "redirected away"}
@@ -134,8 +143,11 @@ def print_runs(runs: list[dict[str, Any]]) -> None:
             f"{run['id']:>5}  {run['status']:11} {run['trigger']:8} {started:19}  {shown:>8}  {units:>9}  {stores:>7}"
             f"  {run['resumed']:>7}  {run['site']}"
         )
-    resumable = [r["id"] for r in runs if r["status"] in ("running", "interrupted")]
-    if resumable:
+    # A running run is going (or its master died: `crawl` says which when asked); only an interrupted
+    # one is offered for resuming.
+    if going := [r["id"] for r in runs if r["status"] == "running"]:
+        print(f"\nrun {going[0]} is running: stop it (Ctrl-C, or Stop in the console) before resuming it")
+    elif resumable := [r["id"] for r in runs if r["status"] == "interrupted"]:
         print(f"\nrun {resumable[0]} can be resumed: python -m stage5 crawl --resume")
 
 
@@ -202,7 +214,7 @@ def print_changes(changes: list[dict[str, Any]]) -> None:
         store = f"{c['name'] or ''} ({c['diningcode_place_id']})"
         line = f"run {c['run_id']:>4}  {c['kind']:10} {c['district'] or '':5} {store}"
         if c["kind"] == "changed":
-            line += ": " + "; ".join(f"{f} {_short(old)} → {_short(new)}" for f, (old, new) in c["fields"].items())
+            line += ": " + "; ".join(f"{f} {' → '.join(differing(old, new))}" for f, (old, new) in c["fields"].items())
         print(line)
     counts: dict[str, int] = {}
     for c in changes:
@@ -210,6 +222,27 @@ def print_changes(changes: list[dict[str, Any]]) -> None:
     print("\n" + ", ".join(f"{kind} {n}" for kind, n in counts.items()))
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value)
+
+
+def differing(old: Any, new: Any, width: int = 60) -> tuple[str, str]:
+    """Old and new cut to where they differ: the common start and end left out ('…'), a few characters
+    of context kept, so two long values that differ late do not read the same."""
+    a, b = _text(old), _text(new)
+    if len(a) <= width and len(b) <= width:
+        return a, b
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    begin, end = max(0, start - 10), max(0, end - 10)  # 10 characters of context either side
+
+    def cut(text: str) -> str:
+        middle = text[begin : len(text) - end]
+        shown = middle if len(middle) <= width else middle[: width - 1] + "…"
+        return ("…" if begin else "") + shown + ("…" if end and len(middle) <= width else "")
+
+    return cut(a), cut(b)

@@ -44,8 +44,17 @@ class FakeTerminal(io.StringIO):
 
 def test_eta_from_the_units_done() -> None:
     f = figures()
-    assert eta_s(f, 60.0) == (112 - 55) / (55 / 60.0)
+    # 강남구 finished with 40 units; each unfinished district is expected to end with as many (its detail
+    # units appear as its searches find stores): 160 expected, 55 done.
+    assert eta_s(f, 60.0) == (160 - 55) / (55 / 60.0)
     assert eta_s(figures(district_units={"강남구": (0, 9)}), 5.0) is None
+
+
+def test_eta_is_not_half_the_remaining_time_early_on() -> None:
+    """One district done with 100 units, three whose searches have not found their stores yet (1 unit
+    each): 300 units are left, not 3. At 100 units a minute that is three minutes."""
+    units = {"강남구": (100, 100), "마포구": (0, 1), "송파구": (0, 1), "중구": (0, 1)}
+    assert eta_s(figures(district_units=units), 60.0) == 300 * 60 / 100
 
 
 def test_live_view_fits_80_columns_with_warnings_above(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from stage5.logs import format_event
+from stage5.logs import log_event
 
 perf_log = logging.getLogger("stage5.performance")
 PLAIN_EVERY_S = 10.0
@@ -74,25 +74,24 @@ class Progress:
         hits = hit_rate(f)
         if force or now - self._last_log >= self.interval_s:
             pages_s, rows_s, per_hour = self._rates(f, now)
-            perf_log.info(
-                format_event(
-                    "perf",
-                    stores=f.stores,
-                    stores_per_hour=round(per_hour),
-                    pages_per_s=round(pages_s, 1),
-                    requests=f.requests,
-                    bytes=f.bytes,
-                    cache_hit_rate=round(hits, 3),
-                    db_rows=f.db_rows,
-                    db_rows_per_s=round(rows_s, 1),
-                    memory_mb=round(f.memory_mb),
-                    budget_mb=round(f.budget_mb),
-                    per_process_mb=",".join(f"{k}:{v:.0f}" for k, v in f.per_process_mb.items()),
-                    workers=f.workers,
-                    concurrency=f.concurrency,
-                    queued=f.queued,
-                    in_flight=f.in_flight,
-                )
+            log_event(  # fields of the line (logfmt keys, JSON members), not one message string
+                perf_log,
+                "perf",
+                stores=f.stores,
+                stores_per_hour=round(per_hour),
+                pages_per_s=round(pages_s, 1),
+                requests=f.requests,
+                bytes=f.bytes,
+                cache_hit_rate=round(hits, 3),
+                db_rows=f.db_rows,
+                db_rows_per_s=round(rows_s, 1),
+                memory_mb=round(f.memory_mb),
+                budget_mb=round(f.budget_mb),
+                per_process_mb=",".join(f"{k}:{v:.0f}" for k, v in f.per_process_mb.items()),
+                workers=f.workers,
+                concurrency=f.concurrency,
+                queued=f.queued,
+                in_flight=f.in_flight,
             )
             self._last_log, self._last_figures, self._last_at = now, f, now
         if self.quiet:
@@ -119,13 +118,17 @@ class Progress:
 
 
 def eta_s(f: Figures, elapsed_s: float) -> float | None:
-    """Seconds left at the rate units finished so far (detail units appear as searches find stores, so
-    early on it is low); None before the first unit finished."""
+    """Seconds left: the units remaining over the rate units finished so far. Detail units appear only as
+    a district's searches find stores, so a district not finished yet is expected to end with as many
+    units as the finished ones had on average (counting only the units planned so far made the ETA about
+    half the real one). None before the first unit finished."""
     done = sum(d for d, _ in f.district_units.values())
-    total = sum(t for _, t in f.district_units.values())
     if not done or elapsed_s <= 0:
         return None
-    return (total - done) / (done / elapsed_s)
+    finished = [t for d, t in f.district_units.values() if d == t and t]
+    typical = sum(finished) / len(finished) if finished else 0.0
+    expected = sum(t if d == t else max(t, typical) for d, t in f.district_units.values())
+    return max(expected - done, 0.0) / (done / elapsed_s)
 
 
 def _clock(seconds: float | None) -> str:

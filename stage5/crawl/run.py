@@ -29,7 +29,7 @@ from stage5.crawl.master import Master, MasterReport, Resume, prepare_workers
 from stage5.crawl.politeness import apply_robots
 from stage5.crawl.progress import Progress
 from stage5.crawl.refresh import Stored
-from stage5.errors import ExitCode, LockLost, RunBusy, RunConflict, RunSkipped, UnfinishedRun
+from stage5.errors import ConfigError, ExitCode, LockLost, RunBusy, RunConflict, RunSkipped, UnfinishedRun
 from stage5.logs import bind, log_event
 from stage5.notify import notify
 from stage5.settings import Settings
@@ -86,8 +86,10 @@ RUN_PARAMS = (
     "split_min_radius_m",
     "split_max_queries",
 )
-# Settings that shape what a run stores: a resumed run keeps the values it started with.
+# Settings that shape what a run stores: a resumed run keeps the values it started with, whatever is given.
 SHAPING = ("page_size", "max_pages", "detail_refresh", "detail_max_age_runs")
+# The rest of RUN_PARAMS: a resumed run keeps them too (a run started with --no-cache stays uncached) unless
+# given again explicitly on the resuming command.
 
 
 def crawl_command(settings: Settings) -> str:
@@ -111,7 +113,8 @@ def bound_to_run(settings: Settings, run: dict[str, Any]) -> Settings:
             f"run {run_id} covers {len(run['districts'])} districts ({', '.join(run['districts'][:5])}…);"
             f" --districts {','.join(settings.districts)} differs. Resume without --districts, or add --fresh"
         )
-    recorded = {k: v for k, v in (run.get("params") or {}).items() if k in SHAPING}
+    params = run.get("params") or {}
+    recorded = {k: params[k] for k in RUN_PARAMS if k in params and (k in SHAPING or k not in given)}
     return settings.model_copy(update={"site": run["site"], "districts": list(run["districts"]), **recorded})
 
 
@@ -184,10 +187,14 @@ class RunSummary:
         return data
 
 
-def _status(report: MasterReport, failed: list[dict[str, str]], stored: int, doubts: int) -> str:
-    """`doubts`: suspect districts and coverage drops, which make an otherwise good run partial."""
+def _status(report: MasterReport, failed: list[dict[str, str]], stored: int, doubts: int, answered: bool) -> str:
+    """`doubts`: suspect districts and coverage drops, which make an otherwise good run partial.
+    `answered`: whether any request got a usable answer; a run with none (the site down, the network
+    gone) failed, whatever its doubts say."""
     if report.interrupted:
         return "interrupted"
+    if failed and not answered:
+        return "failed"
     if not failed:
         return "partial" if doubts else "succeeded"
     return "partial" if stored or doubts else "failed"
@@ -211,9 +218,12 @@ async def summarise(
     """The run's figures from the database (every session of a resumed run), the machine's from this one."""
     rows = await unit_rows(conn, run_id)
     tallies = district_tallies(list(report.districts), rows)
-    suspect = suspect_districts(tallies, await run_baseline(conn, run_id), settings.soft_block_ratio)
+    # An interrupted run judges only the districts it finished: one it never reached found nothing, which
+    # is no sign of a soft block, and a partial sample says nothing about field coverage.
+    judged = {d: t for d, t in tallies.items() if t.done} if report.interrupted else tallies
+    suspect = suspect_districts(judged, await run_baseline(conn, run_id), settings.soft_block_ratio)
     coverage = merge_coverage(result.get("coverage", {}) for _, _, result in finished_units(rows))
-    history = await coverage_history(conn, run_id)
+    history = [] if report.interrupted else await coverage_history(conn, run_id)
     drops = coverage_drops(coverage, history, settings.coverage_drop_points)
     for drop in drops:
         log_event(log, "field_coverage_drop", logging.WARNING, run_id=run_id, **drop)
@@ -221,6 +231,11 @@ async def summarise(
     cost = UnitTally.total(results)  # what each unit's result says it cost, summed
     failed = [f for result in results for f in result.get("failed", [])]
     counters = await run_counters(conn, run_id)
+    # A resumed run's time is the sum of its segments (each close records the sum so far): its speed is
+    # the whole run's stores over the whole run's time, not over the last segment's.
+    cur = await conn.execute("SELECT (counts ->> 'elapsed_s')::float FROM crawl_runs WHERE id = %s", (run_id,))
+    before = await cur.fetchone()
+    elapsed_s += float(before[0] or 0) if before and counters["resumed"] else 0.0
     await conn.commit()
     looked = cost.cache_hits + cost.cache_misses
     stored = sum(t.stored + t.kept for t in tallies.values())
@@ -232,12 +247,12 @@ async def summarise(
         details.pop("not_modified", None)
     unverified = dict(Counter(f["cause"] for f in failed if f.get("cause")))
     listings = {d: v.as_dict() for d, v in district_listings(list(report.districts), rows).items()}
-    incomplete = [d for d, v in listings.items() if v["status"] != "complete"]
+    incomplete = [d for d, v in listings.items() if v["status"] != "complete" and d in judged]
     for district in incomplete:
         log_event(log, "listing_incomplete", logging.WARNING, run_id=run_id, district=district, **listings[district])
     return RunSummary(
         run_id=run_id,
-        status=_status(report, failed, stored, len(suspect) + len(drops) + len(incomplete)),
+        status=_status(report, failed, stored, len(suspect) + len(drops) + len(incomplete), answered(tallies, results)),
         districts=len(tallies),
         districts_failed=sorted(d for d, t in tallies.items() if t.failed and not t.stored),
         districts_done=sum(1 for t in tallies.values() if t.done),
@@ -283,6 +298,14 @@ async def summarise(
         unverified=unverified,
         alerts=blocked_alert(unverified.get("blocked", 0), failed, settings),
     )
+
+
+def answered(tallies: dict[str, DistrictTally], results: list[dict[str, Any]]) -> bool:
+    """Whether any request of the run got a usable answer: a search page read, a store stored or kept,
+    or a unit that finished without a failure."""
+    if any(t.pages or t.stored or t.kept for t in tallies.values()):
+        return True
+    return any(not r.get("failed") for r in results)
 
 
 def blocked_alert(blocked: int, failed: list[dict[str, str]], settings: Settings) -> list[str]:
@@ -412,6 +435,11 @@ async def run_crawl(
         pending = await unfinished_run(conn)
         if pending and not (resume or fresh):
             raise UnfinishedRun(pending, crawl_command(settings))
+        if resume and not pending:
+            raise ConfigError(
+                f"--resume: no unfinished run to resume in schema {settings.db_schema} (the last one ended);"
+                f" start a new run: {crawl_command(settings)}"
+            )
         if pending and fresh:
             await _abandon(conn, settings.db_schema, pending["id"])
         if resume and pending:
@@ -422,7 +450,9 @@ async def run_crawl(
         else:
             start = await _open(conn, settings, trigger, job)
         session.run_id = start.run_id
-        bind(run_id=start.run_id)  # on every log line of this process (and of its workers) from now on
+        # On every log line of this process (and of its workers) from now on; run ids are per schema, so
+        # the schema goes with it (two datasets logging to one folder stay apart).
+        bind(run_id=start.run_id, schema=settings.db_schema)
         if changed_only(settings, trigger):
             start.refresh = {rid: Stored(*row) for rid, row in (await stored_listings(conn)).items()}
             await conn.commit()
@@ -430,7 +460,7 @@ async def run_crawl(
             progress = Progress(settings.progress_interval_s, sys.stderr)
         return await _crawl(settings, db_url, redis_url, start, session, progress, started)
     finally:
-        bind(run_id=None)
+        bind(run_id=None, schema=None)
         await session.close()
 
 
