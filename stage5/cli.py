@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from stage5 import logs
 from stage5.errors import ConfigError, ExitCode, ParseError, Stage5Error
 from stage5.logs import setup_logging
 from stage5.replica.server import Faults
@@ -192,16 +193,41 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(COMMANDS[args.command](args))
+        code = int(COMMANDS[args.command](args))
     except Stage5Error as exc:  # every failure stage5 foresees: its message, its exit code, no traceback
         print(f"stage5: {exc}", file=sys.stderr)
         return int(exc.exit_code)
+    except Exception as exc:  # the machine's failures (database read-only or full, disk full): one line
+        line = _machine_failure(exc, args)
+        if line is None:
+            raise
+        print(f"stage5: {line}", file=sys.stderr)
+        return ExitCode.FAILED
     except KeyboardInterrupt:
         print("stage5: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `stage5 export | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return ExitCode.OK
+    from stage5.logs import WRITE_FAILURES
+
+    if WRITE_FAILURES:  # a log file failed mid-command: the crawl stopped (resumable), said in one line
+        print(f"stage5: {_machine_failure(WRITE_FAILURES[0], args)}", file=sys.stderr)
+        return code or ExitCode.FAILED
+    return code
+
+
+def _machine_failure(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """One line for a failure of the machine (stage5.failures), with the command that goes on."""
+    from stage5.failures import explain
+
+    url = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL") or ""
+    schema = getattr(args, "db_schema", None) or os.environ.get("STAGE5_DB_SCHEMA") or "public"
+    resume = ""
+    if args.command in ("crawl", "demo"):
+        flag = f" --db-schema {schema}" if schema != "public" else ""
+        resume = f"python -m stage5 crawl{flag} --resume (without --resume if no run had started)"
+    return explain(exc, argparse.Namespace(database_url=url), resume)
 
 
 def cmd_replica(args: argparse.Namespace) -> int:
@@ -229,12 +255,22 @@ def _run(
     from stage5.services import database_url, redis_url
 
     setup_logging(settings.log_dir, style=settings.log_format, level=settings.log_level)
+    logs.ON_WRITE_FAILURE[:] = [_stop_gracefully]  # a log file that fails stops the crawl, resumable
     redis = None if settings.cache == "off" and settings.engine == "local" else redis_url(settings)
     return asyncio.run(
         run_crawl(
             settings, database_url(settings), redis, trigger, show_progress=True, resume=resume, fresh=fresh, job=job
         )
     )
+
+
+def _stop_gracefully() -> None:
+    """What Ctrl-C does: the master stops after the units in flight; the run ends interrupted. Before the
+    master listens for it (the default action would kill the process), the command just goes on."""
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _exit_code(status: str) -> int:

@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ PERFORMANCE_LOG = "stage5_performance.log"
 _MAX_BYTES = 10 * 1024 * 1024
 _BACKUPS = 5
 _BOUND: dict[str, Any] = {}  # fields on every line of this process (the run id)
+# A log file that cannot be written (disk full, folder gone read-only): the first failure is kept here
+# and the callbacks run once (a crawl stops gracefully, resumable); the file is not tried again, so the
+# failure is one line at the end rather than a traceback per log line.
+WRITE_FAILURES: list[OSError] = []
+ON_WRITE_FAILURE: list[Callable[[], None]] = []
 
 
 def bind(**fields: Any) -> None:
@@ -121,8 +127,35 @@ class ConsoleFormatter(logging.Formatter):
         return f"{record.levelname} {record.getMessage()}"
 
 
+class LogFile(ConcurrentRotatingFileHandler):  # type: ignore[misc]
+    """The rotating file handler, failing once: see WRITE_FAILURES."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        exc = sys.exc_info()[1]
+        failure = exc if isinstance(exc, OSError) else OSError(str(exc))
+        failure.filename = failure.filename or self.baseFilename
+        WRITE_FAILURES.append(failure)
+        for callback in ON_WRITE_FAILURE:
+            callback()
+
+
 def _rotating(path: Path, style: str) -> logging.Handler:
-    handler = ConcurrentRotatingFileHandler(str(path), maxBytes=_MAX_BYTES, backupCount=_BACKUPS, encoding="utf-8")
+    try:
+        handler = LogFile(str(path), maxBytes=_MAX_BYTES, backupCount=_BACKUPS, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the log file {path}: {exc.strerror or exc}; make the folder writable (or free space)"
+            " or set STAGE5_LOG_DIR to another; nothing was started"
+        ) from None
     handler.setFormatter(EventFormatter(style))
     return handler
 

@@ -20,7 +20,7 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
     resumed = f" (resumed {summary.resumed}x)" if summary.resumed else ""
     lines = [
         f"run {summary.run_id}: {summary.status}{resumed} in {summary.elapsed_s:.1f}s",
-        f"  districts      {summary.districts_done - len(summary.districts_failed)}/{summary.districts} done"
+        f"  districts      {max(summary.districts_done - len(summary.districts_failed), 0)}/{summary.districts} done"
         + (f" (failed: {', '.join(summary.districts_failed)})" if summary.districts_failed else ""),
         f"  stores         {summary.stores} ({summary.refill_stores} all-you-can-eat)"
         f"  new {summary.new}, updated {summary.updated}, unchanged {summary.unchanged}, rejected {summary.rejected}",
