@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -107,11 +109,11 @@ def test_log_lines_carry_the_schema_and_performance_figures_are_fields() -> None
     assert "run_id=3 schema=t_abc" in text and " stores=12 " in text
 
 
-def _crawl(url: str, settings: Any, logs: Path, *extra: str) -> subprocess.Popen[str]:
+def _crawl(url: str, settings: Any, logs: Path, *extra: str, group: bool = False) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "stage5", "crawl", "--site", url, "--districts", "강남구,마포구,송파구,도봉구"]
     command += ["--database-url", settings.database_url, "--db-schema", settings.db_schema, "--log-dir", str(logs)]
     command += ["--request-delay-s", "0", "--workers", "1", "--host-concurrency", "2", "--json", *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group)
 
 
 def _units_done(settings: Any) -> int:
@@ -144,17 +146,20 @@ def test_a_stopped_run_judges_only_what_it_reached_and_resumes_as_it_started(
                 )
             ).fetchone()
         before = int(row[0]) if row and row[0] else 0
-        second = _crawl(replica.url, settings, tmp_path, "--no-cache", "--flush-interval-s", "0.2")
+        # In a process group of its own, as a terminal's foreground job: Ctrl-C reaches every process
+        second = _crawl(replica.url, settings, tmp_path, "--no-cache", "--flush-interval-s", "0.2", group=True)
         deadline = time.monotonic() + 60
         while _units_done(settings) < 5 and time.monotonic() < deadline:  # a few units in: stop it
             time.sleep(0.05)
-        second.terminate()
+        os.killpg(second.pid, signal.SIGINT)
         out, err = second.communicate(timeout=60)
         assert second.returncode == 130, err[-2000:]
         stopped = json.loads(out.strip().splitlines()[-1])
         assert stopped["status"] == "interrupted"
         assert stopped["suspect_districts"] == [] and stopped["coverage_drops"] == []
         assert "SUSPECT" not in err
+        log = (tmp_path / "parallel_crawler.log").read_text(encoding="utf-8")
+        assert "event=worker_died" not in log  # a clean stop is not a worker death
         resumed = _crawl(replica.url, settings, tmp_path, "--resume")
         out, err = resumed.communicate(timeout=180)
         assert resumed.returncode == 0, err[-2000:]

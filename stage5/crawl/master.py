@@ -342,10 +342,10 @@ class Master:
             self._note_start_failure(handle)
         if handle.inflight:  # it died holding units: they go back to the front of the queue
             self.died += not self.stop_requested  # stopped with the run (Ctrl-C reaches it too): no death
-            log_event(
+            log_event(  # a clean stop is not a death: said as such, not as a warning
                 log,
-                "worker_died",
-                logging.WARNING,
+                "worker_stopped" if self.stop_requested else "worker_died",
+                logging.INFO if self.stop_requested else logging.WARNING,
                 worker=wid,
                 exitcode=handle.process.exitcode,
                 units_returned=len(handle.inflight),
