@@ -195,3 +195,22 @@ async def test_every_bad_input_is_a_json_400_naming_the_field(make_settings: Any
             status, answer = await console.call("GET", path)
             assert (status, answer.get("field")) == (400, field), (path, answer)
         assert (await console.call("GET", "/api/jobs"))[1][0]["name"] == "ok"  # nothing else was stored
+
+
+async def test_a_full_pool_answers_503_with_retry_after(make_settings: Any, monkeypatch: Any) -> None:
+    """Every connection of the console's pool busy: a request waits POOL_WAIT_S, then is told to retry."""
+    import stage5.web.app as app_module
+    from stage5.web.api import POOL
+
+    monkeypatch.setattr(app_module, "POOL_MAX", 1)
+    monkeypatch.setattr(app_module, "POOL_WAIT_S", 0.5)
+    async with serving(make_settings()) as console:
+        assert (await console.call("GET", "/api/jobs"))[0] == 200
+        app = console.server.app
+        assert app is not None
+        async with app[POOL].connection():  # the only connection, held
+            url = console.server.make_url("/api/jobs")
+            async with console.session.get(url) as answer:
+                assert answer.status == 503 and answer.headers["Retry-After"] == "5"
+                assert "in use" in json.loads(await answer.text())["error"]
+        assert (await console.call("GET", "/api/jobs"))[0] == 200  # free again: answered
