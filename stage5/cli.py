@@ -98,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(crawl, CRAWL_FLAGS)
     _add_cache_flags(crawl)
     start = crawl.add_mutually_exclusive_group()
-    start.add_argument("--resume", action="store_true", help="continue the newest unfinished run")
+    start.add_argument("--resume", action="store_true", help="continue the newest unfinished run (none: exit 2)")
+    start.add_argument(
+        "--resume-if-any",
+        action="store_true",
+        help="continue the newest unfinished run, or start one when there is none (what the scheduler runs)",
+    )
     start.add_argument("--fresh", action="store_true", help="mark an unfinished run abandoned and start a new one")
     crawl.add_argument(
         "--trigger",
@@ -249,7 +254,12 @@ def cmd_replica(args: argparse.Namespace) -> int:
 
 
 def _run(
-    settings: Settings, resume: bool = False, fresh: bool = False, trigger: str = "manual", job: str | None = None
+    settings: Settings,
+    resume: bool = False,
+    fresh: bool = False,
+    trigger: str = "manual",
+    job: str | None = None,
+    start_if_none: bool = False,
 ) -> Any:
     from stage5.crawl.run import run_crawl
     from stage5.services import database_url, redis_url
@@ -259,7 +269,15 @@ def _run(
     redis = None if settings.cache == "off" and settings.engine == "local" else redis_url(settings)
     return asyncio.run(
         run_crawl(
-            settings, database_url(settings), redis, trigger, show_progress=True, resume=resume, fresh=fresh, job=job
+            settings,
+            database_url(settings),
+            redis,
+            trigger,
+            show_progress=True,
+            resume=resume,
+            fresh=fresh,
+            job=job,
+            start_if_none=start_if_none,
         )
     )
 
@@ -281,7 +299,9 @@ def _exit_code(status: str) -> int:
 def cmd_crawl(args: argparse.Namespace) -> int:
     from stage5.report import print_summary
 
-    summary = _run(_settings(args), resume=args.resume, fresh=args.fresh, trigger=args.trigger, job=args.job)
+    resume = args.resume or args.resume_if_any
+    summary = _run(_settings(args), resume=resume, fresh=args.fresh, trigger=args.trigger, job=args.job,
+                   start_if_none=args.resume_if_any)  # fmt: skip
     if args.json:
         print(json.dumps(summary.as_dict(), ensure_ascii=False, default=str))
     else:

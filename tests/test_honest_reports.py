@@ -49,11 +49,17 @@ async def test_a_total_outage_fails_with_its_cause(make_settings: Any) -> None:
 def test_resume_with_nothing_to_resume_exits_2(make_settings: Any, capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings()
     db = ["--database-url", settings.database_url, "--db-schema", settings.db_schema]
-    code = main(["crawl", "--resume", "--site", "http://127.0.0.1:9", "--log-dir", str(settings.log_dir), *db])
+    db += ["--log-dir", str(settings.log_dir), "--districts", "도봉구"]
+    code = main(["crawl", "--resume", "--site", "http://127.0.0.1:9", *db])
     assert code == 2 and "no unfinished run to resume" in capsys.readouterr().err
     with psycopg.connect(settings.database_url) as conn:  # and no run was started
         count = conn.execute(sql.SQL("SELECT count(*) FROM {}.crawl_runs").format(sql.Identifier(settings.db_schema)))
         assert count.fetchone() == (0,)
+    # What the scheduler runs: resume one if any, else start one (here it fails: nothing listens)
+    assert main(["crawl", "--resume-if-any", "--site", "http://127.0.0.1:9", "--retry-attempts", "1", *db]) == 1
+    with psycopg.connect(settings.database_url) as conn:
+        count = conn.execute(sql.SQL("SELECT count(*) FROM {}.crawl_runs").format(sql.Identifier(settings.db_schema)))
+        assert count.fetchone() == (1,)
 
 
 def test_a_resumed_run_keeps_every_setting_it_started_with() -> None:

@@ -421,9 +421,11 @@ async def run_crawl(
     fresh: bool = False,
     progress: Progress | None = None,
     job: str | None = None,
+    start_if_none: bool = False,
 ) -> RunSummary:
-    """A new run, or with `resume` the newest unfinished one. Without either flag an unfinished run
-    raises UnfinishedRun; with `fresh` it is marked abandoned first."""
+    """A new run, or with `resume` the newest unfinished one (none: ConfigError, unless `start_if_none`,
+    as the scheduler asks, starts a new one). Without either flag an unfinished run raises
+    UnfinishedRun; with `fresh` it is marked abandoned first."""
     started = time.monotonic()
     if settings.engine == "local":
         prepare_workers(settings.worker_start)
@@ -435,7 +437,7 @@ async def run_crawl(
         pending = await unfinished_run(conn)
         if pending and not (resume or fresh):
             raise UnfinishedRun(pending, crawl_command(settings))
-        if resume and not pending:
+        if resume and not pending and not start_if_none:
             raise ConfigError(
                 f"--resume: no unfinished run to resume in schema {settings.db_schema} (the last one ended);"
                 f" start a new run: {crawl_command(settings)}"

@@ -40,7 +40,7 @@ class ProcessLauncher:
             "-m",
             "stage5",
             "crawl",
-            "--resume",
+            "--resume-if-any",  # a run a slot left unfinished goes on; else a new one
             "--trigger",
             "schedule",
             "--job",
@@ -92,7 +92,7 @@ class ProcessLauncher:
             log_event(log, "run_exited", job=name, pid=proc.pid, exit_code=proc.returncode)
             job = self._job(name)
             if proc.returncode == FAILED and job and tries <= job.retries:
-                self.start(job, datetime.now(UTC), tries + 1)  # --resume picks up where it failed
+                self.start(job, datetime.now(UTC), tries + 1)  # --resume-if-any picks up where it failed
         return ended
 
     def running_since(self, job: Job) -> datetime | None:
