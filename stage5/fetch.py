@@ -14,10 +14,10 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import NoReturn, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -107,6 +107,20 @@ class AdjustableLimit:
             self._changed.notify(1)  # one slot freed: one waiter can take it
 
 
+class Gate(Protocol):
+    """What the fetcher asks of a host's gate: HostGate here, or one shared by many processes."""
+
+    def slot(self) -> AbstractAsyncContextManager[None]: ...
+
+    async def adjust(self, delay: float, concurrency: int) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+    def back_off(self, first_gap: float, max_gap: float) -> float: ...
+
+    def recover(self, first_gap: float) -> None: ...
+
+
 class HostGate:
     """Politeness for one host: at most `concurrency` requests in flight, one start per `delay`,
     a shared pause when the host answers 429 with Retry-After, and a growing gap between starts once
@@ -184,13 +198,21 @@ class Fetcher:
     """One worker's HTTP client: `fetch(request, parse)` returns the parsed answer, from the cache or
     from the site (politely, with retries), or raises FetchFailed naming the URL and the reason."""
 
-    def __init__(self, settings: Settings, cache: ResponseCache | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: ResponseCache | None = None,
+        gates: Callable[[str, float, int], Gate] | None = None,
+    ) -> None:
         self.settings = settings
         self.cache = cache
         self.delay, self.concurrency = settings.request_delay_s, settings.host_concurrency
         self.endpoints = Endpoints.for_site(settings.site)
         self.stats = FetchStats()
-        self.gates: dict[str, HostGate] = {}
+        # host, delay, concurrency -> its gate: this process's own by default; the Celery executor's
+        # are shared in Redis by every worker (stage5.crawl.shared_gate)
+        self.make_gate = gates or (lambda _host, delay, concurrency: HostGate(delay, concurrency))
+        self.gates: dict[str, Gate] = {}
         self.user_agents = user_agent_pool()
         self.session: aiohttp.ClientSession | None = None
         self.etags: dict[str, str] = {}  # url -> the ETag of its last 200 answer (taken by the caller)
@@ -208,10 +230,10 @@ class Fetcher:
         if self.session:
             await self.session.close()
 
-    def gate(self, url: str) -> HostGate:
+    def gate(self, url: str) -> Gate:
         host = urlsplit(url).netloc
         if host not in self.gates:
-            self.gates[host] = HostGate(self.delay, self.concurrency)
+            self.gates[host] = self.make_gate(host, self.delay, self.concurrency)
         return self.gates[host]
 
     async def set_limits(self, delay: float, concurrency: int) -> None:

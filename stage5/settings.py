@@ -128,6 +128,15 @@ class Settings(BaseSettings):
     celery_visibility_s: int = Field(
         600, ge=1, description="A task unacknowledged this long (its worker died) goes to another worker."
     )
+    celery_lease_s: int = Field(
+        30,
+        ge=2,
+        description="A running task renews its unit's lease 4 times per this; a unit whose lease lapsed (its"
+        " worker died or hangs) is sent again.",
+    )
+    celery_time_limit_s: int = Field(
+        900, ge=10, description="A task running this long fails (soft limit; its process is killed 30 s later)."
+    )
     worker_concurrency: int = Field(0, ge=0, description="Processes per 'stage5 worker'; 0 means the cores.")
 
     # --- scheduling ------------------------------------------------------------------------

@@ -88,15 +88,20 @@ def test_scheduled_runs_get_secrets_through_the_environment(make_settings: Any) 
 
 
 def test_celery_task_messages_carry_no_settings_secret(make_settings: Any) -> None:
-    from stage5.crawl.celery_engine import CeleryMaster
+    from dataclasses import asdict
+
+    from stage5.crawl.celery_engine import RunKeys, TaskMessage
     from stage5.site.diningcode import queries_for
     from stage5.site.seoul import DISTRICT_BY_NAME
     from stage5.units import SearchUnit
 
     settings = make_settings(
-        database_url=f"postgresql://u:{PASSWORD}@db/x", notify_url=f"https://hooks/x?token={TOKEN}", engine="celery"
+        database_url=f"postgresql://u:{PASSWORD}@db/x",
+        notify_url=f"https://hooks/x?token={TOKEN}",
+        redis_url=f"redis://:{PASSWORD}@127.0.0.1:6379/0",
+        api_token=TOKEN,
+        engine="celery",
     )
-    master = CeleryMaster(settings, None, f"redis://:{PASSWORD}@127.0.0.1:6379/0")  # type: ignore[arg-type]
     unit = SearchUnit(1, queries_for(DISTRICT_BY_NAME["도봉구"])[0])
-    message = json.dumps(master.task_args(unit), ensure_ascii=False)
+    message = json.dumps(asdict(TaskMessage.of(RunKeys("s", 1), unit, settings)), ensure_ascii=False)
     assert not _secret_in(message) and "도봉구" in message

@@ -12,20 +12,37 @@ result backend are Redis, under their own key prefix (`stage5:celery:`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import threading
+import os
+import socket
 import time
-from dataclasses import replace
+import uuid
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import psutil
+import redis
+import redis.asyncio
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from stage5.cache import make_cache
-from stage5.crawl.master import Master, WorkerHandle
+from stage5.crawl.executor import (
+    EventHandler,
+    ExecutorEvent,
+    ExecutorFigures,
+    ExecutorReport,
+    UnitDone,
+    UnitFailed,
+    UnitsReturned,
+    WorkerFigure,
+)
 from stage5.crawl.pipeline import run_unit
+from stage5.crawl.shared_gate import SharedHostGate
 from stage5.errors import ServiceMissing
 from stage5.fetch import Fetcher
-from stage5.logs import log_event
+from stage5.logs import bind, log_event
 from stage5.settings import Settings
 from stage5.tallies import WorkerStats
 from stage5.units import (
@@ -41,13 +58,18 @@ from stage5.units import (
 
 log = logging.getLogger("stage5.crawl")
 KEY_PREFIX = "stage5:celery:"
+QUEUE = "celery"  # Celery's default queue: a Redis list at KEY_PREFIX + QUEUE
+UNACKED = KEY_PREFIX + "unacked"  # kombu's hash of delivered, unacknowledged messages
+HEARTBEAT_DIVISOR = 4  # a running task renews its lease this many times per lease
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, OperationalError)
 app = Celery("stage5")
 
 
-def configure(redis_url: str, visibility_s: int) -> Celery:
+def configure(redis_url: str, visibility_s: int, time_limit_s: int = 900) -> Celery:
+    if app.conf.broker_url and app.conf.broker_url != redis_url:
+        _forget_connections()  # another broker than before (tests; a process that crawls twice)
     app.conf.update(
         broker_url=redis_url,
-        result_backend=redis_url,
         broker_transport_options={
             "global_keyprefix": KEY_PREFIX,
             "visibility_timeout": visibility_s,
@@ -56,158 +78,510 @@ def configure(redis_url: str, visibility_s: int) -> Celery:
             "unacked_restore_interval": max(1, min(10, visibility_s // 2)),
             "unacked_restore_throttle": 1,
         },
-        result_backend_transport_options={"global_keyprefix": KEY_PREFIX},
         task_serializer="json",
-        result_serializer="json",
         accept_content=["json"],
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        task_ignore_result=True,  # answers go to the run's own list (RunKeys.answers), read by the master
+        # A unit is a few pages; one that runs this long is stuck: the soft limit ends it as a failure
+        # (the master fails the unit), the hard one kills its process.
+        task_soft_time_limit=time_limit_s,
+        task_time_limit=time_limit_s + 30,
         worker_prefetch_multiplier=1,
-        result_expires=24 * 3600,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a broker restart: workers wait for it, however long
     )
     return app
 
 
-@app.task(name="stage5.unit", acks_late=True, reject_on_worker_lost=True)
-def unit_task(
-    kind: str,
-    uid: int,
-    district: str,
-    payload: dict[str, Any],
-    settings_json: dict[str, Any],
-    delay: float,
-    concurrency: int,
-) -> dict[str, Any]:
-    """Run one unit in this worker process; the master writes what it returns. JSON in, JSON out.
-
-    The message carries no secret: the settings come without service URLs or notify targets, and the
-    cache is the Redis this worker was configured with (its broker)."""
-    unit = unit_from_payload(uid, kind, district, payload)
-    settings = Settings(**settings_json)
-
-    async def run() -> Result:
-        cache = make_cache(settings, app.conf.broker_url)
-        try:
-            async with Fetcher(settings, cache) as fetcher:
-                await fetcher.set_limits(delay, concurrency)
-                return await run_unit(unit, fetcher)
-        finally:
-            await cache.close()
-
-    return result_to_json(asyncio.run(run()))
+def _forget_connections() -> None:
+    """Drop the connections and producers Celery pools for the old broker (it keeps them per app)."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.__dict__["amqp"]._producer_pool = None
 
 
-class CeleryMaster(Master):
-    """The master with Celery in place of local worker processes."""
+def configure_from_environment() -> None:
+    """`celery -A stage5.crawl.celery_engine inspect ping` (and any `celery -A` command) finds the broker
+    the way `stage5 worker` does: REDIS_URL, else the local default."""
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    configure(url, int(os.environ.get("STAGE5_CELERY_VISIBILITY_S", "600")))
 
-    POLL_S = 0.1
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        configure(self._broker(), self.settings.celery_visibility_s)
-        self.remote = WorkerHandle(0, process=None, conn=None)  # type: ignore[arg-type]
-        self.tasks: dict[int, Any] = {}  # uid -> AsyncResult
-        self.sent_at: dict[int, float] = {}
-        self._lock = threading.Lock()
-        self._poller: threading.Thread | None = None
-        self._totals = WorkerStats()  # summed over the results, for the live view
+# --- messages ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunKeys:
+    """A run's keys in the broker's Redis (the schema keeps two deployments on one Redis apart)."""
 
-    def _broker(self) -> str:
-        if not self.redis_url:
-            raise ServiceMissing("--engine celery needs Redis for its broker: set REDIS_URL (or STAGE5_ENGINE=local)")
-        return self.redis_url
+    schema: str
+    run_id: int
 
-    # Local-process machinery is not used: the workers are Celery's.
-    def _active(self) -> list[WorkerHandle]:
-        return [self.remote]
+    @property
+    def run(self) -> str:
+        return f"{self.schema}:{self.run_id}"
 
-    def _ensure_workers(self) -> None:
-        if self._poller is None:
-            self.workers[0] = self.remote
-            self._poller = threading.Thread(target=self._poll, args=(asyncio.get_running_loop(),), daemon=True)
-            self._poller.start()
+    @property
+    def state(self) -> str:
+        return f"{KEY_PREFIX}run:{self.run}:state"  # "running" | "stopped" | "finished"
 
-    def _check_processes(self) -> None:
-        pass
+    @property
+    def answers(self) -> str:
+        return f"{KEY_PREFIX}run:{self.run}:answers"
 
-    def _check_stalls(self) -> None:
-        pass  # Celery's own visibility timeout hands a dead worker's task on; see _dispatch
+    def wanted(self, uid: int) -> str:
+        return f"{KEY_PREFIX}run:{self.run}:wanted:{uid}"  # the task id the master waits for
 
-    def _scale(self, decision: Any) -> None:
-        pass
+    def lease(self, uid: int) -> str:
+        return f"{KEY_PREFIX}run:{self.run}:lease:{uid}"  # alive while its task runs (heartbeat)
 
-    def _send_limits(self) -> None:
-        pass
+    @property
+    def workers(self) -> str:
+        return f"{KEY_PREFIX}run:{self.run}:workers"  # hash: worker -> its WorkerReport
 
-    def _limits(self) -> tuple[float, int]:
-        """Each task's share of the politeness budget: at most celery_tasks_in_flight run at once."""
-        share = self.settings.celery_tasks_in_flight
-        return self.settings.request_delay_s * share, max(1, self.settings.host_concurrency // share)
 
-    def task_args(self, unit: Unit) -> tuple[Any, ...]:
-        """What a task message carries: the unit, the shareable settings (no secrets), its politeness share."""
-        delay, concurrency = self._limits()
-        return (
+@dataclass(frozen=True)
+class TaskMessage:
+    """What a task message carries: the unit, the shareable settings (no secret), the lease to keep."""
+
+    schema: str
+    run_id: int
+    kind: str
+    uid: int
+    district: str
+    payload: dict[str, Any]
+    settings: dict[str, Any]
+    lease_s: int
+
+    @property
+    def keys(self) -> RunKeys:
+        return RunKeys(self.schema, self.run_id)
+
+    @classmethod
+    def of(cls, keys: RunKeys, unit: Unit, settings: Settings) -> TaskMessage:
+        payload = unit_payload(unit)
+        return cls(
+            keys.schema,
+            keys.run_id,
             unit_kind(unit),
             unit.uid,
             unit.district,
-            unit_payload(unit),
-            self.settings.shareable(),
-            delay,
-            concurrency,
+            payload,
+            shareable(settings),
+            settings.celery_lease_s,
         )
 
-    def _send_task(self, unit: Unit) -> None:
-        args = self.task_args(unit)
-        result = unit_task.apply_async(args)
-        with self._lock:
-            self.tasks[unit.uid] = result
-        self.sent_at[unit.uid] = time.monotonic()
 
-    def _dispatch(self, throttled: bool) -> None:
-        # A task without an answer for twice the visibility timeout: its worker is gone and the broker
-        # has not handed it on yet. Units are idempotent, so send it again; the first answer counts.
-        overdue = time.monotonic() - 2 * self.settings.celery_visibility_s
-        for uid, unit in list(self.remote.inflight.items()):
-            if self.sent_at.get(uid, overdue) < overdue:
-                log_event(log, "unit_redispatched", logging.WARNING, unit=uid, district=unit.district)
-                self._send_task(unit)
-        limit = 1 if throttled else self.settings.celery_tasks_in_flight
-        while len(self.remote.inflight) < limit:
-            unit = self._next_unit()
-            if unit is None:
-                return
-            self._send_task(unit)
-            self.remote.inflight[unit.uid] = unit
-            self.writer.lease(unit.uid)
+def shareable(settings: Settings) -> dict[str, Any]:
+    """The settings a worker needs, without secrets (service URLs, notify targets, the console's token)."""
+    data = settings.shareable()
+    data.pop("api_token", None)
+    return data
 
-    def _poll(self, loop: asyncio.AbstractEventLoop) -> None:
-        while not self.finishing:
-            with self._lock:
-                ready = [(uid, r) for uid, r in self.tasks.items() if r.ready()]
-                for uid, _ in ready:
-                    del self.tasks[uid]
-            for uid, async_result in ready:
-                loop.call_soon_threadsafe(self.events.put_nowait, self._event(uid, async_result))
-            time.sleep(self.POLL_S)
 
-    def _event(self, uid: int, async_result: Any) -> tuple[Any, ...]:
-        if async_result.successful():
-            result = result_from_json(async_result.result)
-            self._totals.add(result.tally)
-            return ("result", 0, result, replace(self._totals))
-        unit = self.remote.inflight.get(uid)
-        failure = FailedUnit(
-            "unit", unit.district if unit else "", f"celery task for unit {uid}", repr(async_result.result)
+@dataclass(frozen=True)
+class WorkerReport:
+    """Who ran a unit, and how that worker process stands: the master's view of remote workers."""
+
+    node: str  # the Celery node, e.g. stage5-812@host
+    host: str
+    pid: int
+    memory_mb: float
+    units_done: int  # by this process
+
+
+@dataclass(frozen=True)
+class TaskAnswer:
+    """A task's answer, pushed to the run's answer list."""
+
+    uid: int
+    task_id: str
+    result: dict[str, Any] | None  # result_to_json, or None when the unit crashed
+    error: str
+    worker: WorkerReport
+    cpu_s: float
+    wall_s: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> TaskAnswer:
+        data = json.loads(raw)
+        return cls(**{**data, "worker": WorkerReport(**data["worker"])})
+
+
+# --- the worker side ---------------------------------------------------------------------------
+_served = {"units": 0}  # units run by this worker process
+
+
+@app.task(name="stage5.unit", bind=True, acks_late=True, reject_on_worker_lost=True)
+def unit_task(self: Any, message: dict[str, Any]) -> None:
+    """Run one unit in this worker process; its answer goes to the run's answer list. JSON in, JSON out.
+
+    Before it starts, the unit must still be wanted: its run running, and this task the one the master
+    waits for (a task re-sent after a lost worker, or of a stopped run, is dropped here)."""
+    task = TaskMessage(**message)
+    client = redis.Redis.from_url(app.conf.broker_url)
+    keys = task.keys
+    bind(run_id=task.run_id, unit=task.uid)
+    try:
+        state, wanted = client.get(keys.state), client.get(keys.wanted(task.uid))
+        if state != b"running" or wanted != self.request.id.encode():
+            log_event(log, "task_dropped", unit=task.uid, run_state=state, current=wanted == self.request.id.encode())
+            return
+        started, cpu = time.monotonic(), time.process_time()
+        result, error = None, ""
+        try:
+            result = result_to_json(asyncio.run(_run(task, self.request.hostname or "", app.conf.broker_url)))
+        except Exception as exc:  # a bug or an unforeseen answer (or the soft time limit): the unit fails alone
+            log_event(log, "unit_crashed", logging.ERROR, unit=task.uid, error=exc)
+            error = repr(exc)[:1000]
+        _served["units"] += 1
+        answer = TaskAnswer(
+            task.uid,
+            self.request.id,
+            result,
+            error,
+            _report(self.request.hostname or ""),
+            round(time.process_time() - cpu, 4),
+            round(time.monotonic() - started, 4),
         )
-        return ("failed", 0, uid, failure, replace(self._totals))
+        pipe = client.pipeline()
+        pipe.rpush(keys.answers, answer.to_json()).expire(keys.answers, 2 * 86400)
+        pipe.hset(keys.workers, answer.worker.node, json.dumps(asdict(answer.worker))).expire(keys.workers, 2 * 86400)
+        pipe.delete(keys.lease(task.uid))  # after the answer: no moment where neither says it is alive
+        pipe.execute()
+    finally:
+        bind(run_id=None, unit=None)
+        client.close()
 
-    async def _stop_all(self) -> None:
-        self.finishing = True
-        with self._lock:
-            pending = list(self.tasks.values())
-            self.tasks.clear()
-        for async_result in pending:  # interrupted: their units stay leased and return to the queue
-            async_result.revoke()
+
+def _report(node: str) -> WorkerReport:
+    memory = psutil.Process().memory_info().rss / 2**20
+    return WorkerReport(node, socket.gethostname(), os.getpid(), round(memory, 1), _served["units"])
+
+
+async def _run(task: TaskMessage, node: str, broker_url: str) -> Result:
+    settings = Settings(**task.settings)
+    unit = unit_from_payload(task.uid, task.kind, task.district, task.payload)
+    shared = redis.asyncio.Redis.from_url(broker_url)
+    gates: list[SharedHostGate] = []
+
+    def gate(host: str, delay: float, concurrency: int) -> SharedHostGate:
+        prefix = f"stage5:gate:{settings.cache_namespace_or_site}:{host}:"
+        gates.append(SharedHostGate(shared, prefix, delay, concurrency, hold_s=settings.request_timeout_s + 5))
+        return gates[-1]
+
+    heartbeat = asyncio.create_task(_heartbeat(shared, task.keys.lease(task.uid), node, task.lease_s))
+    cache = make_cache(settings, broker_url)
+    try:
+        async with Fetcher(settings, cache, gates=gate) as fetcher:
+            result = await run_unit(unit, fetcher)
+            for g in gates:
+                await g.settle()
+            return result
+    finally:
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+        await cache.close()
+        await shared.aclose()
+
+
+async def _heartbeat(client: redis.asyncio.Redis, key: str, node: str, lease_s: int) -> None:
+    """The unit's lease, renewed from the event loop while the unit runs: a worker that died, or a loop
+    stuck in a parse, stops renewing it and the master hands the unit on after `lease_s`."""
+    while True:
+        try:
+            await client.set(key, node, ex=lease_s)
+        except REDIS_ERRORS:
+            pass  # the broker is away: the lease is set again when it is back
+        await asyncio.sleep(max(0.5, lease_s / HEARTBEAT_DIVISOR))
+
+
+# --- the master side ---------------------------------------------------------------------------
+@dataclass
+class Sent:
+    unit: Unit
+    task_id: str
+    sent_at: float = field(default_factory=time.monotonic)
+    started: bool = False  # its lease was seen: a worker runs it
+    reserved_at: float | None = None  # when it was first seen delivered to a worker, not started
+    missing: int = 0  # checks in a row that found it nowhere
+
+
+class CeleryExecutor:
+    """Units as Celery tasks on any number of machines (`stage5 worker` on each).
+
+    Tasks are sent up to `celery_tasks_in_flight` at a time; their answers come back through a Redis
+    list that the master reads with its own connection, which reconnects after a broker restart. Each
+    running task keeps a lease alive in Redis; a unit whose lease lapsed (its worker died or hung), or
+    whose message the broker no longer has (a restart lost it), is handed back to the master, which
+    sends it again. Stopping the run marks it stopped in Redis (tasks check before starting) and takes
+    its messages still queued out of the broker."""
+
+    CHECK_EVERY_S = 2.0
+
+    def __init__(self, settings: Settings, redis_url: str | None, run_id: int) -> None:
+        if not redis_url:
+            raise ServiceMissing("--engine celery needs Redis for its broker: set REDIS_URL (or STAGE5_ENGINE=local)")
+        self.settings, self.redis_url = settings, redis_url
+        configure(redis_url, settings.celery_visibility_s, settings.celery_time_limit_s)
+        self.keys = RunKeys(settings.db_schema, run_id)
+        self.sync = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.sent: dict[int, Sent] = {}
+        self.workers: dict[str, WorkerReport] = {}
+        self.totals = WorkerStats()
+        self.down_since: float | None = None
+        self.judge_after = 0.0  # after a broker restart: heartbeats get time to come back first
+        self.last_check = 0.0
+        self.lost = self.duplicates = self.dropped = 0
+        self.units_done = 0
+        self.overhead: list[tuple[float, float, float]] = []  # (master wall, worker wall, worker CPU) per unit
+        self.outages: list[float] = []  # seconds the broker was away
+
+    # --- the Executor protocol ----------------------------------------------------------------
+    async def start(self) -> None:
+        await self.client.set(self.keys.state, "running", ex=7 * 86400)
+        log_event(log, "celery_started", run=self.keys.run, tasks_in_flight=self.settings.celery_tasks_in_flight)
+
+    def slots(self) -> int:
+        if self.down_since is not None:
+            return 0
+        return max(0, self.settings.celery_tasks_in_flight - len(self.sent))
+
+    def submit(self, units: list[Unit]) -> list[Unit]:
+        for i, unit in enumerate(units):
+            try:
+                self._send(unit)
+            except REDIS_ERRORS as exc:
+                self._down(exc)
+                return units[i:]
+        return []
+
+    async def events(self, timeout: float) -> list[ExecutorEvent]:
+        try:
+            first = await self.client.blpop([self.keys.answers], timeout=timeout)
+            raws = [first[1]] if first else []
+            if first:
+                raws += await self.client.lpop(self.keys.answers, 500) or []
+        except REDIS_ERRORS as exc:
+            self._down(exc)
+            await asyncio.sleep(timeout)
+            return []
+        self._up()
+        return [event for raw in raws if (event := self._on_answer(TaskAnswer.from_json(raw))) is not None]
+
+    async def check(self, queued: int) -> list[ExecutorEvent]:
+        now = time.monotonic()
+        if now - self.last_check < self.CHECK_EVERY_S or not self.sent:
+            return []
+        self.last_check = now
+        try:
+            if await self.client.get(self.keys.state) is None:
+                await self._restore_keys()  # the broker came back without its data
+            leases = await self.client.mget([self.keys.lease(uid) for uid in self.sent])
+            queued_ids = self._ids(await self.client.lrange(KEY_PREFIX + QUEUE, 0, -1))
+            reserved_ids = self._ids(json.loads(v)[0] for v in (await self.client.hvals(UNACKED)))
+            reports = await self.client.hgetall(self.keys.workers)
+        except REDIS_ERRORS as exc:
+            self._down(exc)
+            return []
+        self._up()
+        self.workers.update({k.decode(): WorkerReport(**json.loads(v)) for k, v in reports.items()})
+        if now < self.judge_after:
+            return []
+        sents = list(self.sent.values())
+        lost = [s for s, lease in zip(sents, leases, strict=True) if self._lost(s, lease, queued_ids, reserved_ids)]
+        return self._give_back(lost)
+
+    def _lost(self, sent: Sent, lease: bytes | None, queued_ids: set[str], reserved_ids: set[str]) -> bool:
+        """Whether a unit's task is gone: its lease lapsed (the worker died or hangs), it was delivered to a
+        worker that never started it (that worker died), or the broker does not have it (a restart lost it)."""
+        if lease is not None:
+            sent.started, sent.missing = True, 0
+            return False
+        if sent.started:
+            return True
+        if sent.task_id in queued_ids:
+            sent.missing = 0  # waiting for a free worker
+            return False
+        if sent.task_id in reserved_ids:
+            sent.missing = 0
+            sent.reserved_at = sent.reserved_at or time.monotonic()
+            return time.monotonic() - sent.reserved_at > self.settings.celery_lease_s
+        sent.missing += 1  # twice in a row: not a task caught between the queue and its start
+        return sent.missing >= 2
+
+    def request_stop(self) -> None:
+        try:
+            self.sync.set(self.keys.state, "stopped", ex=7 * 86400)
+            self._discard_queued()
+        except REDIS_ERRORS as exc:
+            log_event(log, "celery_stop_incomplete", logging.WARNING, error=exc)
+
+    async def stop(self, grace_s: float, on_event: EventHandler) -> None:
+        deadline = time.monotonic() + grace_s
+        if self.sent:
+            self.request_stop()  # interrupted: what has not started is dropped
+        while self.sent and time.monotonic() < deadline:
+            for event in await self.events(0.5):
+                await on_event(event)
+        try:
+            pipe = self.sync.pipeline()
+            pipe.set(self.keys.state, "finished" if not self.sent else "stopped", ex=7 * 86400)
+            for uid in self.sent:
+                pipe.delete(self.keys.wanted(uid))
+            pipe.execute()
+            if self.sent:
+                self._discard_queued()
+                app.control.revoke([s.task_id for s in self.sent.values()])
+        except REDIS_ERRORS as exc:
+            log_event(log, "celery_stop_incomplete", logging.WARNING, error=exc)
+        finally:
+            self.sync.close()
+            await self.client.aclose()
+        if self.overhead:
+            n = len(self.overhead)
+            log_event(
+                log,
+                "celery_overhead",
+                units=n,
+                master_wall_s=round(sum(o[0] for o in self.overhead) / n, 4),
+                worker_wall_s=round(sum(o[1] for o in self.overhead) / n, 4),
+                worker_cpu_s=round(sum(o[2] for o in self.overhead) / n, 4),
+                lost=self.lost,
+                duplicates=self.duplicates,
+                broker_outages_s=[round(o, 1) for o in self.outages],
+            )
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.sent)
+
+    def figures(self) -> ExecutorFigures:
+        workers = sorted(self.workers.values(), key=lambda w: w.node)
+        by_worker = tuple(WorkerFigure(w.node, w.host, w.memory_mb, w.units_done, 0) for w in workers)
+        memory = {w.node: w.memory_mb for w in self.workers.values()}
+        return ExecutorFigures(
+            workers=len(self.workers),
+            concurrency=self.settings.host_concurrency,
+            in_flight=len(self.sent),
+            memory_mb=sum(memory.values()),
+            budget_mb=float(self.settings.memory_budget_mb),
+            per_process_mb=memory,
+            stats=self.totals,
+            by_worker=by_worker,
+        )
+
+    def report(self) -> ExecutorReport:
+        hosts: dict[str, int] = {}
+        for w in self.workers.values():
+            hosts[w.host] = hosts.get(w.host, 0) + 1
+        return ExecutorReport(
+            engine="celery",
+            worker_stats=self.totals,
+            peak_memory_mb=round(max((w.memory_mb for w in self.workers.values()), default=0.0), 1),
+            budget_mb=float(self.settings.memory_budget_mb),
+            memory_note=None,
+            governor_actions={},
+            workers_max=len(self.workers),
+            worker_start_s=0.0,
+            workers_recycled=0,
+            workers_died=self.lost,
+            workers_by_host=hosts,
+        )
+
+    # --- inside -------------------------------------------------------------------------------
+    def _send(self, unit: Unit) -> None:
+        task_id = uuid.uuid4().hex
+        message = TaskMessage.of(self.keys, unit, self.settings)
+        self.sync.set(self.keys.wanted(unit.uid), task_id, ex=7 * 86400)
+        unit_task.apply_async(args=(asdict(message),), task_id=task_id, retry=False)
+        self.sent[unit.uid] = Sent(unit, task_id)
+
+    def _on_answer(self, answer: TaskAnswer) -> ExecutorEvent | None:
+        self.workers[answer.worker.node] = answer.worker
+        sent = self.sent.get(answer.uid)
+        if sent is None:
+            self.duplicates += 1
+            return None  # a unit answered already (sent twice after a presumed loss): the first counts
+        del self.sent[answer.uid]
+        self.overhead.append((time.monotonic() - sent.sent_at, answer.wall_s, answer.cpu_s))
+        if answer.result is None:
+            failure = FailedUnit("unit", sent.unit.district, f"celery task for unit {answer.uid}", answer.error)
+            return UnitFailed(sent.unit, failure)
+        result = result_from_json(answer.result)
+        self.totals.add(result.tally)
+        return UnitDone(sent.unit, result)
+
+    def _give_back(self, lost: list[Sent]) -> list[ExecutorEvent]:
+        events: list[ExecutorEvent] = []
+        for sent in lost:
+            del self.sent[sent.unit.uid]
+            self.lost += 1
+            log_event(
+                log,
+                "unit_lost",
+                logging.WARNING,
+                unit=sent.unit.uid,
+                district=sent.unit.district,
+                started=sent.started,
+                waited_s=round(time.monotonic() - sent.sent_at, 1),
+            )
+            try:
+                self.sync.delete(self.keys.wanted(sent.unit.uid))  # the old task, if it turns up, is dropped
+            except REDIS_ERRORS:
+                pass
+            events.append(UnitsReturned((sent.unit,), stalled=sent.started))
+        return events
+
+    def _discard_queued(self) -> None:
+        """Take this run's messages still waiting in the broker out of it (they would only be dropped)."""
+        ours = {s.task_id for s in self.sent.values()}
+        for raw in self.sync.lrange(KEY_PREFIX + QUEUE, 0, -1):
+            if self._ids([raw]) & ours:
+                self.sync.lrem(KEY_PREFIX + QUEUE, 1, raw)
+
+    @staticmethod
+    def _ids(raws: Any) -> set[str]:
+        ids = set()
+        for raw in raws:
+            try:
+                message = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+                ids.add(message["headers"]["id"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        return ids
+
+    async def _restore_keys(self) -> None:
+        """The run's state and the task each unit waits for, written again (a broker restarted empty)."""
+        pipe = self.client.pipeline()
+        pipe.set(self.keys.state, "running", ex=7 * 86400)
+        for uid, sent in self.sent.items():
+            pipe.set(self.keys.wanted(uid), sent.task_id, ex=7 * 86400)
+        await pipe.execute()
+        self.judge_after = time.monotonic() + self.settings.celery_lease_s / HEARTBEAT_DIVISOR + 1
+        log_event(log, "broker_keys_restored", in_flight=len(self.sent))
+
+    def _down(self, exc: BaseException) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log_event(log, "broker_unreachable", logging.WARNING, error=exc, in_flight=len(self.sent))
+
+    def _up(self) -> None:
+        if self.down_since is not None:
+            away = time.monotonic() - self.down_since
+            self.outages.append(away)
+            self.down_since = None
+            # Running tasks renew their leases within a heartbeat: judge none before that.
+            self.judge_after = time.monotonic() + self.settings.celery_lease_s / HEARTBEAT_DIVISOR + 1
+            for sent in self.sent.values():
+                sent.reserved_at = None
+            log_event(log, "broker_back", away_s=round(away, 1), in_flight=len(self.sent))
+
+
+configure_from_environment()  # a worker or `celery -A` command run as the README says; a master configures again

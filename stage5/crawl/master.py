@@ -1,34 +1,29 @@
-"""The master: turns districts into units, hands them to worker processes, and owns the writer.
+"""The master: turns districts into units, hands them to an executor, and owns the writer.
 
 One writer, in the master, is the deadlock answer: every upsert goes through one connection in
 key order, so two workers finding the same store can never lock each other out. Workers only fetch
-and parse; the master dedupes on v_rid (a store claimed by one district is never fetched again),
-scales the worker count, follows the governor, and returns a dead worker's units to the queue.
+and parse; the master dedupes on v_rid (a store claimed by one district is never fetched again) and
+puts units whose worker was lost back in the queue. Where units run (processes on this machine, or
+workers elsewhere) is the executor's business: see stage5.crawl.executor.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import logging.handlers
-import math
-import multiprocessing as mp
-import os
-import statistics
-import threading
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection
 from typing import Any
 
-import psutil
-
-from stage5.crawl.governor import Governor, MemoryDecision, effective_budget_mb, measure
+from stage5.crawl.executor import (
+    Executor,
+    ExecutorEvent,
+    ExecutorReport,
+    UnitDone,
+    UnitFailed,
+)
 from stage5.crawl.progress import Figures, Progress
 from stage5.crawl.refresh import Stored, fetch_reason
-from stage5.crawl.worker import worker_main
-from stage5.errors import WorkerCrashLoop
 from stage5.identity import process_identity
 from stage5.logs import log_event
 from stage5.models import StoreSummary
@@ -51,60 +46,7 @@ from stage5.units import (
 )
 
 log = logging.getLogger("stage5.crawl")
-# Both start a clean process (no inherited event loop, threads or sockets). A forkserver imports the
-# worker's modules once, so each worker is a fork of it (about 0.02 s) instead of a new interpreter
-# importing aiohttp, lxml, redis and pydantic again (about 0.5 s here): see benchmarks/README.md.
-WORKER_MODULE = "stage5.crawl.worker"
-
-
-def _context(method: str) -> mp.context.BaseContext:
-    ctx = mp.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload([WORKER_MODULE])
-    return ctx
-
-
-def prepare_workers(method: str) -> None:
-    """Start the forkserver now, so it imports the worker's modules while the master migrates, locks and
-    plans (its first workers then fork at once instead of waiting for those imports)."""
-    if method == "forkserver":
-        from multiprocessing import forkserver
-
-        _context(method)
-        forkserver.ensure_running()
-
-
-def stop_forkserver() -> None:
-    """End the forkserver with the run, and wait for it: no idle process outlives the crawl, and its
-    workers' CPU time is accounted to this process (what `time` and the benchmarks read)."""
-    from multiprocessing import forkserver
-
-    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)  # CPython's; absent elsewhere
-    if callable(stop):
-        stop()
-
-
-EST_WORKER_MB = 120.0
-WORKER_RPS = 150.0  # requests/s one worker sustains here (CPU-bound); measured: ~400/s with 2 workers
-SCALE_EVERY_S = 5.0
 MAX_STALLS = 2
-CRASH_LOOP_DEATHS, CRASH_WINDOW_S = 3, 60.0
-
-
-@dataclass
-class WorkerHandle:
-    wid: int
-    process: Any
-    conn: Connection
-    pid: int = 0
-    inflight: dict[int, Unit] = field(default_factory=dict)
-    units_done: int = 0
-    draining: bool = False
-    gone: bool = False
-    ready: bool = False
-    heard: float = field(default_factory=time.monotonic)  # when it last said anything
-    started: float = field(default_factory=time.monotonic)
-    stalled: bool = False
 
 
 @dataclass
@@ -122,71 +64,71 @@ class MasterReport:
     """What only this session of the master knows; the run's counts are read from the database."""
 
     districts: dict[str, DistrictTally]
-    worker_stats: WorkerStats
-    peak_memory_mb: float
-    budget_mb: float
-    memory_note: str | None
-    governor_actions: dict[str, int]
-    workers_max: int
-    worker_start_s: float  # median seconds from start to "ready"
-    workers_recycled: int
-    workers_died: int
+    executor: ExecutorReport  # where the units ran: engine, workers, memory
     interrupted: bool
 
+    # The executor's figures, by the names the summary has always used.
+    @property
+    def engine(self) -> str:
+        return self.executor.engine
 
-def polite_rps(settings: Settings) -> float:
-    """The most requests/s politeness allows per host (infinite without a delay)."""
-    return 1 / settings.request_delay_s if settings.request_delay_s > 0 else float("inf")
+    @property
+    def worker_stats(self) -> WorkerStats:
+        return self.executor.worker_stats
 
+    @property
+    def peak_memory_mb(self) -> float:
+        return self.executor.peak_memory_mb
 
-def initial_workers(settings: Settings, budget_mb: float) -> tuple[int, int]:
-    """(start, ceiling): from cores, free memory and the politeness rate, unless --workers fixes it.
+    @property
+    def budget_mb(self) -> float:
+        return self.executor.budget_mb
 
-    When politeness caps the rate below what one worker sustains, more workers add nothing but
-    uncoordinated bursts at the site, so the ceiling is as many as that rate needs."""
-    cores = psutil.cpu_count() or 1
-    if settings.workers:
-        return settings.workers, settings.workers
-    free_mb = psutil.virtual_memory().available / 2**20
-    by_memory = int(min(budget_mb * 0.5, free_mb * 0.5) // EST_WORKER_MB)
-    by_politeness = math.ceil(polite_rps(settings) / WORKER_RPS) if settings.request_delay_s > 0 else cores * 2
-    ceiling = max(1, min(settings.max_workers or 2 * cores, by_politeness))
-    return max(1, min(cores, by_memory, ceiling)), ceiling
+    @property
+    def memory_note(self) -> str | None:
+        return self.executor.memory_note
+
+    @property
+    def governor_actions(self) -> dict[str, int]:
+        return self.executor.governor_actions
+
+    @property
+    def workers_max(self) -> int:
+        return self.executor.workers_max
+
+    @property
+    def worker_start_s(self) -> float:
+        return self.executor.worker_start_s
+
+    @property
+    def workers_recycled(self) -> int:
+        return self.executor.workers_recycled
+
+    @property
+    def workers_died(self) -> int:
+        return self.executor.workers_died
 
 
 class Master:
-    """Plans a run's units, runs them on worker processes and writes their results.
+    """Plans a run's units, has an executor run them and writes their results.
 
     `run(districts, resume)` is the whole life of one master session: plan (or restore a resumed
-    run's queue), then loop — govern memory, scale workers, dispatch units, take results — until the
-    queue is empty or a stop was requested. Subclassed by the Celery engine, which replaces only
-    where units run.
+    run's queue), then loop — check the executor, hand it units, take their results — until the
+    queue is empty or a stop was requested.
     """
 
     def __init__(
         self,
         settings: Settings,
         writer: StoreWriter,
-        redis_url: str | None,
+        executor: Executor,
         progress: Progress | None = None,
         refresh: dict[str, Stored] | None = None,
     ) -> None:
-        self.settings, self.writer, self.redis_url = settings, writer, redis_url
+        self.settings, self.writer, self.executor = settings, writer, executor
         # Change-driven refresh: what is stored of each store (None: fetch every detail page).
         self.refresh, self.run_id, self.max_age = refresh, writer.run_id if writer else 0, settings.detail_max_age_runs
         self.progress = progress
-        self.budget_mb, budget_source = effective_budget_mb(settings.memory_budget_mb)
-        if budget_source != "budget":
-            log_event(log, "budget_lowered", logging.WARNING, budget_mb=round(self.budget_mb), cause=budget_source)
-        self.target, self.ceiling = initial_workers(settings, self.budget_mb)
-        self.governor = Governor(
-            self.budget_mb,
-            settings.memory_soft_ratio,
-            settings.memory_hard_ratio,
-            max_concurrency=settings.host_concurrency,
-        )
-        self.workers: dict[int, WorkerHandle] = {}
-        self.stats: dict[int, WorkerStats] = {}
         self.search_queue: deque[Unit] = deque()
         self.detail_queue: deque[Unit] = deque()
         self.claimed: set[str] = set()
@@ -196,23 +138,10 @@ class Master:
         self.searching: Counter[str] = Counter()  # district -> its search units not finished
         self.families: dict[str, Family] = {}  # district -> its district query and parts, while asked
         self.tally: dict[str, DistrictTally] = {}
-        self.next_uid = self.next_wid = 0
-        self.workers_max = self.recycled = self.died = 0
-        self.events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        self.ctx = _context(settings.worker_start)
-        self.start_costs: list[float] = []  # seconds from start() to the worker's "ready"
-        self.log_queue: Any = self.ctx.Queue()
-        self.listener = logging.handlers.QueueListener(
-            self.log_queue, *logging.getLogger("stage5").handlers, respect_handler_level=True
-        )
-        self._last_scale = self.started = time.monotonic()
-        self.finishing = False
+        self.next_uid = 0
+        self.started = time.monotonic()
         self.stop_requested = False
-        self._sizes: dict[int | str, float] = {}
         self.stalls: Counter[int] = Counter()  # uid -> workers that stalled holding it
-        self.start_failures: list[float] = []
-        self.fatal: dict[int, str] = {}  # wid -> what a worker that could not start said
-        self.crash_cause: str | None = None
 
     # --- units --------------------------------------------------------------------------------
     def _uid(self) -> int:
@@ -253,6 +182,7 @@ class Master:
         """First Ctrl-C or SIGTERM: take no more work; what is in flight may finish within the grace."""
         if not self.stop_requested:
             self.stop_requested = True
+            self.executor.request_stop()
             log_event(log, "stop_requested", logging.WARNING, in_flight=self.in_flight, queued=self.queued)
 
     def _enqueue(self, unit: Unit, front: bool = False) -> None:
@@ -271,93 +201,7 @@ class Master:
 
     @property
     def in_flight(self) -> int:
-        return sum(len(w.inflight) for w in self.workers.values())
-
-    # --- workers ------------------------------------------------------------------------------
-    def _limits(self) -> tuple[float, int]:
-        """Each worker's share of the per-host politeness budget, capped by the governor."""
-        active = max(1, len(self._active()))
-        share = max(1, self.settings.host_concurrency // active)
-        return self.settings.request_delay_s * active, max(1, min(share, self.governor.concurrency))
-
-    def _active(self) -> list[WorkerHandle]:
-        return [w for w in self.workers.values() if not w.draining and not w.gone]
-
-    def _start_worker(self) -> None:
-        self.next_wid += 1
-        wid = self.next_wid
-        ours, theirs = self.ctx.Pipe()
-        delay, concurrency = self._limits()
-        process = self.ctx.Process(
-            target=worker_main,
-            name=f"stage5-worker-{wid}",
-            daemon=True,
-            args=(wid, self.settings, self.redis_url, theirs, self.log_queue, delay, concurrency),
-        )
-        process.start()
-        theirs.close()
-        handle = WorkerHandle(wid, process, ours, pid=process.pid or 0)
-        self.workers[wid] = handle
-        self.workers_max = max(self.workers_max, len(self._active()))
-        loop = asyncio.get_running_loop()
-        threading.Thread(target=self._read, args=(handle, loop), name=f"master-read-{wid}", daemon=True).start()
-        log_event(log, "worker_started", worker=wid, pid=handle.pid, workers=len(self._active()))
-        self._send_limits()
-
-    def _read(self, handle: WorkerHandle, loop: asyncio.AbstractEventLoop) -> None:
-        while True:
-            try:
-                message = handle.conn.recv()
-            except (EOFError, OSError):
-                loop.call_soon_threadsafe(self.events.put_nowait, ("eof", handle.wid))
-                return
-            loop.call_soon_threadsafe(self.events.put_nowait, message)
-
-    def _send(self, handle: WorkerHandle, message: tuple[Any, ...]) -> bool:
-        try:
-            handle.conn.send(message)
-            return True
-        except (OSError, ValueError):
-            return False  # it died; its EOF event returns its units
-
-    def _send_limits(self) -> None:
-        delay, concurrency = self._limits()
-        for w in self._active():
-            self._send(w, ("limits", delay, concurrency))
-
-    def _drain(self, handle: WorkerHandle, why: str) -> None:
-        if handle.draining or handle.gone:
-            return
-        handle.draining = True
-        log_event(log, "worker_recycle", worker=handle.wid, reason=why, units_done=handle.units_done)
-        self._send(handle, ("stop",))
-
-    def _worker_gone(self, wid: int) -> None:
-        handle = self.workers.get(wid)
-        if handle is None or handle.gone:
-            return
-        handle.gone = True
-        handle.process.join(timeout=5)
-        if not handle.ready and not self.finishing:
-            self._note_start_failure(handle)
-        if handle.inflight:  # it died holding units: they go back to the front of the queue
-            self.died += not self.stop_requested  # stopped with the run (Ctrl-C reaches it too): no death
-            log_event(  # a clean stop is not a death: said as such, not as a warning
-                log,
-                "worker_stopped" if self.stop_requested else "worker_died",
-                logging.INFO if self.stop_requested else logging.WARNING,
-                worker=wid,
-                exitcode=handle.process.exitcode,
-                units_returned=len(handle.inflight),
-                stalled=handle.stalled,
-            )
-            for unit in handle.inflight.values():
-                self._return_unit(unit, handle.stalled)
-            handle.inflight.clear()
-        elif handle.draining and not self.finishing:
-            self.recycled += 1
-        handle.conn.close()
-        self._send_limits()
+        return self.executor.in_flight
 
     def _return_unit(self, unit: Unit, stalled: bool) -> None:
         """Back to the front of the queue; a unit on which two workers stalled fails instead (a page that
@@ -370,34 +214,8 @@ class Master:
             return
         self._enqueue(unit, front=True)
 
-    def _note_start_failure(self, handle: WorkerHandle) -> None:
-        """A worker that died before it was ready: several in a short while stop the run with the cause."""
-        now = time.monotonic()
-        self.start_failures = [t for t in self.start_failures if now - t < CRASH_WINDOW_S] + [now]
-        if len(self.start_failures) >= CRASH_LOOP_DEATHS and self.crash_cause is None:
-            cause = self.fatal.get(handle.wid) or f"exit code {handle.process.exitcode}"
-            self.crash_cause = (
-                f"{len(self.start_failures)} workers died at start within {CRASH_WINDOW_S:.0f}s; the last said: {cause}"
-            )
-            log_event(log, "worker_crash_loop", logging.ERROR, cause=cause, deaths=len(self.start_failures))
-
-    def _check_stalls(self) -> None:
-        """Kill a worker that holds units but has said nothing for `worker_stall_s`."""
-        now = time.monotonic()
-        for handle in self._active():
-            if handle.inflight and now - handle.heard > self.settings.worker_stall_s:
-                handle.stalled = True
-                log_event(log, "worker_stalled", logging.WARNING, worker=handle.wid, silent_s=round(now - handle.heard))
-                handle.process.kill()
-
     # --- results ------------------------------------------------------------------------------
-    async def _on_result(self, wid: int, result: Result, stats: WorkerStats) -> None:
-        handle = self.workers[wid]
-        unit = handle.inflight.pop(result.uid, None)
-        self.stats[wid] = stats
-        if unit is None:
-            return  # already returned to the queue after a presumed death; the duplicate is dropped
-        handle.units_done += 1
+    async def _on_result(self, unit: Unit, result: Result) -> None:
         if isinstance(result, DetailResult):
             screen_rows(result)
         summary = result_summary(result)
@@ -416,8 +234,6 @@ class Master:
             for rejection in result.rejections:
                 await self.writer.reject(rejection)
         self._finish(unit, summary)
-        if handle.units_done >= self.settings.worker_max_units:
-            self._drain(handle, f"served {handle.units_done} units")
 
     def _split(self, unit: SearchUnit, summary: dict[str, Any]) -> None:
         """A truncated district query (or part): its parts are searched instead, until each fits (within
@@ -550,103 +366,34 @@ class Master:
                 elapsed_s=round(time.monotonic() - tally.started, 2),
             )
 
-    async def _on_event(self, event: tuple[Any, ...]) -> None:
-        kind = event[0]
-        handle = self.workers.get(event[1]) if kind != "eof" else None
-        if handle is not None:
-            handle.heard = time.monotonic()
-        if kind == "result":
-            await self._on_result(event[1], event[2], event[3])
-        elif kind == "failed":
-            _, wid, uid, failure, stats = event
-            self.stats[wid] = stats
-            unit = self.workers[wid].inflight.pop(uid, None)
-            if unit is not None:
-                self._finish(unit, {"failed": [asdict(failure)]})
-        elif kind == "ready":
-            handle = self.workers[event[1]]
-            handle.pid, handle.ready = event[2], True
-            self.start_costs.append(time.monotonic() - handle.started)
-            log_event(log, "worker_ready", worker=handle.wid, start_s=round(self.start_costs[-1], 3))
-        elif kind == "fatal":
-            self.fatal[event[1]] = event[2]
-        elif kind == "bye":
-            self.stats[event[1]] = event[2]
-        elif kind == "eof":
-            self._worker_gone(event[1])
+    async def _on_event(self, event: ExecutorEvent) -> None:
+        if isinstance(event, UnitDone):
+            await self._on_result(event.unit, event.result)
+        elif isinstance(event, UnitFailed):
+            self._finish(event.unit, {"failed": [asdict(event.failure)]})
+        else:
+            for unit in event.units:
+                self._return_unit(unit, event.stalled)
 
     # --- the loop -----------------------------------------------------------------------------
-    def _dispatch(self, throttled: bool) -> None:
-        # Throttled: one unit per worker, so a budget below the baseline slows the crawl, never stops it.
-        _, concurrency = self._limits()
-        per_worker = 1 if throttled else max(2, concurrency)
-        for handle in self._active():
-            while len(handle.inflight) < per_worker:
-                unit = self._next_unit()
-                if unit is None:
-                    return
-                if not self._send(handle, ("unit", unit)):
-                    self._enqueue(unit, front=True)
-                    break
-                handle.inflight[unit.uid] = unit
+    def _dispatch(self) -> None:
+        room = self.executor.slots()
+        units: list[Unit] = []
+        while len(units) < room and (unit := self._next_unit()) is not None:
+            units.append(unit)
+        if not units:
+            return
+        unplaced = self.executor.submit(units)
+        for unit in reversed(unplaced):
+            self._enqueue(unit, front=True)
+        placed = {u.uid for u in unplaced}
+        for unit in units:
+            if unit.uid not in placed:
                 self.writer.lease(unit.uid)
 
-    def _check_processes(self) -> None:
-        for handle in list(self.workers.values()):
-            if not handle.gone and not handle.process.is_alive():
-                self._worker_gone(handle.wid)
-
-    def _govern(self) -> MemoryDecision:
-        self._sizes = measure(os.getpid(), {w.wid: w.pid for w in self.workers.values() if not w.gone and w.pid})
-        before = self.governor.concurrency
-        decision = self.governor.decide(self._sizes, {w.wid for w in self.workers.values() if w.draining})
-        if decision.recycle is not None and decision.recycle in self.workers:
-            self._drain(self.workers[decision.recycle], f"memory: {decision.reason}")
-        if decision.concurrency != before:
-            self._send_limits()
-        return decision
-
-    def _scale(self, decision: MemoryDecision) -> None:
-        """Every few seconds: one worker more while memory, CPU and errors allow and work waits; fewer
-        when memory is tight or the site pushes back."""
-        now = time.monotonic()
-        if self.settings.workers or now - self._last_scale < SCALE_EVERY_S:
-            return
-        self._last_scale = now
-        totals = self.totals()
-        error_rate = totals.retries / totals.requests if totals.requests else 0.0
-        memory = sum(self._sizes.values())
-        cpu = psutil.cpu_percent(interval=None)
-        figures = dict(memory_mb=round(memory), cpu_pct=cpu, error_rate=round(error_rate, 3), queued=self.queued)
-        active = len(self._active())
-        if (decision.throttle or error_rate > 0.3) and self.target > 1:
-            self.target -= 1
-            log_event(log, "scale_down", workers=self.target, **figures)
-            candidates = self._active()
-            if len(candidates) > self.target:
-                self._drain(min(candidates, key=lambda w: len(w.inflight)), "scale down")
-        elif (
-            not decision.throttle
-            and memory + EST_WORKER_MB < self.budget_mb * self.settings.memory_soft_ratio * 0.7
-            and cpu < 85
-            and error_rate < 0.1
-            and self.queued > 2 * active
-            and self.target < self.ceiling
-        ):
-            self.target += 1
-            log_event(log, "scale_up", workers=self.target, **figures)
-
-    def _ensure_workers(self) -> None:
-        if not (self.queued or self.in_flight):
-            return
-        while len(self._active()) < self.target:
-            self._start_worker()
-
-    def totals(self) -> WorkerStats:
-        return WorkerStats.total(self.stats.values())
-
     def figures(self) -> Figures:
-        t = self.totals()
+        e = self.executor.figures()
+        t = e.stats
         counts = self.writer.counts
         return Figures(
             districts_done=sum(1 for d in self.tally.values() if d.done),
@@ -658,13 +405,13 @@ class Master:
             cache_hits=t.cache_hits,
             cache_misses=t.cache_misses,
             db_rows=counts.new + counts.updated + counts.unchanged,
-            memory_mb=sum(self._sizes.values()),
-            budget_mb=self.budget_mb,
-            per_process_mb={str(k): v for k, v in self._sizes.items()},
-            workers=len(self._active()),
-            concurrency=self._limits()[1],
+            memory_mb=e.memory_mb,
+            budget_mb=e.budget_mb,
+            per_process_mb=e.per_process_mb,
+            workers=e.workers,
+            concurrency=e.concurrency,
             queued=self.queued,
-            in_flight=self.in_flight,
+            in_flight=e.in_flight,
             district_units={d: (t.units - t.pending, t.units) for d, t in self.tally.items()},
         )
 
@@ -676,10 +423,12 @@ class Master:
             "elapsed_s": round(time.monotonic() - self.started, 1),
             **process_identity(),  # pid, host, start time and command line: a stop checks it is still us
             "at": time.time(),
+            "engine": self.settings.engine,
+            "by_worker": [asdict(w) for w in self.executor.figures().by_worker],  # name, host, memory, units
         }
 
     async def run(self, districts: list[str], resume: Resume | None = None) -> MasterReport:
-        self.listener.start()
+        await self.executor.start()
         try:
             if resume is None:
                 self.plan(districts)
@@ -688,80 +437,36 @@ class Master:
             await self.writer.flush()  # the plan is durable before the first request
             await self._loop()
         finally:
-            await self._stop_all()
-            self.listener.stop()
+            await self.executor.stop(self.settings.stop_grace_s, self._on_event)
             if self.progress:
                 self.progress.close()
-        return self._report()
+        return MasterReport(self.tally, self.executor.report(), interrupted=bool(self.queued or self.in_flight))
 
     async def _check_health(self) -> None:
-        """Once a second: dead or stalled workers, a crash loop, and whether this master still owns its run."""
-        self._check_processes()
-        self._check_stalls()
-        if self.crash_cause:
-            raise WorkerCrashLoop(f"{self.crash_cause}\n  Fix the cause (often a setting), then: crawl --resume")
+        """Once a second: the executor's workers (lost ones give their units back; a crash loop raises),
+        and whether this master still owns its run."""
+        for event in await self.executor.check(self.queued):
+            await self._on_event(event)
         await self.writer.check_fence()
 
     async def _loop(self) -> None:
         last_tick = 0.0
-        decision = MemoryDecision(False, self.governor.concurrency)
         while (self.queued or self.in_flight) and not self.stop_requested:
             now = time.monotonic()
             if now - last_tick >= 1.0:
                 last_tick = now
                 await self._check_health()
-                decision = self._govern()
-                self._scale(decision)
                 figures = self.figures()
                 if self.progress:
                     self.progress.update(figures)
                 self.writer.set_live(self._live(figures))
-            self._ensure_workers()
-            self._dispatch(decision.throttle)
-            try:
-                event = await asyncio.wait_for(self.events.get(), timeout=0.25)
-            except TimeoutError:
-                continue
-            await self._on_event(event)
-            while not self.events.empty():
-                await self._on_event(self.events.get_nowait())
+            self._dispatch()
+            for event in await self.executor.events(0.25):
+                await self._on_event(event)
         figures = self.figures()
         if self.progress:
             self.progress.update(figures, force=True)
         self.writer.set_live(self._live(figures))  # the last figures, written with the last flush
-
-    async def _stop_all(self) -> None:
-        self.finishing = True
-        for handle in self.workers.values():
-            if not handle.gone:
-                self._drain(handle, "run finished")
-        deadline = time.monotonic() + self.settings.stop_grace_s
-        while any(not w.gone for w in self.workers.values()) and time.monotonic() < deadline:
-            try:
-                await self._on_event(await asyncio.wait_for(self.events.get(), timeout=0.5))
-            except TimeoutError:
-                self._check_processes()
-        for handle in self.workers.values():
-            if not handle.gone:
-                handle.process.kill()
-                self._worker_gone(handle.wid)
-        if self.settings.worker_start == "forkserver":
-            stop_forkserver()
-
-    def _report(self) -> MasterReport:
-        return MasterReport(
-            districts=self.tally,
-            worker_stats=self.totals(),
-            peak_memory_mb=round(self.governor.peak_mb, 1),
-            budget_mb=round(self.budget_mb),
-            memory_note=self.governor.explain(),
-            governor_actions=dict(self.governor.actions),
-            workers_max=self.workers_max,
-            worker_start_s=round(statistics.median(self.start_costs), 3) if self.start_costs else 0.0,
-            workers_recycled=self.recycled,
-            workers_died=self.died,
-            interrupted=bool(self.queued or self.in_flight),
-        )
 
 
 @dataclass

@@ -25,8 +25,10 @@ from stage5.coverage import drops as coverage_drops
 from stage5.coverage import merge as merge_coverage
 from stage5.coverage import moved as coverage_moved
 from stage5.crawl.completeness import district_listings
-from stage5.crawl.master import Master, MasterReport, Resume, prepare_workers
+from stage5.crawl.executor import Executor
+from stage5.crawl.master import Master, MasterReport, Resume
 from stage5.crawl.politeness import apply_robots
+from stage5.crawl.pool import LocalPool, prepare_workers
 from stage5.crawl.progress import Progress
 from stage5.crawl.refresh import Stored
 from stage5.errors import ConfigError, ExitCode, LockLost, RunBusy, RunConflict, RunSkipped, UnfinishedRun
@@ -343,6 +345,15 @@ async def _reconnecting(db_url: str, schema: str, action: Callable[[psycopg.Asyn
     raise AssertionError("unreachable: tenacity either returns or raises")
 
 
+def _executor(settings: Settings, redis_url: str | None, run_id: int) -> Executor:
+    """Where this run's units run: worker processes here, or Celery workers anywhere."""
+    if settings.engine == "celery":
+        from stage5.crawl.celery_engine import CeleryExecutor  # Celery is imported only when used
+
+        return CeleryExecutor(settings, redis_url, run_id)
+    return LocalPool(settings, redis_url)
+
+
 def _install_stop_handlers(master: Master) -> None:
     """First Ctrl-C / SIGTERM: a graceful stop. Second: out at once (the run stays resumable)."""
     loop = asyncio.get_running_loop()
@@ -547,12 +558,7 @@ async def _crawl(
             owner=f"master-{os.getpid()}",
             fence=session,
         ) as writer:
-            if settings.engine == "celery":
-                from stage5.crawl.celery_engine import CeleryMaster  # Celery is imported only when used
-
-                master: Master = CeleryMaster(settings, writer, redis_url, progress, start.refresh)
-            else:
-                master = Master(settings, writer, redis_url, progress, start.refresh)
+            master = Master(settings, writer, _executor(settings, redis_url, run_id), progress, start.refresh)
             _install_stop_handlers(master)
             report = await master.run(start.districts, start.state)
     except LockLost:

@@ -1,9 +1,9 @@
 """A worker process: one asyncio loop, one aiohttp session, many units at once.
 
-It takes messages from the master over a pipe — ("unit", Unit), ("limits", delay, concurrency),
-("stop",) — and answers ("ready", …), ("result", …), ("failed", …), ("alive", wid) every few
-seconds, ("bye", …), or ("fatal", wid, cause) when it cannot start. Its log records go to the
-master's log files through a multiprocessing queue, so only the master writes (and rotates) them.
+It takes messages from the pool over a pipe — RunUnit, SetLimits, StopWorker — and answers
+WorkerReady, UnitAnswered, UnitCrashed, Alive every few seconds, Bye, or Fatal when it cannot start
+(the dataclasses below). Its log records go to the master's log files through a multiprocessing
+queue, so only the master writes (and rotates) them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import logging.handlers
 import os
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from typing import Any
@@ -24,10 +24,79 @@ from stage5.fetch import Fetcher
 from stage5.logs import log_event
 from stage5.settings import Settings
 from stage5.tallies import WorkerStats
-from stage5.units import FailedUnit, Unit
+from stage5.units import FailedUnit, Result, Unit
 
 log = logging.getLogger("stage5.worker")
 HEARTBEAT_S = 2.0
+
+
+# --- pool -> worker ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunUnit:
+    unit: Unit
+
+
+@dataclass(frozen=True)
+class SetLimits:
+    delay: float  # seconds between two starts per host, for this worker
+    concurrency: int  # requests in flight per host, for this worker
+
+
+@dataclass(frozen=True)
+class StopWorker:
+    """Finish the units in hand, then say Bye."""
+
+
+ToWorker = RunUnit | SetLimits | StopWorker
+
+
+# --- worker -> pool ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkerReady:
+    wid: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class UnitAnswered:
+    wid: int
+    result: Result
+    stats: WorkerStats  # cumulative counters of this worker
+
+
+@dataclass(frozen=True)
+class UnitCrashed:
+    wid: int
+    uid: int
+    failure: FailedUnit
+    stats: WorkerStats
+
+
+@dataclass(frozen=True)
+class Alive:
+    wid: int
+
+
+@dataclass(frozen=True)
+class Bye:
+    wid: int
+    stats: WorkerStats
+
+
+@dataclass(frozen=True)
+class Fatal:
+    wid: int
+    cause: str
+
+
+@dataclass(frozen=True)
+class PipeClosed:
+    """Not sent by a worker: the pool's reader says the pipe ended (the worker is gone)."""
+
+    wid: int
+
+
+FromWorker = WorkerReady | UnitAnswered | UnitCrashed | Alive | Bye | Fatal | PipeClosed
 
 
 def snapshot(fetcher: Fetcher) -> WorkerStats:
@@ -56,7 +125,7 @@ def worker_main(
         pass  # the master decides what happens to our units
     except Exception as exc:  # tell the master why, so a worker that cannot start stops the run
         try:
-            conn.send(("fatal", wid, f"{type(exc).__name__}: {exc}"[:500]))
+            conn.send(Fatal(wid, f"{type(exc).__name__}: {exc}"[:500]))
         except (OSError, ValueError):
             pass
         raise SystemExit(1) from None
@@ -66,16 +135,16 @@ async def _serve(
     wid: int, settings: Settings, redis_url: str | None, conn: Connection, delay: float, concurrency: int
 ) -> None:
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+    inbox: asyncio.Queue[ToWorker] = asyncio.Queue()
 
     def receive() -> None:  # a thread: Connection.recv blocks
         while True:
             try:
-                message = conn.recv()
+                message: ToWorker = conn.recv()
             except (EOFError, OSError):
-                message = ("stop",)
+                message = StopWorker()
             loop.call_soon_threadsafe(inbox.put_nowait, message)
-            if message[0] == "stop":
+            if isinstance(message, StopWorker):
                 return
 
     threading.Thread(target=receive, name=f"worker-{wid}-inbox", daemon=True).start()
@@ -83,7 +152,7 @@ async def _serve(
     running: set[asyncio.Task[None]] = set()
     async with Fetcher(settings, cache) as fetcher:
         await fetcher.set_limits(delay, concurrency)
-        conn.send(("ready", wid, os.getpid()))
+        conn.send(WorkerReady(wid, os.getpid()))
         heartbeat = asyncio.create_task(_heartbeat(wid, conn))
         try:
             await _take_messages(wid, inbox, fetcher, settings, conn, running)
@@ -97,12 +166,12 @@ async def _serve(
         await asyncio.gather(*running)
         heartbeat.cancel()
         await cache.close()
-        conn.send(("bye", wid, snapshot(fetcher)))
+        conn.send(Bye(wid, snapshot(fetcher)))
 
 
 async def _take_messages(
     wid: int,
-    inbox: asyncio.Queue[tuple[Any, ...]],
+    inbox: asyncio.Queue[ToWorker],
     fetcher: Fetcher,
     settings: Settings,
     conn: Connection,
@@ -111,13 +180,13 @@ async def _take_messages(
     """Units and limits from the master, until it says stop."""
     while True:
         message = await inbox.get()
-        if message[0] == "stop":
+        if isinstance(message, StopWorker):
             return
-        if message[0] == "limits":
-            await fetcher.set_limits(message[1], message[2])
-            log_event(log, "worker_limits", worker=wid, delay_s=message[1], concurrency=message[2])
-        elif message[0] == "unit":
-            task = asyncio.create_task(_do(wid, message[1], fetcher, settings, conn))
+        if isinstance(message, SetLimits):
+            await fetcher.set_limits(message.delay, message.concurrency)
+            log_event(log, "worker_limits", worker=wid, delay_s=message.delay, concurrency=message.concurrency)
+        else:
+            task = asyncio.create_task(_do(wid, message.unit, fetcher, settings, conn))
             running.add(task)
             task.add_done_callback(running.discard)
 
@@ -127,7 +196,7 @@ async def _heartbeat(wid: int, conn: Connection) -> None:
     master recycles the worker (a thread could not tell, it would go on beating)."""
     while True:
         await asyncio.sleep(HEARTBEAT_S)
-        conn.send(("alive", wid))
+        conn.send(Alive(wid))
 
 
 async def _do(wid: int, unit: Unit, fetcher: Fetcher, settings: Settings, conn: Connection) -> None:
@@ -136,6 +205,6 @@ async def _do(wid: int, unit: Unit, fetcher: Fetcher, settings: Settings, conn: 
     except Exception as exc:  # a bug or an unforeseen answer: the unit fails alone, the worker goes on
         log_event(log, "unit_crashed", logging.ERROR, worker=wid, unit=unit.uid, error=exc)
         failure = FailedUnit("unit", unit.district, f"unit {unit.uid}", repr(exc))
-        conn.send(("failed", wid, unit.uid, failure, snapshot(fetcher)))
+        conn.send(UnitCrashed(wid, unit.uid, failure, snapshot(fetcher)))
         return
-    conn.send(("result", wid, result, snapshot(fetcher)))
+    conn.send(UnitAnswered(wid, result, snapshot(fetcher)))

@@ -70,10 +70,27 @@ class Stats:
     by_status: Counter[int] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     detail_served: Counter[str] = field(default_factory=Counter)  # rid -> 200 answers
+    # Politeness as the site sees it: requests being answered at once (most ever), and the smallest gaps
+    # between two arrivals (the 100 smallest, seconds) with how many gaps there were.
+    in_flight: int = 0
+    max_in_flight: int = 0
+    last_arrival: float = 0.0
+    gaps: list[float] = field(default_factory=list)
+
+    def arrived(self) -> None:
+        now = time.monotonic()
+        if self.last_arrival:
+            self.gaps.append(now - self.last_arrival)
+        self.last_arrival = now
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
+            "max_in_flight": self.max_in_flight,
+            "gap_count": len(self.gaps),
+            "smallest_gaps": sorted(self.gaps)[:100],
             "by_endpoint": dict(self.by_endpoint),
             "by_status": {str(k): v for k, v in self.by_status.items()},
             "faults": dict(self.faults),
@@ -280,7 +297,12 @@ class Replica:
         if request.path == "/robots.txt":  # served plainly and not counted: `requests` is the crawl's pages
             return await handler(request)
         self.stats.requests += 1
-        response = await self._answer(request, handler)
+        stats = self.stats  # a reset while this request is answered starts a new count
+        stats.arrived()
+        try:
+            response = await self._answer(request, handler)
+        finally:
+            stats.in_flight -= 1
         self.stats.by_status[response.status] += 1
         return response
 
