@@ -19,6 +19,7 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector
 from aiohttp.test_utils import TestServer
 from psycopg.types.json import Jsonb
 
+from stage5.identity import command_fingerprint
 from stage5.web.api import STREAMS_MAX
 from stage5.web.app import POOL_MAX, make_app
 
@@ -145,7 +146,7 @@ async def test_stop_signals_only_the_runs_own_master(make_settings: Any) -> None
             run_id = _running_run(settings, {"pid": stranger.pid, "host": host})
             assert (await console.call("POST", f"/api/runs/{run_id}/stop", {}))[0] == 409
             assert stranger.poll() is None
-            same = {**stale, "started": process.create_time(), "command": " ".join(process.cmdline())}
+            same = {**stale, "started": process.create_time(), "command": command_fingerprint(process)}
             run_id = _running_run(settings, same)
             assert (await console.call("POST", f"/api/runs/{run_id}/stop", {}))[0] == 202
             assert stranger.wait(timeout=5) == -15  # the recorded process itself: SIGTERM
