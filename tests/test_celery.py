@@ -1,8 +1,15 @@
-"""Scale-out on Celery: two real worker processes over a real Redis, against the replica."""
+"""Scale-out on Celery: real worker processes over a real Redis, against the replica: equal to the local
+engine through worker kills, a worker joining and a broker restart; politeness shared by every worker;
+a stopped run leaves no task behind; task messages carry no secret."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,18 +21,22 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import wait_for_port
 from psycopg import sql
 
 from stage5.crawl.run import run_crawl
 from stage5.replica.process import ReplicaProcess
 from stage5.replica.server import Faults
+from stage5.replica.truth import score
+from stage5.replica.world import build_world
+from stage5.report import load_result
 from stage5.storage.columns import STORE_COLUMNS
 
 SEED, SCALE = 5, 0.1
 DISTRICTS = "강남구,마포구,송파구,관악구,중구,도봉구"
 
 
-def start_worker(redis_url: str, logs: Path) -> subprocess.Popen[bytes]:
+def start_worker(redis_url: str, logs: Path, processes: int = 2) -> subprocess.Popen[bytes]:
     logs.mkdir(parents=True)
     # Output to a file, not a pipe: a pipe nobody reads fills up and blocks the worker mid-task.
     return subprocess.Popen(
@@ -35,7 +46,7 @@ def start_worker(redis_url: str, logs: Path) -> subprocess.Popen[bytes]:
             "stage5",
             "worker",
             "--worker-concurrency",
-            "2",
+            str(processes),
             "--celery-visibility-s",
             "5",
             "--log-dir",
@@ -92,8 +103,6 @@ async def test_celery_engine_equals_local_and_survives_a_worker_kill(
             settings = make_settings(
                 site=replica.url, districts=DISTRICTS, engine="celery", cache="off", celery_visibility_s=5
             )
-            import asyncio
-
             crawl = asyncio.create_task(run_crawl(settings, pg_url, redis_url))
             replica.reset()
             while replica.stats()["requests"] < 60:
@@ -107,3 +116,174 @@ async def test_celery_engine_equals_local_and_survives_a_worker_kill(
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(local_schema)))
+
+
+def restart_redis(proc: subprocess.Popen[bytes], port: int, down_s: float) -> subprocess.Popen[bytes]:
+    """The broker killed and started again on its port, empty (no persistence: the worst case)."""
+    proc.kill()
+    proc.wait()
+    time.sleep(down_s)
+    server = shutil.which("redis-server") or "redis-server"
+    args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    new = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    wait_for_port(port)
+    return new
+
+
+def events(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith(f"{event} ") or r.getMessage() == event]
+
+
+@pytest.mark.slow
+async def test_full_world_on_celery_survives_a_kill_a_join_and_a_broker_restart(
+    private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """1x Seoul with default Celery settings: two workers, one SIGKILLed mid-run, a third joining, then the
+    broker restarted empty. The run finishes and stores exactly the truth."""
+    caplog.set_level(logging.INFO, logger="stage5")
+    redis_url, redis_proc = private_redis
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    world = build_world(SEED, 1.0)
+    workers = [start_worker(redis_url, tmp_path / f"w{i}") for i in range(2)]
+    try:
+        for i, w in enumerate(workers):
+            wait_ready(w, tmp_path / f"w{i}")
+        with ReplicaProcess(SEED, 1.0, Faults(latency_ms=10)) as replica:
+            settings = make_settings(site=replica.url, engine="celery", cache="off")
+            started = time.monotonic()
+            crawl = asyncio.create_task(run_crawl(settings, settings.database_url, redis_url))
+            while replica.stats()["requests"] < 300:
+                await asyncio.sleep(0.1)
+            os.killpg(workers[0].pid, signal.SIGKILL)  # the worker and its pool, mid-run
+            killed_at, killed_wall = time.monotonic() - started, time.time()
+            workers.append(start_worker(redis_url, tmp_path / "w2"))
+            # The broker restart comes once the dead worker's units are noticed (their leases lapse), or
+            # before the run ends (the restart must hit a running crawl).
+            while not events(caplog, "unit_lost") and replica.stats()["requests"] < 2500:
+                await asyncio.sleep(0.1)
+            assert not crawl.done()
+            blip_at, blip_wall = time.monotonic() - started, time.time()
+            redis_proc = restart_redis(redis_proc, port, down_s=2.0)
+            summary = await asyncio.wait_for(crawl, timeout=900)
+            elapsed = time.monotonic() - started
+            requests = replica.stats()["requests"]
+        stored, rejected = await load_result(settings)
+        result = score(world, stored, rejected, settings.districts)
+        lost = events(caplog, "unit_lost")
+        after_kill = [r.created - killed_wall for r in lost if killed_wall <= r.created < blip_wall]
+        after_blip = [r.created - blip_wall for r in lost if r.created >= blip_wall]
+        print(
+            f"\n1x on Celery: {elapsed:.1f} s, {requests} requests, {summary.stores} stores, status {summary.status};"
+            f" killed at {killed_at:.1f} s, broker restarted at {blip_at:.1f} s; units lost and re-sent: {len(lost)}"
+            f" ({len(after_kill)} after the kill, first {min(after_kill, default=-1):.1f} s later;"
+            f" {len(after_blip)} after the restart, first {min(after_blip, default=-1):.1f} s later)"
+        )
+        shown = ("broker_back", "broker_unreachable", "celery_overhead", "unit_lost", "run_finished")
+        for r in sorted((r for e in shown for r in events(caplog, e)), key=lambda r: r.created):
+            print(f"{r.created - killed_wall:+.1f} s after the kill: {r.getMessage()}")
+        assert summary.status in ("succeeded", "partial") and result.perfect, result
+        assert lost, "the lost units were handed on"
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGKILL)
+            w.wait()
+        redis_proc.kill()
+        redis_proc.wait()
+
+
+async def test_queued_tasks_carry_no_secret_and_a_stopped_run_leaves_none(
+    private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path
+) -> None:
+    """No worker yet: the run's tasks wait in the broker. Their messages, decoded, hold the unit and no
+    secret. Stopped, the run takes them out of the broker; a worker started afterwards runs nothing."""
+    import redis as redis_lib
+
+    from stage5.crawl.celery_engine import KEY_PREFIX, QUEUE
+
+    redis_url, _ = private_redis
+    secret = "Pl4ntedT0ken"
+    with ReplicaProcess(SEED, SCALE) as replica:
+        settings = make_settings(
+            site=replica.url,
+            districts=DISTRICTS,
+            engine="celery",
+            cache="off",
+            api_token=secret,
+            notify_url=f"http://127.0.0.1:9/hook?token={secret}",
+            database_url=f"{make_settings().database_url}?password={secret}",
+        )
+        client = redis_lib.Redis.from_url(redis_url)
+        crawl = asyncio.create_task(run_crawl(settings, make_settings().database_url, redis_url))
+        while client.llen(KEY_PREFIX + QUEUE) < settings.celery_tasks_in_flight:
+            await asyncio.sleep(0.05)
+        bodies = [
+            base64.b64decode(json.loads(raw)["body"]).decode() for raw in client.lrange(KEY_PREFIX + QUEUE, 0, -1)
+        ]
+        assert len(bodies) == settings.celery_tasks_in_flight
+        assert all(secret not in body and "postgresql" not in body and "redis://" not in body for body in bodies)
+        assert all('"uid"' in body and '"schema"' in body for body in bodies)
+        os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: a graceful stop
+        summary = await crawl
+        assert summary.status == "interrupted"
+        assert client.llen(KEY_PREFIX + QUEUE) == 0
+        replica.reset()
+        worker = start_worker(redis_url, tmp_path / "late")
+        try:
+            wait_ready(worker, tmp_path / "late")
+            time.sleep(2)
+            assert replica.stats()["requests"] == 0  # nothing of the stopped run reached the site
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
+async def _politeness(settings: Any, replica: ReplicaProcess, redis_url: str | None) -> dict[str, Any]:
+    replica.reset()
+    summary = await run_crawl(settings, settings.database_url, redis_url)
+    stats = replica.stats()
+    assert summary.status == "succeeded"
+    return {"in_flight": stats["max_in_flight"], "gap": min(stats["smallest_gaps"]), "gaps": stats["gap_count"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [1, 4])
+async def test_politeness_on_celery_is_the_promise_whatever_the_workers(
+    processes: int, private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path, pg_url: str
+) -> None:
+    """ "2 in flight, 0.2 s apart" per host, measured by the replica: the Celery workers share one gate in
+    Redis, so 1 or 4 worker processes keep it; the local engine's figures are printed beside them."""
+    redis_url, _ = private_redis
+    polite = dict(districts="도봉구,중구", request_delay_s=0.2, host_concurrency=2, cache="off")
+    local_schema = f"t_{uuid.uuid4().hex[:12]}"
+    worker = start_worker(redis_url, tmp_path / "w", processes=processes)
+    try:
+        wait_ready(worker, tmp_path / "w")
+        with ReplicaProcess(SEED, SCALE) as replica:
+            local = await _politeness(
+                make_settings(site=replica.url, workers=processes, db_schema=local_schema, **polite), replica, None
+            )
+            celery = await _politeness(make_settings(site=replica.url, engine="celery", **polite), replica, redis_url)
+        print(f"\npoliteness with {processes} worker process(es): local {local}, celery {celery}")
+        assert celery["in_flight"] <= 2
+        assert celery["gap"] >= 0.2 * 0.9  # starts 0.2 s apart in Redis' clock; arrival jitter aside
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(local_schema)))
+
+
+async def test_more_units_than_a_worker_serves_before_recycling(
+    two_workers: tuple[str, list[subprocess.Popen[bytes]]], make_settings: Any, small_world: Any
+) -> None:
+    """The crash of issue 23: past worker_max_units units a Celery run died (an inherited recycle step)."""
+    redis_url, _ = two_workers
+    with ReplicaProcess(SEED, SCALE) as replica:
+        settings = make_settings(
+            site=replica.url, districts=DISTRICTS, engine="celery", cache="off", worker_max_units=3
+        )
+        summary = await run_crawl(settings, settings.database_url, redis_url)
+    stored, rejected = await load_result(settings)
+    assert summary.status == "succeeded" and summary.units > 3 * 3
+    assert score(small_world, stored, rejected, settings.districts).perfect
