@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import psutil
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
 
 HOLD = """
 import asyncio, sys, time
@@ -62,3 +68,35 @@ def wait_for_port(port: int, tries: int = 100) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+# --- the console under test ---------------------------------------------------------------------
+
+JSON = {"Content-Type": "application/json"}
+
+
+class Console:
+    """A client of a console served on loopback: `call` answers (status, parsed JSON body or None)."""
+
+    def __init__(self, server: TestServer, session: ClientSession) -> None:
+        self.server, self.session = server, session
+
+    async def call(self, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body)
+        url = self.server.make_url(path)
+        async with self.session.request(method, url, data=data, headers={**JSON, **headers}) as answer:
+            return answer.status, json.loads(await answer.text() or "null")
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Any) -> AsyncIterator[Console]:
+    """The console on a free loopback port (its scheduler ticking hourly), and a client session to it."""
+    from stage5.web.app import make_app
+
+    server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession() as session:
+            yield Console(server, session)
+    finally:
+        await server.close()

@@ -5,48 +5,21 @@ belongs to someone else, and bad input of every kind (each a JSON 400 naming the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psutil
 import psycopg
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
-from aiohttp.test_utils import TestServer
+from helpers import serving
 from psycopg.types.json import Jsonb
 
 from stage5.identity import command_fingerprint
 from stage5.web.api import STREAMS_MAX
-from stage5.web.app import POOL_MAX, make_app
-
-JSON = {"Content-Type": "application/json"}
-
-
-class Console:
-    def __init__(self, server: TestServer, session: ClientSession) -> None:
-        self.server, self.session = server, session
-
-    async def call(self, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body)
-        url = self.server.make_url(path)
-        async with self.session.request(method, url, data=data, headers={**JSON, **headers}) as answer:
-            return answer.status, json.loads(await answer.text() or "null")
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: Any) -> AsyncIterator[Console]:
-    """The console on a free loopback port (its scheduler ticking hourly), and a client session to it."""
-    server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with ClientSession() as session:
-            yield Console(server, session)
-    finally:
-        await server.close()
+from stage5.web.app import POOL_MAX
 
 
 def _db(settings: Any) -> psycopg.Connection:

@@ -4,49 +4,16 @@ and cross-site rules, the 400 cases; a job run from the API crawls a replica thr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse, ClientSession
-from aiohttp.test_utils import TestServer
+from helpers import Console, serving
 
 from stage5.crawl.run import run_crawl
 from stage5.replica.process import ReplicaProcess
 from stage5.replica.server import Faults
-from stage5.web.app import make_app
-
-JSON = {"Content-Type": "application/json"}
-
-
-class Console:
-    def __init__(self, server: TestServer, session: ClientSession) -> None:
-        self.server, self.session = server, session
-
-    async def call(self, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body)
-        async with self.session.request(
-            method, self.server.make_url(path), data=data, headers={**JSON, **headers}
-        ) as answer:
-            return answer.status, await _json(answer)
-
-
-async def _json(answer: ClientResponse) -> Any:
-    return json.loads(await answer.text() or "null")
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: Any) -> AsyncIterator[Console]:
-    """The console on a free loopback port (its scheduler ticking hourly), and a client session to it."""
-    server = TestServer(make_app(settings, tick_s=3600), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with ClientSession() as session:
-            yield Console(server, session)
-    finally:
-        await server.close()
 
 
 @pytest.fixture
