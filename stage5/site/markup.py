@@ -7,6 +7,7 @@ capped, so no answer can make a parse slow (see the hostile-answer tests).
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -103,3 +104,13 @@ def document(body: bytes) -> lxml.html.HtmlElement:
     if limits:
         raise ParseError(f"page only partly read ({limits[0]})")
     return doc
+
+
+def json_answer(body: bytes, what: str) -> Any:
+    """An API answer's JSON, or ParseError naming `what` answered (e.g. "search answer") and why not."""
+    try:
+        return json.loads(decode(body))
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"{what} is not JSON ({exc.msg} at byte {exc.pos})") from None
+    except RecursionError:
+        raise ParseError(f"{what} is JSON nested too deep to read") from None

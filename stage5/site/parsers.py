@@ -18,7 +18,7 @@ import lxml.html
 from stage5.errors import ParseError
 from stage5.models import SearchPage, StoreSummary
 from stage5.site.detail import parse_detail
-from stage5.site.markup import decode, document, integer, items, number, split_categories, text_of
+from stage5.site.markup import document, integer, items, json_answer, number, split_categories, text_of
 from stage5.site.profile import parse_profile
 
 __all__ = [
@@ -124,13 +124,7 @@ def distance_m(value: Any) -> float | None:
 
 def parse_search(body: bytes) -> SearchPage:
     """`POST /API/isearch/` JSON -> SearchPage."""
-    try:
-        data = json.loads(decode(body))
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"search answer is not JSON ({exc.msg} at byte {exc.pos})") from None
-    except RecursionError:
-        raise ParseError("search answer is JSON nested too deep to read") from None
-    return _search_page(_poi_section(data))
+    return _search_page(_poi_section(json_answer(body, "search answer")))
 
 
 # --- list page ------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ As in `stage5.site.detail`, a field the answer shows no sign of (its section or 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -20,7 +19,16 @@ from stage5.errors import NotThisStore, ParseError
 from stage5.models import MenuItem, StoreDetail
 from stage5.site.detail import PHONE_RE
 from stage5.site.formats import Hours, read_hours, weekly_table, won
-from stage5.site.markup import MAX_LINE, MAX_PRICE_DIGITS, decode, integer, items, number, split_categories, text_of
+from stage5.site.markup import (
+    MAX_LINE,
+    MAX_PRICE_DIGITS,
+    integer,
+    items,
+    json_answer,
+    number,
+    split_categories,
+    text_of,
+)
 
 OK = "100"
 LAYOUT = "api"  # the coverage key of answers from this source: "detail:api"
@@ -38,12 +46,7 @@ MAX_ENTRIES = 200
 
 
 def _answer(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(decode(body))
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"profile answer is not JSON ({exc.msg} at byte {exc.pos})") from None
-    except RecursionError:
-        raise ParseError("profile answer is JSON nested too deep to read") from None
+    data = json_answer(body, "profile answer")
     if not isinstance(data, dict):
         raise ParseError("profile answer is not a JSON object")
     code = text_of(data.get("result_code"))
