@@ -212,6 +212,7 @@ def build_record(summary: StoreSummary, detail: StoreDetail, district: str, sour
         **merge.sources,
     }
     not_shown = detail.missing | NOT_SHOWN_BY.get(detail.source, frozenset())
+    damaged = _damaged_fields(detail)
     return StoreRecord(
         rid=summary.rid,
         name=name,
@@ -224,12 +225,12 @@ def build_record(summary: StoreSummary, detail: StoreDetail, district: str, sour
         refill_type=refill_type,
         refill_items=refill_items,
         refill_evidence=evidence,
-        missing=_missing(not_shown | _damaged_fields(detail)),
+        missing=_missing(not_shown | damaged),
         closed=detail.closed,
         listing_hash=listing_fingerprint(summary),
         detail_source=detail.source,
         field_sources=sources,
-        damaged=tuple(sorted(_damaged_fields(detail))),
+        damaged=tuple(sorted(damaged)),
         **merge.values,
     )
 
