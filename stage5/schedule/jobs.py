@@ -29,6 +29,7 @@ from croniter import croniter
 
 from stage5.errors import JobError
 from stage5.site.seoul import DISTRICT_NAMES
+from stage5.storage.jobs import JobValues
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,11 @@ def job_from_row(name: str, kind: str, cron: str, params: dict[str, Any], timezo
 
 def job_params(job: Job) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(job).items() if k in PARAMS}
+
+
+def job_values(job: Job) -> JobValues:
+    """The job as `scheduled_jobs` keeps it (the inverse of job_from_row; the timezone is a column of its own)."""
+    return JobValues(job.name, job.kind, job.cron, job_params(job))
 
 
 def load_jobs(path: Path | None) -> tuple[Job, ...]:

@@ -31,6 +31,7 @@ from typing import Protocol
 
 from stage5.logs import log_event
 from stage5.schedule.jobs import Job
+from stage5.storage.jobs import job_created
 from stage5.storage.slots import SlotStore
 
 log = logging.getLogger("stage5.schedule")
@@ -74,7 +75,7 @@ class Scheduler:
         self.last_end: dict[str, datetime] = {}
 
     def _start(self, job: Job, now: datetime) -> datetime:
-        since = self.store.last_slot(job.name) or self.store.job_created(job.name) or now
+        since = self.store.last_slot(job.name) or job_created(self.store.conn, job.name) or now
         return max(now - timedelta(seconds=job.grace_s), min(since, now))
 
     def set_jobs(self, jobs: Sequence[Job]) -> None:

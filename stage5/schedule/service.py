@@ -22,6 +22,7 @@ from stage5.schedule.launcher import ProcessLauncher
 from stage5.schedule.scheduler import Scheduler, SlotDecision
 from stage5.services import database_url
 from stage5.settings import Settings
+from stage5.storage.jobs import any_jobs, enabled_jobs, paused
 from stage5.storage.schema import migrate, on_database
 from stage5.storage.slots import SlotStore
 
@@ -46,20 +47,20 @@ class SchedulerService:
         self.lock = threading.Lock()  # one tick or run-now at a time (the store's connection is shared)
 
     def jobs(self) -> tuple[Job, ...]:
-        if not self.store.has_stored_jobs():
+        if not any_jobs(self.store.conn):
             return self.file_jobs
         jobs = []
-        for name, kind, cron, params, timezone in self.store.stored_jobs():
+        for row in enabled_jobs(self.store.conn):
             try:
-                jobs.append(job_from_row(name, kind, cron, params, timezone))
+                jobs.append(job_from_row(row.name, row.kind, row.cron, row.params, row.timezone))
             except JobError as exc:  # edited by hand into something unusable: that job alone is skipped
-                log_event(log, "job_invalid", logging.ERROR, job=name, reason=exc)
+                log_event(log, "job_invalid", logging.ERROR, job=row.name, reason=exc)
         return tuple(jobs)
 
     def tick(self) -> list[SlotDecision]:
         with self.lock:
             self.scheduler.set_jobs(self.jobs())
-            if self.store.paused():
+            if paused(self.store.conn):
                 self.scheduler.cursor = dict.fromkeys(self.scheduler.cursor, self.scheduler.clock())
                 return []
             return self.scheduler.tick()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -41,23 +40,6 @@ class SlotStore:
             " ORDER BY slot_at, job",
             (job, job),
         ).fetchall()
-
-    def stored_jobs(self) -> list[tuple[str, str, str, dict[str, Any], str]]:
-        """(name, kind, cron, params, timezone) of the enabled jobs in `scheduled_jobs` (the console's)."""
-        return self.conn.execute(
-            "SELECT name, kind, cron, params, timezone FROM scheduled_jobs WHERE enabled ORDER BY name"
-        ).fetchall()
-
-    def job_created(self, job: str) -> datetime | None:
-        """When the console created `job` (None for a job of the schedule file or the defaults)."""
-        row = self.conn.execute("SELECT created_at FROM scheduled_jobs WHERE name = %s", (job,)).fetchone()
-        return row[0] if row else None
-
-    def has_stored_jobs(self) -> bool:
-        return self.conn.execute("SELECT EXISTS (SELECT 1 FROM scheduled_jobs)").fetchone() == (True,)
-
-    def paused(self) -> bool:
-        return self.conn.execute("SELECT paused FROM scheduler_state WHERE id = 1").fetchone() == (True,)
 
     def close(self) -> None:
         self.conn.close()

@@ -23,6 +23,7 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
@@ -37,10 +38,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from stage5.errors import DatabaseUnavailable, JobError
 from stage5.identity import not_the_same
 from stage5.logs import log_event
-from stage5.schedule.jobs import DEFAULT_JOBS, PARAMS, Job, parse_job
+from stage5.schedule.jobs import DEFAULT_JOBS, PARAMS, Job, job_values, parse_job
 from stage5.schedule.service import SchedulerService
 from stage5.site.seoul import DISTRICT_NAMES, DISTRICTS
 from stage5.storage import jobs as job_store
+from stage5.storage.console import job_history
 from stage5.storage.runs import list_runs, show_run
 
 log = logging.getLogger("stage5.web")
@@ -64,6 +66,8 @@ def _default(value: Any) -> Any:
         return float(value)
     if isinstance(value, (set, tuple)):
         return list(value)
+    if is_dataclass(value) and not isinstance(value, type):  # a typed row of stage5.storage
+        return asdict(value)
     raise TypeError(type(value).__name__)
 
 
@@ -285,22 +289,28 @@ async def job_create(request: web.Request) -> web.Response:
         return problem(400, str(exc), exc.field)
     async with _db(request) as conn:
         try:
-            row = await job_store.save_job(conn, job, timezone, enabled)
+            row = await job_store.save_job(conn, job_values(job), timezone, enabled)
         except psycopg.errors.UniqueViolation:
             return problem(409, f"a job named {job.name!r} exists", "name")
     return reply(row, 201)
 
 
-async def _stored(request: web.Request, conn: psycopg.AsyncConnection) -> dict[str, Any]:
+async def _stored(request: web.Request, conn: psycopg.AsyncConnection) -> job_store.JobRow:
     row = await job_store.get_job(conn, _int(request, "id", 0, 2**31 - 1))
     if row is None:
         raise web.HTTPNotFound(text=json.dumps({"error": "no such job"}), content_type="application/json")
     return row
 
 
-def _as_body(row: dict[str, Any]) -> dict[str, Any]:
-    keep = ("name", "kind", "cron", "timezone", "enabled", "params")
-    return {k: row[k] for k in keep}
+def _as_body(row: job_store.JobRow) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "kind": row.kind,
+        "cron": row.cron,
+        "timezone": row.timezone,
+        "enabled": row.enabled,
+        "params": row.params,
+    }
 
 
 async def job_get(request: web.Request) -> web.Response:
@@ -314,13 +324,13 @@ async def job_patch(request: web.Request) -> web.Response:
         row = await _stored(request, conn)
         base = _as_body(row)
         if "params" in data and isinstance(data["params"], dict):
-            data = {**data, "params": {**row["params"], **data["params"]}}
+            data = {**data, "params": {**row.params, **data["params"]}}
         try:
             job, timezone, enabled = _validated(data, base)
         except JobError as exc:
             return problem(400, str(exc), exc.field)
         try:
-            saved = await job_store.save_job(conn, job, timezone, enabled, row["id"])
+            saved = await job_store.save_job(conn, job_values(job), timezone, enabled, row.id)
         except psycopg.errors.UniqueViolation:
             return problem(409, f"a job named {job.name!r} exists", "name")
     return reply(saved)
@@ -329,8 +339,8 @@ async def job_patch(request: web.Request) -> web.Response:
 async def job_delete(request: web.Request) -> web.Response:
     async with _db(request) as conn:
         row = await _stored(request, conn)
-        await job_store.delete_job(conn, row["id"])
-    return reply({"deleted": row["id"]})
+        await job_store.delete_job(conn, row.id)
+    return reply({"deleted": row.id})
 
 
 async def job_run_now(request: web.Request) -> web.Response:
@@ -347,12 +357,12 @@ async def job_runs(request: web.Request) -> web.Response:
     limit = _query(request, LimitQuery).limit
     async with _db(request) as conn:
         row = await _stored(request, conn)
-        return reply(await job_store.job_runs(conn, row["name"], limit))
+        return reply(await job_history(conn, row.name, limit))
 
 
 async def job_presets(request: web.Request) -> web.Response:
     async with _db(request) as conn:
-        created = await job_store.add_presets(conn, DEFAULT_JOBS, request.app[TIMEZONE])
+        created = await job_store.add_presets(conn, [job_values(j) for j in DEFAULT_JOBS], request.app[TIMEZONE])
     return reply({"created": created}, 201 if created else 200)
 
 

@@ -18,6 +18,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from stage5.errors import ConfigError
+from stage5.schedule.jobs import job_values
 from stage5.schedule.service import SchedulerService
 from stage5.services import database_url
 from stage5.settings import Settings
@@ -87,7 +88,7 @@ def make_app(settings: Settings, tick_s: float | None = None, host: str = "127.0
         if settings.schedule_file:  # the schedule file's jobs become the console's, once
             async with app[api.POOL].connection() as conn:
                 if not await job_store.list_jobs(conn):
-                    await job_store.add_presets(conn, service.file_jobs, settings.timezone)
+                    await job_store.add_presets(conn, [job_values(j) for j in service.file_jobs], settings.timezone)
         app[api.SCHEDULER] = service
         thread = threading.Thread(target=service.loop, name="scheduler", daemon=True)
         thread.start()
