@@ -120,6 +120,7 @@ class ResponseCache:
         if raw is None:
             self.stats.misses += 1
             return None
+        assert isinstance(raw, bytes)  # the pool has no decode_responses: Redis answers bytes
         try:
             body = zlib.decompress(raw)
         except zlib.error:  # a damaged entry (or someone else's key): gone, and fetched afresh

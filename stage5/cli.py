@@ -555,7 +555,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = configure(redis_url(settings), settings.celery_visibility_s)
     processes = settings.worker_concurrency or os.cpu_count() or 1
     app.worker_main(["worker", f"--concurrency={processes}", "--loglevel=INFO", "-n", f"stage5-{os.getpid()}@%h"])
-    return ExitCode.OK
+    # celery-types declares worker_main NoReturn, but Celery 5 returns once the worker has stopped
+    return ExitCode.OK  # type: ignore[unreachable]
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:

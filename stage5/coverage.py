@@ -133,6 +133,7 @@ def drops(now: Coverage, history: list[Coverage], points: float) -> list[dict[st
     different fields, so a run that switches source is no drop), with the detail layout where it fell
     most. No history, or fewer than MIN_PAGES pages (a change-driven night fetches few details): nothing."""
     found = []
+    views: list[tuple[str, str | None, dict[str, Any], list[dict[str, Any]]]]
     views = [("search", None, now.get("search") or {}, [h.get("search") or {} for h in history])]
     views += [("detail", src, by_source(now, src), [by_source(h, src) for h in history]) for src in SOURCES]
     for kind, source, current_entry, earlier_entries in views:

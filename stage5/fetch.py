@@ -407,9 +407,7 @@ class Fetcher:
         limit = f"limit STAGE5_MAX_BODY_MB={self.settings.max_body_mb}"
         raise FetchFailed(request, f"answer too large: {what} ({limit})", 1)
 
-    def _check_status(
-        self, request: Request, status: int, retry_after: str | None, gate: HostGate, body: bytes
-    ) -> bytes:
+    def _check_status(self, request: Request, status: int, retry_after: str | None, gate: Gate, body: bytes) -> bytes:
         if status == 304:
             raise NotModified(f"{request.label}: not modified")
         if status == 429:

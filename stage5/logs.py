@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler
 
@@ -104,19 +104,19 @@ class EventFormatter(logging.Formatter):
         return " ".join(f"{k}={_logfmt_value(v)}" for k, v in line.items())
 
 
-class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever sys.stderr is at the time: while the live progress view runs, rich's stand-in,
     which prints the line above the live area instead of through it."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
+    @property
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _: Any) -> None:
+    def stream(self, _: TextIO) -> None:
         pass
 
 
@@ -127,7 +127,7 @@ class ConsoleFormatter(logging.Formatter):
         return f"{record.levelname} {record.getMessage()}"
 
 
-class LogFile(ConcurrentRotatingFileHandler):  # type: ignore[misc]
+class LogFile(ConcurrentRotatingFileHandler):
     """The rotating file handler, failing once: see WRITE_FAILURES."""
 
     failed = False

@@ -23,7 +23,7 @@ def redact_dsn(dsn: str) -> str:
         return "<unparsable database URL>"
     if params.get("password"):
         params["password"] = HIDDEN
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def redact_url(url: str | None) -> str:

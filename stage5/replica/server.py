@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from multidict import MultiMapping
 
 from stage5.replica import profile_api, render
@@ -180,7 +181,7 @@ class Replica:
 
     # --- handlers ---------------------------------------------------------------------------
     async def search(self, request: web.Request) -> web.Response:
-        form: MultiMapping[str] = await request.post() if request.method == "POST" else request.query
+        form: MultiMapping[object] = await request.post() if request.method == "POST" else request.query
         query = str(form.get("query", ""))
         if request.method == "GET":
             size = GET_PAGE_SIZE
@@ -270,9 +271,9 @@ class Replica:
         retry_after = max(0, round(self.faults.retry_after_s))
         return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": str(retry_after)})
 
-    async def _truncated(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        full: web.Response = await handler(request)
-        body = full.body if isinstance(full.body, bytes) else b""
+    async def _truncated(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        full = await handler(request)
+        body = _body_of(full)
         resp = web.StreamResponse(status=200, headers={"Content-Type": full.content_type})
         resp.content_length = len(body)
         await resp.prepare(request)
@@ -281,16 +282,16 @@ class Replica:
             request.transport.close()  # the client sees a body shorter than Content-Length
         return resp
 
-    async def _malformed(self, request: web.Request, handler: Any) -> web.Response:
-        full: web.Response = await handler(request)
-        body = full.body if isinstance(full.body, bytes) else b""
+    async def _malformed(self, request: web.Request, handler: Handler) -> web.Response:
+        full = await handler(request)
+        body = _body_of(full)
         if self.rng.random() < 0.5:
             return web.Response(body=body[: len(body) // 3], content_type=full.content_type)
         maintenance = "<html><body><h1>서비스 점검 중입니다</h1></body></html>"
         return web.Response(text=maintenance, content_type="text/html")
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/__replica/"):
             return await handler(request)
         self.stats.by_endpoint[request.path] += 1
@@ -306,7 +307,7 @@ class Replica:
         self.stats.by_status[response.status] += 1
         return response
 
-    async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         f = self.faults
         if self._over_rate_cap(request.remote or "?"):  # counted on arrival, as a real rate limiter does
             return self._too_many("rate_cap")
@@ -327,7 +328,7 @@ class Replica:
             roll -= p
         return await handler(request)
 
-    async def _inject(self, kind: str, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _inject(self, kind: str, request: web.Request, handler: Handler) -> web.StreamResponse:
         if kind == "429":
             self.stats.faults[kind] -= 1  # counted once, by _too_many
             return self._too_many("429")
@@ -353,7 +354,7 @@ class Replica:
         return app
 
 
-def _point(form: MultiMapping[str]) -> tuple[float, float, float] | None:
+def _point(form: MultiMapping[object]) -> tuple[float, float, float] | None:
     """(lat, lng, radius_m) of a coordinate query: lat and lng with a `distance`; None otherwise (the
     crawler's keyword searches send the district office's lat/lng without a distance: not near-me)."""
     try:
@@ -361,6 +362,11 @@ def _point(form: MultiMapping[str]) -> tuple[float, float, float] | None:
     except ValueError:
         return None
     return (lat, lng, radius) if radius > 0 else None
+
+
+def _body_of(response: web.StreamResponse) -> bytes:
+    """A handler's answer as bytes (the replica's handlers answer whole `web.Response`s; a stream has none)."""
+    return response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
 
 
 def _int(value: Any, default: int) -> int:

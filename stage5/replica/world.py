@@ -317,7 +317,7 @@ class _Builder:
     ) -> tuple[tuple[tuple[str, int | None], ...], tuple[str, ...], str]:
         """Menu, tags and name. A refill store carries at least one refill word somewhere."""
         rng = self.rng
-        prices = [rng.randrange(9900, 45000, 1000) + 900 for _ in items]
+        prices: list[int | None] = [rng.randrange(9900, 45000, 1000) + 900 for _ in items]
         if not refill:
             menu = tuple((item, price) for item, price in zip(items, prices))
             return menu, (kind, "맛집"), f"{area} {brand}"

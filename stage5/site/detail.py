@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -256,7 +257,7 @@ def _rating(page: Reader) -> dict[str, Any]:
 # --- tags and keywords --------------------------------------------------------------------------
 
 
-def _unique(texts: list[str | None]) -> tuple[str, ...]:
+def _unique(texts: Iterable[str | None]) -> tuple[str, ...]:
     """'#' stripped, empty dropped, deduped, in page order."""
     cleaned = (t.strip().lstrip("#").strip() for t in texts if t)
     return tuple(dict.fromkeys(t for t in cleaned if t))

@@ -57,7 +57,9 @@ def rid_in_url(url: str | None) -> str | None:
     if not url:
         return None
     parts = urlsplit(url.strip())
-    rid = (parse_qs(parts.query).get("rid") or parse_qs(parts.query).get("v_rid") or [None])[0]
+    query = parse_qs(parts.query)
+    ids = query.get("rid") or query.get("v_rid")
+    rid = ids[0] if ids else None
     if rid is None and "/profile/" in parts.path:
         rid = parts.path.rstrip("/").rsplit("/", 1)[-1]
     return rid if rid and _RID_RE.match(rid) else None

@@ -118,7 +118,7 @@ def distance_m(value: Any) -> float | None:
         return None
     decimals = len(match.group(2) or "")
     unit = 1000.0 if match.group(3).lower() == "km" else 1.0
-    half_step = 0.5 * unit / 10**decimals
+    half_step = 0.5 * unit / 10.0**decimals
     return max(0.0, float(match.group(1)) * unit - half_step)
 
 
