@@ -266,7 +266,10 @@ def _run(
 
     setup_logging(settings.log_dir, style=settings.log_format, level=settings.log_level)
     logs.ON_WRITE_FAILURE[:] = [_stop_gracefully]  # a log file that fails stops the crawl, resumable
-    redis = None if settings.cache == "off" and settings.engine == "local" else redis_url(settings)
+    # Redis holds the cache, Celery's broker, and the per-host gate local workers share when starts must be
+    # spaced (a delay): without any of those the crawl needs no Redis.
+    needs_redis = settings.cache != "off" or settings.engine != "local" or settings.request_delay_s > 0
+    redis = redis_url(settings) if needs_redis else None
     return asyncio.run(
         run_crawl(
             settings,

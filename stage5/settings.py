@@ -22,7 +22,7 @@ from stage5.redact import redact_url
 from stage5.site.seoul import DISTRICT_NAMES
 
 REAL_SITE = "https://www.diningcode.com"
-SECRET_SETTINGS = ("database_url", "redis_url", "notify_command", "notify_url")
+SECRET_SETTINGS = ("database_url", "redis_url", "notify_command", "notify_url", "api_token")
 _NOT_POSTGRES = "not a PostgreSQL URL: {} (e.g. postgresql://user@host:5432/db)"
 
 
@@ -319,8 +319,8 @@ class Settings(BaseSettings):
         return value
 
     def shareable(self) -> dict[str, Any]:
-        """The settings as JSON without secrets (service URLs, notify targets): what may travel in a
-        task message or be written into a run's record."""
+        """The settings as JSON without secrets (service URLs, notify targets, the console's token): what
+        may travel in a task message or be written into a run's record."""
         return self.model_dump(mode="json", exclude=set(SECRET_SETTINGS))
 
     @property

@@ -261,12 +261,15 @@ async def test_politeness_on_celery_is_the_promise_whatever_the_workers(
         wait_ready(worker, tmp_path / "w")
         with ReplicaProcess(SEED, SCALE) as replica:
             local = await _politeness(
-                make_settings(site=replica.url, workers=processes, db_schema=local_schema, **polite), replica, None
+                make_settings(site=replica.url, workers=processes, db_schema=local_schema, **polite), replica, redis_url
             )
             celery = await _politeness(make_settings(site=replica.url, engine="celery", **polite), replica, redis_url)
         print(f"\npoliteness with {processes} worker process(es): local {local}, celery {celery}")
-        assert celery["in_flight"] <= 2
-        assert celery["gap"] >= 0.2 * 0.9  # starts 0.2 s apart in Redis' clock; arrival jitter aside
+        for figures in (local, celery):
+            assert figures["in_flight"] <= 2
+            # Starts 0.2 s apart by Redis' clock; arrivals jitter by a loaded machine's event-loop lag (seen:
+            # 0.168 s with other tests running). Each process on its own gate gave 0.04 s.
+            assert figures["gap"] >= 0.2 * 0.75
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()

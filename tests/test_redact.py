@@ -55,7 +55,7 @@ def test_a_crawl_with_planted_secrets_shows_them_nowhere(
     command = [sys.executable, "-m", "stage5", "crawl", "--site", replica.url, "--districts", "도봉구"]
     command += ["--db-schema", schema, "--log-dir", str(logs), "--no-cache", "--request-delay-s", "0"]
     command += ["--notify-url", f"http://127.0.0.1:9/hook?token={TOKEN}", "--json"]
-    env = {"DATABASE_URL": secret_db, "PATH": "/usr/bin:/bin"}
+    env = {"DATABASE_URL": secret_db, "STAGE5_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen_in_ps: list[str] = []
     while proc.poll() is None:  # every process of the machine, while the crawl runs

@@ -39,7 +39,7 @@ from stage5.crawl.executor import (
     WorkerFigure,
 )
 from stage5.crawl.pipeline import run_unit
-from stage5.crawl.shared_gate import SharedHostGate
+from stage5.crawl.shared_gate import SharedGates
 from stage5.errors import ServiceMissing
 from stage5.fetch import Fetcher
 from stage5.logs import bind, log_event
@@ -169,16 +169,9 @@ class TaskMessage:
             unit.uid,
             unit.district,
             payload,
-            shareable(settings),
+            settings.shareable(),
             settings.celery_lease_s,
         )
-
-
-def shareable(settings: Settings) -> dict[str, Any]:
-    """The settings a worker needs, without secrets (service URLs, notify targets, the console's token)."""
-    data = settings.shareable()
-    data.pop("api_token", None)
-    return data
 
 
 @dataclass(frozen=True)
@@ -268,20 +261,13 @@ async def _run(task: TaskMessage, node: str, broker_url: str) -> Result:
     settings = Settings(**task.settings)
     unit = unit_from_payload(task.uid, task.kind, task.district, task.payload)
     shared = redis.asyncio.Redis.from_url(broker_url)
-    gates: list[SharedHostGate] = []
-
-    def gate(host: str, delay: float, concurrency: int) -> SharedHostGate:
-        prefix = f"stage5:gate:{settings.cache_namespace_or_site}:{host}:"
-        gates.append(SharedHostGate(shared, prefix, delay, concurrency, hold_s=settings.request_timeout_s + 5))
-        return gates[-1]
-
+    gates = SharedGates(shared, settings.cache_namespace_or_site, hold_s=settings.request_timeout_s + 5)
     heartbeat = asyncio.create_task(_heartbeat(shared, task.keys.lease(task.uid), node, task.lease_s))
     cache = make_cache(settings, broker_url)
     try:
-        async with Fetcher(settings, cache, gates=gate) as fetcher:
+        async with Fetcher(settings, cache, gates=gates) as fetcher:
             result = await run_unit(unit, fetcher)
-            for g in gates:
-                await g.settle()
+            await gates.settle()
             return result
     finally:
         heartbeat.cancel()

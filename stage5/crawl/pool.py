@@ -139,6 +139,9 @@ class LocalPool:
 
     def __init__(self, settings: Settings, redis_url: str | None) -> None:
         self.settings, self.redis_url = settings, redis_url
+        # Starts `delay` apart across processes need one clock: Redis (without a delay, each worker's share
+        # of the in-flight budget keeps the promise alone).
+        self.shared_gate = bool(redis_url) and settings.request_delay_s > 0
         self.budget_mb, budget_source = effective_budget_mb(settings.memory_budget_mb)
         if budget_source != "budget":
             log_event(log, "budget_lowered", logging.WARNING, budget_mb=round(self.budget_mb), cause=budget_source)
@@ -246,7 +249,7 @@ class LocalPool:
         host = socket.gethostname()
         return ExecutorFigures(
             workers=len(self._active()),
-            concurrency=self._limits()[1],
+            concurrency=self._limits().concurrency,
             in_flight=self.in_flight,
             memory_mb=sum(self._sizes.values()),
             budget_mb=self.budget_mb,
@@ -279,13 +282,18 @@ class LocalPool:
     # --- workers ------------------------------------------------------------------------------
     def _per_worker(self) -> int:
         # Throttled: one unit per worker, so a budget below the baseline slows the crawl, never stops it.
-        return 1 if self.decision.throttle else max(2, self._limits()[1])
+        return 1 if self.decision.throttle else max(2, self._limits().concurrency)
 
-    def _limits(self) -> tuple[float, int]:
-        """Each worker's share of the per-host politeness budget, capped by the governor."""
+    def _limits(self) -> SetLimits:
+        """The per-host politeness budget, capped by the governor: with a delay and Redis, the whole budget
+        kept in Redis by every worker together (N workers' starts are still `delay` apart, not only on
+        average); else each worker's share of it, kept by its own gate."""
+        concurrency = min(self.settings.host_concurrency, self.governor.concurrency)
+        if self.shared_gate:
+            return SetLimits(self.settings.request_delay_s, concurrency, shared=True)
         active = max(1, len(self._active()))
         share = max(1, self.settings.host_concurrency // active)
-        return self.settings.request_delay_s * active, max(1, min(share, self.governor.concurrency))
+        return SetLimits(self.settings.request_delay_s * active, max(1, min(share, self.governor.concurrency)))
 
     def _active(self) -> list[WorkerHandle]:
         return [w for w in self.workers.values() if not w.draining and not w.gone]
@@ -298,12 +306,11 @@ class LocalPool:
         self.next_wid += 1
         wid = self.next_wid
         ours, theirs = self.ctx.Pipe()
-        delay, concurrency = self._limits()
         process = self.ctx.Process(
             target=worker_main,
             name=f"stage5-worker-{wid}",
             daemon=True,
-            args=(wid, self.settings, self.redis_url, theirs, self.log_queue, delay, concurrency),
+            args=(wid, self.settings, self.redis_url, theirs, self.log_queue, self._limits()),
         )
         process.start()
         theirs.close()
@@ -332,9 +339,9 @@ class LocalPool:
             return False  # it died; its PipeClosed returns its units
 
     def _send_limits(self) -> None:
-        delay, concurrency = self._limits()
+        limits = self._limits()
         for w in self._active():
-            self._send(w, SetLimits(delay, concurrency))
+            self._send(w, limits)
 
     def _drain(self, handle: WorkerHandle, why: str) -> None:
         if handle.draining or handle.gone:

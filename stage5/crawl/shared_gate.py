@@ -137,3 +137,22 @@ class SharedHostGate:
         """Wait for the pause / back-off writes still on their way (before the session closes)."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+class SharedGates:
+    """The fetcher's gate factory (`Fetcher(gates=...)`) over Redis: one SharedHostGate per host, under the
+    site's namespace, so every process crawling the same site (a Celery worker on any machine, or a local
+    worker process) asks the same keys."""
+
+    def __init__(self, redis: Redis, namespace: str, hold_s: float) -> None:
+        self.redis, self.namespace, self.hold_s = redis, namespace, hold_s
+        self.made: list[SharedHostGate] = []
+
+    def __call__(self, host: str, delay: float, concurrency: int) -> SharedHostGate:
+        gate = SharedHostGate(self.redis, f"stage5:gate:{self.namespace}:{host}:", delay, concurrency, self.hold_s)
+        self.made.append(gate)
+        return gate
+
+    async def settle(self) -> None:
+        for gate in self.made:
+            await gate.settle()

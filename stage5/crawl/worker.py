@@ -18,8 +18,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from typing import Any
 
+import redis.asyncio
+
 from stage5.cache import make_cache
 from stage5.crawl.pipeline import run_unit
+from stage5.crawl.shared_gate import SharedGates
 from stage5.fetch import Fetcher
 from stage5.logs import log_event
 from stage5.settings import Settings
@@ -38,8 +41,11 @@ class RunUnit:
 
 @dataclass(frozen=True)
 class SetLimits:
-    delay: float  # seconds between two starts per host, for this worker
-    concurrency: int  # requests in flight per host, for this worker
+    delay: float  # seconds between two starts per host
+    concurrency: int  # requests in flight per host
+    # False: this worker's share of the host's budget, kept by its own gate. True: the whole host's budget,
+    # kept in Redis with every other worker (stage5.crawl.shared_gate); fixed when the worker starts.
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,15 +118,14 @@ def worker_main(
     redis_url: str | None,
     conn: Connection,
     log_queue: Queue[Any],
-    delay: float,
-    concurrency: int,
+    limits: SetLimits,
 ) -> None:
     """Entry point of the process (spawned by the master)."""
     root = logging.getLogger("stage5")
     root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
     root.setLevel(logging.INFO)
     try:
-        asyncio.run(_serve(wid, settings, redis_url, conn, delay, concurrency))
+        asyncio.run(_serve(wid, settings, redis_url, conn, limits))
     except KeyboardInterrupt:
         pass  # the master decides what happens to our units
     except Exception as exc:  # tell the master why, so a worker that cannot start stops the run
@@ -131,9 +136,7 @@ def worker_main(
         raise SystemExit(1) from None
 
 
-async def _serve(
-    wid: int, settings: Settings, redis_url: str | None, conn: Connection, delay: float, concurrency: int
-) -> None:
+async def _serve(wid: int, settings: Settings, redis_url: str | None, conn: Connection, limits: SetLimits) -> None:
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[ToWorker] = asyncio.Queue()
 
@@ -150,8 +153,10 @@ async def _serve(
     threading.Thread(target=receive, name=f"worker-{wid}-inbox", daemon=True).start()
     cache = make_cache(settings, redis_url)
     running: set[asyncio.Task[None]] = set()
-    async with Fetcher(settings, cache) as fetcher:
-        await fetcher.set_limits(delay, concurrency)
+    shared = redis.asyncio.Redis.from_url(redis_url) if limits.shared and redis_url else None
+    gates = SharedGates(shared, settings.cache_namespace_or_site, settings.request_timeout_s + 5) if shared else None
+    async with Fetcher(settings, cache, gates=gates) as fetcher:
+        await fetcher.set_limits(limits.delay, limits.concurrency)
         conn.send(WorkerReady(wid, os.getpid()))
         heartbeat = asyncio.create_task(_heartbeat(wid, conn))
         try:
@@ -166,6 +171,9 @@ async def _serve(
         await asyncio.gather(*running)
         heartbeat.cancel()
         await cache.close()
+        if gates is not None and shared is not None:
+            await gates.settle()
+            await shared.aclose()
         conn.send(Bye(wid, snapshot(fetcher)))
 
 
