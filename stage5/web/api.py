@@ -31,7 +31,6 @@ from typing import Annotated, Any, Literal, TypeVar
 import psutil
 import psycopg
 from aiohttp import web
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -42,7 +41,7 @@ from stage5.schedule.jobs import DEFAULT_JOBS, PARAMS, Job, job_values, parse_jo
 from stage5.schedule.service import SchedulerService
 from stage5.site.seoul import DISTRICT_NAMES, DISTRICTS
 from stage5.storage import jobs as job_store
-from stage5.storage.console import job_history
+from stage5.storage.console import district_units, job_history, store_columns, store_history, stores_page
 from stage5.storage.runs import list_runs, show_run
 
 log = logging.getLogger("stage5.web")
@@ -407,14 +406,7 @@ async def run_detail(request: web.Request) -> web.Response:
     run_id = _int(request, "id", 0, 2**62)
     async with _db(request) as conn:
         run = await _run_or_404(conn, run_id)
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                "SELECT district, count(*) FILTER (WHERE state = 'done') AS done,"
-                " count(*) FILTER (WHERE state = 'failed') AS failed, count(*) AS units"
-                " FROM crawl_units WHERE run_id = %s GROUP BY district ORDER BY district",
-                (run_id,),
-            )
-            run["district_units"] = await cur.fetchall()
+        run["district_units"] = await district_units(conn, run_id)
     return reply(run)
 
 
@@ -528,20 +520,6 @@ async def run_events(request: web.Request) -> web.StreamResponse:
 
 # --- stores -------------------------------------------------------------------------------------
 
-STORE_FIELDS = (
-    "diningcode_place_id AS rid, name, branch, district, address, position_lat AS lat, position_lng AS lng,"
-    " is_confirmed_refill AS refill, refill_type, price_min, price_max, diningcode_rating AS rating, status"
-)
-
-
-SORTS = {
-    "rid": "diningcode_place_id",
-    "name": "name, diningcode_place_id",
-    "district": "district, name, diningcode_place_id",
-    "price": "price_min NULLS LAST, diningcode_place_id",
-    "rating": "diningcode_rating DESC NULLS LAST, diningcode_place_id",
-}
-
 
 async def stores_list(request: web.Request) -> web.Response:
     """Stores by filter: keyset pages (`after`) in id order, or `offset` pages in another `sort`; `total`
@@ -549,23 +527,20 @@ async def stores_list(request: web.Request) -> web.Response:
     query = _query(request, StoresQuery)
     if query.district and query.district not in DISTRICT_NAMES:
         return problem(400, f"unknown district {query.district!r}; use Seoul's 구 names", "district")
-    where = (
-        "(%(district)s::text IS NULL OR district = %(district)s)"
-        " AND (%(refill)s::boolean IS NULL OR is_confirmed_refill = %(refill)s)"
-        " AND (%(q)s::text IS NULL OR name ILIKE '%%' || %(q)s || '%%')"
-    )
-    values = {**query.model_dump(), "q": query.q or None, "district": query.district or None}
-    async with _db(request) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {STORE_FIELDS} FROM stores WHERE {where} AND diningcode_place_id > %(after)s"
-            f" ORDER BY {SORTS[query.sort]} LIMIT %(limit)s OFFSET %(offset)s",
-            values,
+    async with _db(request) as conn:
+        page = await stores_page(
+            conn,
+            district=query.district or None,
+            refill=query.refill,
+            name_part=query.q or None,
+            sort=query.sort,
+            limit=query.limit,
+            after=query.after,
+            offset=query.offset,
         )
-        rows = await cur.fetchall()
-        await cur.execute(f"SELECT count(*) AS n FROM stores WHERE {where}", values)
-        total = (await cur.fetchone() or {"n": 0})["n"]
-    next_after = rows[-1]["rid"] if len(rows) == query.limit and query.sort == "rid" else None
-    return reply({"stores": rows, "next_after": next_after, "total": total, "offset": query.offset})
+    rows = page.stores
+    next_after = rows[-1].rid if len(rows) == query.limit and query.sort == "rid" else None
+    return reply({"stores": rows, "next_after": next_after, "total": page.total, "offset": query.offset})
 
 
 async def store_detail(request: web.Request) -> web.Response:
@@ -573,17 +548,11 @@ async def store_detail(request: web.Request) -> web.Response:
     rid = request.match_info["rid"]
     if len(rid) > 64 or "\x00" in rid:
         return problem(400, "rid: not a store id", "rid")
-    async with _db(request) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT * FROM stores WHERE diningcode_place_id = %s", (rid,))
-        row = await cur.fetchone()
+    async with _db(request) as conn:
+        row = await store_columns(conn, rid)
         if row is None:
             return problem(404, "no such store")
-        await cur.execute(
-            "SELECT c.run_id, c.kind, c.fields, c.changed_at FROM store_changes c"
-            " WHERE c.diningcode_place_id = %s ORDER BY c.changed_at DESC, c.id DESC LIMIT 100",
-            (rid,),
-        )
-        row["history"] = await cur.fetchall()
+        row["history"] = await store_history(conn, rid)
     return reply(row)
 
 
