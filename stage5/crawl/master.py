@@ -30,7 +30,8 @@ from stage5.models import StoreSummary
 from stage5.settings import Settings
 from stage5.site.diningcode import SearchQuery, neighbourhood_queries, queries_for, split_query
 from stage5.site.seoul import DISTRICT_BY_NAME, district_of_address, neighbourhood_of_address
-from stage5.storage.stores import StoreWriter, screen_rows
+from stage5.storage.screening import screen_rows
+from stage5.storage.stores import StoreWriter
 from stage5.storage.unit_queue import Completion
 from stage5.tallies import DistrictTally, UnitRow, WorkerStats, district_tallies
 from stage5.units import (

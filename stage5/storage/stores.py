@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -38,7 +37,7 @@ from stage5.storage.columns import (
 from stage5.storage.db import db_retrying
 from stage5.storage.lock import LockSession
 from stage5.storage.unit_queue import Completion, complete_units, insert_units, lease_units
-from stage5.units import DetailResult, Unit
+from stage5.units import Unit
 
 log = logging.getLogger("stage5.storage")
 FENCE_CHECK_S = 3.0
@@ -47,57 +46,6 @@ REJECT_SQL = """
 INSERT INTO rejected_stores (run_id, diningcode_place_id, district, reason, source_url, payload)
 VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, diningcode_place_id) DO NOTHING
 """
-
-
-_RECORD_FIELDS = tuple(f.name for f in fields(StoreRecord))
-INT4 = (-(2**31), 2**31 - 1)
-REAL_MAX = 3.4e38  # diningcode_rating is a real (float4)
-
-
-def row_problem(record: StoreRecord) -> str | None:
-    """Why PostgreSQL would refuse this record's row (a NUL in a text, a number out of its column's
-    range, NaN), or None. Checked before COPY, so one poison value rejects one store, not a batch."""
-    for name in _RECORD_FIELDS:  # the values as they are: asdict() would deep-copy every record
-        problem = _value_problem(getattr(record, name))
-        if problem:
-            return f"{name}: {problem}"
-    if record.rating is not None and abs(record.rating) > REAL_MAX:
-        return f"rating: {record.rating} out of range"
-    return None
-
-
-def screen_rows(result: DetailResult) -> None:
-    """Move the records PostgreSQL would refuse into the result's rejections (with the reason)."""
-    kept = []
-    for record in result.records:
-        problem = row_problem(record)
-        if problem is None:
-            kept.append(record)
-            continue
-        log_event(log, "store_rejected", rid=record.rid, reason=problem, url=record.source_url)
-        payload = {"name": record.name, "address": record.address}
-        result.rejections.append(
-            Rejection(record.rid, f"unstorable value: {problem}", record.source_url, record.district, payload)
-        )
-    result.records = kept
-
-
-def _value_problem(value: object) -> str | None:
-    if isinstance(value, str):
-        return "text holds a NUL character" if "\x00" in value else None
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return None if INT4[0] <= value <= INT4[1] else f"{value} out of the integer range"
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{value} is not a finite number"
-    if isinstance(value, dict):
-        return next((p for p in map(_value_problem, value.values()) if p), None)
-    if is_dataclass(value):  # a menu item
-        return next((p for p in (_value_problem(getattr(value, f.name)) for f in fields(value)) if p), None)
-    if isinstance(value, (list, tuple)):
-        return next((p for p in map(_value_problem, value) if p), None)
-    return f"unexpected {type(value).__name__}"
 
 
 @dataclass
