@@ -28,10 +28,10 @@ from stage5.crawl.run import run_crawl
 from stage5.logs import setup_logging
 from stage5.replica.hostile import CASES, HostileProcess, PeakMemory, is_target
 from stage5.replica.process import ReplicaProcess
+from stage5.report import store_hashes
 from stage5.services import database_url, redis_url
 from stage5.settings import Settings, load_settings
 from stage5.storage.db import connect
-from stage5.storage.stores import store_hashes
 
 
 async def hashes(settings: Settings) -> dict[str, str]:

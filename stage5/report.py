@@ -6,13 +6,14 @@ import asyncio
 import json
 from typing import Any
 
+import psycopg
+
 from stage5.crawl.run import RunSummary
 from stage5.replica.truth import Score, score
 from stage5.replica.world import build_world
 from stage5.services import database_url
 from stage5.settings import Settings
 from stage5.storage.db import connect
-from stage5.storage.stores import rejected_rids, stored_stores
 
 
 def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> None:
@@ -99,6 +100,56 @@ def _evidence_lines(summary: RunSummary) -> list[str]:
         f"  unverified     {counts}: no evidence about their store; stored rows kept, nothing cached",
         *(f"  {alert}" for alert in summary.alerts),
     ]
+
+
+# The stored columns a demo is scored on against the replica's truth (stage5.replica.truth).
+SCORED_COLUMNS = (
+    "district",
+    "is_confirmed_refill",
+    "name",
+    "branch",
+    "address",
+    "road_address",
+    "phone_number",
+    "position_lat",
+    "position_lng",
+    "diningcode_rating",
+    "review_count",
+    "diningcode_score",
+    "keywords",
+    "open_hours",
+    "break_time",
+    "last_order",
+    "holiday",
+    "weekly_hours",
+    "menu_items",
+    "price_min",
+    "price_max",
+    "image_urls",
+    "facilities",
+    "best_menu",
+    "open_status",
+    "detail_source",
+)
+
+
+async def stored_stores(conn: psycopg.AsyncConnection[Any]) -> dict[str, dict[str, Any]]:
+    """rid -> the stored row's scored fields."""
+    cur = await conn.execute(f"SELECT diningcode_place_id, {', '.join(SCORED_COLUMNS)} FROM stores")
+    return {row[0]: dict(zip(SCORED_COLUMNS, row[1:])) for row in await cur.fetchall()}
+
+
+async def rejected_rids(conn: psycopg.AsyncConnection[Any], run_id: int | None = None) -> set[str]:
+    """The store ids rejected (by one run, or by any)."""
+    query = "SELECT diningcode_place_id FROM rejected_stores"
+    cur = await conn.execute(query + (" WHERE run_id = %s" if run_id else ""), (run_id,) if run_id else ())
+    return {rid for (rid,) in await cur.fetchall()}
+
+
+async def store_hashes(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
+    """rid -> content_hash of every stored store: what changed between two moments, in one look."""
+    cur = await conn.execute("SELECT diningcode_place_id, content_hash FROM stores")
+    return dict(await cur.fetchall())
 
 
 async def load_result(settings: Settings, run_id: int | None = None) -> tuple[dict[str, dict[str, Any]], set[str]]:

@@ -355,58 +355,9 @@ def _without_nul(text: str | None) -> str | None:
     return text.replace("\x00", "\\0").replace("\\u0000", "\\\\0") if text is not None else None
 
 
-SCORED_COLUMNS = (
-    "district",
-    "is_confirmed_refill",
-    "name",
-    "branch",
-    "address",
-    "road_address",
-    "phone_number",
-    "position_lat",
-    "position_lng",
-    "diningcode_rating",
-    "review_count",
-    "diningcode_score",
-    "keywords",
-    "open_hours",
-    "break_time",
-    "last_order",
-    "holiday",
-    "weekly_hours",
-    "menu_items",
-    "price_min",
-    "price_max",
-    "image_urls",
-    "facilities",
-    "best_menu",
-    "open_status",
-    "detail_source",
-)
-
-
-async def stored_stores(conn: psycopg.AsyncConnection) -> dict[str, dict[str, Any]]:
-    """rid -> the stored row's fields (for scoring against a replica's truth)."""
-    cur = await conn.execute(f"SELECT diningcode_place_id, {', '.join(SCORED_COLUMNS)} FROM stores")
-    return {row[0]: dict(zip(SCORED_COLUMNS, row[1:])) for row in await cur.fetchall()}
-
-
-async def rejected_rids(conn: psycopg.AsyncConnection, run_id: int | None = None) -> set[str]:
-    """The store ids rejected (by one run, or by any)."""
-    query = "SELECT diningcode_place_id FROM rejected_stores"
-    cur = await conn.execute(query + (" WHERE run_id = %s" if run_id else ""), (run_id,) if run_id else ())
-    return {rid for (rid,) in await cur.fetchall()}
-
-
 async def district_sizes(conn: psycopg.AsyncConnection) -> dict[str, int]:
     """Stored stores per district."""
     cur = await conn.execute("SELECT district, count(*) FROM stores GROUP BY district")
-    return dict(await cur.fetchall())
-
-
-async def store_hashes(conn: psycopg.AsyncConnection) -> dict[str, str]:
-    """rid -> content_hash of every stored store: what changed between two moments, in one look."""
-    cur = await conn.execute("SELECT diningcode_place_id, content_hash FROM stores")
     return dict(await cur.fetchall())
 
 
