@@ -21,7 +21,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from stage5 import logs
 from stage5.errors import ConfigError, ExitCode, ParseError, Stage5Error
-from stage5.logs import setup_logging
+from stage5.logs import log_event, setup_logging
 from stage5.replica.server import Faults
 from stage5.settings import Settings, load_settings
 
@@ -147,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     worker = sub.add_parser("worker", help="run a Celery worker for 'crawl --engine celery' (any machine)")
-    _add_settings_flags(worker, ("redis_url", "worker_concurrency", "celery_visibility_s", "log_dir"))
+    _add_settings_flags(
+        worker,
+        ("redis_url", "worker_concurrency", "memory_budget_mb", "worker_max_units", "celery_visibility_s", "log_dir"),
+    )
 
     schedule = sub.add_parser("schedule", help="run jobs on their cron (default: crawl at 01:00 Asia/Seoul)")
     schedule.add_argument("--once", action="store_true", help="print the next fire times and exit")
@@ -545,19 +548,24 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
 
-    from stage5.crawl.celery_engine import configure
+    from stage5.crawl.celery_engine import POOL_SIZE_ENV, configure, worker_argv, worker_pool_size
     from stage5.services import redis_url
 
     settings = load_settings(
         redis_url=args.redis_url,
         worker_concurrency=args.worker_concurrency,
+        memory_budget_mb=args.memory_budget_mb,
+        worker_max_units=args.worker_max_units,
         celery_visibility_s=args.celery_visibility_s,
         log_dir=args.log_dir,
     )
     setup_logging(settings.log_dir, logging.INFO, settings.log_format, settings.log_level)
     app = configure(redis_url(settings), settings.celery_visibility_s)
-    processes = settings.worker_concurrency or os.cpu_count() or 1
-    app.worker_main(["worker", f"--concurrency={processes}", "--loglevel=INFO", "-n", f"stage5-{os.getpid()}@%h"])
+    processes = worker_pool_size(settings, os.cpu_count() or 1)
+    os.environ[POOL_SIZE_ENV] = str(processes)  # its pool processes tell the master their pool's size
+    argv = worker_argv(settings, processes, f"stage5-{os.getpid()}@%h")
+    log_event(logging.getLogger("stage5.worker"), "celery_worker_starting", argv=" ".join(argv))
+    app.worker_main(argv)
     # celery-types declares worker_main NoReturn, but Celery 5 returns once the worker has stopped
     return ExitCode.OK  # type: ignore[unreachable]
 

@@ -37,6 +37,9 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
         f" {summary.workers_recycled} recycled,"
         f" {summary.workers_died} died; {summary.units} units ({summary.units_failed} failed)",
     ]
+    if summary.engine != "local":
+        hosts = ", ".join(f"{host} {n}" for host, n in sorted(summary.workers_by_host.items()))
+        lines.append(f"  engine         {summary.engine}: worker processes by host: {hosts or 'none answered'}")
     if summary.memory_note:
         lines.append(f"  memory note    {summary.memory_note}")
     if served is not None:

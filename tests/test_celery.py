@@ -36,7 +36,9 @@ SEED, SCALE = 5, 0.1
 DISTRICTS = "강남구,마포구,송파구,관악구,중구,도봉구"
 
 
-def start_worker(redis_url: str, logs: Path, processes: int = 2) -> subprocess.Popen[bytes]:
+def start_worker(
+    redis_url: str, logs: Path, processes: int = 2, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     logs.mkdir(parents=True)
     # Output to a file, not a pipe: a pipe nobody reads fills up and blocks the worker mid-task.
     return subprocess.Popen(
@@ -51,6 +53,7 @@ def start_worker(redis_url: str, logs: Path, processes: int = 2) -> subprocess.P
             "5",
             "--log-dir",
             str(logs),
+            *extra,
         ],
         env={**os.environ, "REDIS_URL": redis_url},
         stdout=subprocess.DEVNULL,
@@ -290,3 +293,40 @@ async def test_more_units_than_a_worker_serves_before_recycling(
     stored, rejected = await load_result(settings)
     assert summary.status == "succeeded" and summary.units > 3 * 3
     assert score(small_world, stored, rejected, settings.districts).perfect
+
+
+def test_a_worker_pool_is_sized_and_governed_by_its_machine_budget(make_settings: Any) -> None:
+    from stage5.crawl.celery_engine import worker_argv, worker_pool_size
+
+    assert worker_pool_size(make_settings(memory_budget_mb=2048), cores=2) == 2
+    assert worker_pool_size(make_settings(memory_budget_mb=2048), cores=64) == 17  # ~120 MB a process
+    assert worker_pool_size(make_settings(memory_budget_mb=100), cores=8) == 1
+    assert worker_pool_size(make_settings(memory_budget_mb=100, worker_concurrency=3), cores=8) == 3
+    argv = worker_argv(make_settings(memory_budget_mb=2048, worker_max_units=50), 4, "n@h")
+    assert "--max-memory-per-child=524288" in argv and "--max-tasks-per-child=50" in argv
+    assert "--concurrency=4" in argv
+
+
+async def test_a_worker_over_its_budget_replaces_its_processes_and_the_summary_shows_it(
+    private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path, small_world: Any
+) -> None:
+    """A 64 MB budget for one pool process: Celery replaces the process after each unit (its resident
+    memory is over that), the units still all run, and the run's summary names the engine, the host and
+    the processes replaced."""
+    import socket
+
+    redis_url, _ = private_redis
+    worker = start_worker(redis_url, tmp_path / "w", processes=1, extra=("--memory-budget-mb", "64"))
+    try:
+        wait_ready(worker, tmp_path / "w")
+        with ReplicaProcess(SEED, SCALE) as replica:
+            settings = make_settings(site=replica.url, districts="도봉구,중구", engine="celery", cache="off")
+            summary = await run_crawl(settings, settings.database_url, redis_url)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    stored, rejected = await load_result(settings)
+    assert summary.status == "succeeded" and score(small_world, stored, rejected, settings.districts).perfect
+    assert summary.engine == "celery" and summary.workers_by_host == {socket.gethostname(): 1}
+    assert summary.units > 4 and summary.workers_recycled >= summary.units // 2, summary.workers_recycled
+    assert summary.counts()["engine"] == "celery"

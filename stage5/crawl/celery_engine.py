@@ -39,6 +39,7 @@ from stage5.crawl.executor import (
     WorkerFigure,
 )
 from stage5.crawl.pipeline import run_unit
+from stage5.crawl.pool import EST_WORKER_MB
 from stage5.crawl.shared_gate import SharedGates
 from stage5.errors import ServiceMissing
 from stage5.fetch import Fetcher
@@ -61,6 +62,7 @@ KEY_PREFIX = "stage5:celery:"
 QUEUE = "celery"  # Celery's default queue: a Redis list at KEY_PREFIX + QUEUE
 UNACKED = KEY_PREFIX + "unacked"  # kombu's hash of delivered, unacknowledged messages
 HEARTBEAT_DIVISOR = 4  # a running task renews its lease this many times per lease
+POOL_SIZE_ENV = "STAGE5_WORKER_PROCESSES"  # set by `stage5 worker` for its pool processes (forked: inherited)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, OperationalError)
 app = Celery("stage5")
 
@@ -93,6 +95,27 @@ def configure(redis_url: str, visibility_s: int, time_limit_s: int = 900) -> Cel
         broker_connection_max_retries=None,  # a broker restart: workers wait for it, however long
     )
     return app
+
+
+def worker_pool_size(settings: Settings, cores: int) -> int:
+    """`stage5 worker`'s pool on this machine: --worker-concurrency, else as many processes as the cores and
+    the memory budget allow (about EST_WORKER_MB each)."""
+    by_memory = max(1, int(settings.memory_budget_mb // EST_WORKER_MB))
+    return settings.worker_concurrency or max(1, min(cores, by_memory))
+
+
+def worker_argv(settings: Settings, processes: int, node: str) -> list[str]:
+    """`stage5 worker`'s Celery command line, governed by the machine's memory budget: Celery replaces a pool
+    process after worker_max_units tasks or once its resident memory passes its share of the budget."""
+    return [
+        "worker",
+        f"--concurrency={processes}",
+        f"--max-tasks-per-child={settings.worker_max_units}",
+        f"--max-memory-per-child={settings.memory_budget_mb * 1024 // processes}",  # KiB
+        "--loglevel=INFO",
+        "-n",
+        node,
+    ]
 
 
 def _forget_connections() -> None:
@@ -183,6 +206,7 @@ class WorkerReport:
     pid: int
     memory_mb: float
     units_done: int  # by this process
+    processes: int = 0  # the node's pool size (0: not told; a worker started by `celery` itself)
 
 
 @dataclass(frozen=True)
@@ -254,7 +278,8 @@ def unit_task(self: Any, message: dict[str, Any]) -> None:
 
 def _report(node: str) -> WorkerReport:
     memory = psutil.Process().memory_info().rss / 2**20
-    return WorkerReport(node, socket.gethostname(), os.getpid(), round(memory, 1), _served["units"])
+    processes = int(os.environ.get(POOL_SIZE_ENV, "0"))
+    return WorkerReport(node, socket.gethostname(), os.getpid(), round(memory, 1), _served["units"], processes)
 
 
 async def _run(task: TaskMessage, node: str, broker_url: str) -> Result:
@@ -294,6 +319,7 @@ class Sent:
     task_id: str
     sent_at: float = field(default_factory=time.monotonic)
     started: bool = False  # its lease was seen: a worker runs it
+    node: str = ""  # the worker node that holds the lease (its value)
     reserved_at: float | None = None  # when it was first seen delivered to a worker, not started
     missing: int = 0  # checks in a row that found it nowhere
 
@@ -325,6 +351,8 @@ class CeleryExecutor:
         self.judge_after = 0.0  # after a broker restart: heartbeats get time to come back first
         self.last_check = 0.0
         self.lost = self.duplicates = self.dropped = 0
+        self.died: set[str] = set()  # nodes that stopped renewing a lease they held (killed or hung)
+        self.pids: dict[str, set[int]] = {}  # node -> pool processes seen (more than its pool: recycled)
         self.units_done = 0
         self.overhead: list[tuple[float, float, float]] = []  # (master wall, worker wall, worker CPU) per unit
         self.outages: list[float] = []  # seconds the broker was away
@@ -388,7 +416,7 @@ class CeleryExecutor:
         """Whether a unit's task is gone: its lease lapsed (the worker died or hangs), it was delivered to a
         worker that never started it (that worker died), or the broker does not have it (a restart lost it)."""
         if lease is not None:
-            sent.started, sent.missing = True, 0
+            sent.started, sent.missing, sent.node = True, 0, lease.decode(errors="replace")
             return False
         if sent.started:
             return True
@@ -464,9 +492,10 @@ class CeleryExecutor:
         )
 
     def report(self) -> ExecutorReport:
-        hosts: dict[str, int] = {}
-        for w in self.workers.values():
-            hosts[w.host] = hosts.get(w.host, 0) + 1
+        hosts: dict[str, int] = {}  # host -> worker processes (a node's pool size; else those seen)
+        for node, w in self.workers.items():
+            hosts[w.host] = hosts.get(w.host, 0) + (w.processes or len(self.pids.get(node, ())) or 1)
+        recycled = sum(max(0, len(self.pids.get(n, ())) - w.processes) for n, w in self.workers.items() if w.processes)
         return ExecutorReport(
             engine="celery",
             worker_stats=self.totals,
@@ -474,10 +503,10 @@ class CeleryExecutor:
             budget_mb=float(self.settings.memory_budget_mb),
             memory_note=None,
             governor_actions={},
-            workers_max=len(self.workers),
+            workers_max=sum(hosts.values()),
             worker_start_s=0.0,
-            workers_recycled=0,
-            workers_died=self.lost,
+            workers_recycled=recycled,  # pool processes replaced (max tasks / memory per child)
+            workers_died=len(self.died),  # nodes that held a lease and stopped renewing it
             workers_by_host=hosts,
         )
 
@@ -491,6 +520,7 @@ class CeleryExecutor:
 
     def _on_answer(self, answer: TaskAnswer) -> ExecutorEvent | None:
         self.workers[answer.worker.node] = answer.worker
+        self.pids.setdefault(answer.worker.node, set()).add(answer.worker.pid)
         sent = self.sent.get(answer.uid)
         if sent is None:
             self.duplicates += 1
@@ -509,6 +539,8 @@ class CeleryExecutor:
         for sent in lost:
             del self.sent[sent.unit.uid]
             self.lost += 1
+            if sent.node:
+                self.died.add(sent.node)
             log_event(
                 log,
                 "unit_lost",

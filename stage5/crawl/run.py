@@ -48,17 +48,20 @@ from stage5.storage.lock import (
 from stage5.storage.runs import (
     abandon_run,
     coverage_history,
+    district_sizes,
     finish_run,
     record_skip,
+    refill_seen,
     reopen_run,
     run_baseline,
     run_counters,
     save_completeness,
     start_run,
+    stored_listings,
     unfinished_run,
 )
 from stage5.storage.schema import migrate
-from stage5.storage.stores import StoreWriter, district_sizes, refill_seen, stored_listings
+from stage5.storage.stores import StoreWriter
 from stage5.storage.unit_queue import (
     claimed_rids,
     last_failed_districts,
@@ -171,6 +174,8 @@ class RunSummary:
     # changed nothing stored and were not cached.
     unverified: dict[str, int] = field(default_factory=dict)
     alerts: list[str] = field(default_factory=list)  # lines for the summary and the notification (BLOCKED)
+    engine: str = "local"  # where the units ran: local worker processes or Celery workers
+    workers_by_host: dict[str, int] = field(default_factory=dict)  # host -> worker processes
 
     @property
     def incomplete_districts(self) -> list[str]:
@@ -284,6 +289,8 @@ async def summarise(
         worker_start_s=report.worker_start_s,
         workers_recycled=report.workers_recycled,
         workers_died=report.workers_died,
+        engine=report.engine,
+        workers_by_host=report.executor.workers_by_host,
         resumed=counters["resumed"],
         elapsed_s=round(elapsed_s, 2),
         resume_hint=f"{crawl_command(settings)} --resume",
