@@ -1,73 +1,177 @@
-let jobs = [];
-async function load(s) {
-  s = s || await api('GET', '/api/scheduler');
-  jobs = await api('GET', '/api/jobs');
-  const defaults = document.getElementById('defaults');
-  defaults.hidden = jobs.length > 0;  // nothing stored: the scheduler runs the file's jobs or the defaults
-  document.getElementById('default-jobs').innerHTML = '<tr><th>job</th><th>kind</th><th>cron</th><th>timezone</th><th></th></tr>'
-    + (s.jobs || []).map(j => row([esc(j.name), esc(j.kind), esc(j.cron), esc(j.timezone),
-      `<button data-disable-default="${esc(j.name)}">Disable</button>`])).join('');
-  document.querySelectorAll('[data-disable-default]').forEach(b => b.onclick = async () => {
-    await api('POST', '/api/jobs/presets', {});
-    const stored = (await api('GET', '/api/jobs')).find(j => j.name === b.dataset.disableDefault);
-    if (stored) await api('PATCH', '/api/jobs/' + stored.id, {enabled: false});
-    load();
+// Jobs: the scheduler's defaults while none is stored, the stored jobs (enable, run now, history, edit,
+// delete), the form that creates or edits one, and the history of the job picked (refreshed).
+import { api } from "./api.js";
+import { clearError, showError } from "./notice.js";
+import { delegate, every, on, start } from "./page.js";
+import { clone, fillRows, setStatus, slot } from "./render.js";
+import { consoleZone, when } from "./time.js";
+
+const HISTORY_MS = 2000;
+const form = document.getElementById("form");
+let jobs = []; // as last listed
+let shown = null; // {id, name}: the job whose history is shown, refreshed so a run started now appears
+let editing = null; // the id of the job the form edits (null: the form creates one)
+
+async function load(scheduler) {
+  scheduler ??= await api("GET", "/api/scheduler");
+  jobs = await api("GET", "/api/jobs");
+  // Nothing stored: the scheduler runs the schedule file's jobs or the defaults.
+  document.getElementById("defaults").hidden = jobs.length > 0;
+  const defaults = (scheduler.jobs || []).map((job) => {
+    const row = clone("default-job-row", pick(job));
+    row.dataset.name = job.name;
+    return row;
   });
-  document.getElementById('jobs').innerHTML = '<tr><th>job</th><th>kind</th><th>cron</th><th>timezone</th><th>enabled</th><th>parameters</th><th></th></tr>'
-    + (jobs.length ? jobs.map(j => row([esc(j.name), esc(j.kind), esc(j.cron), esc(j.timezone),
-      `<input type="checkbox" data-enable="${j.id}" ${j.enabled ? 'checked' : ''}>`, esc(JSON.stringify(j.params)),
-      `<button data-run="${j.id}">Run now</button><button data-history="${j.id}" data-name="${esc(j.name)}">History</button><button data-edit="${j.id}">Edit</button><button data-delete="${j.id}" data-name="${esc(j.name)}">Delete</button>`])).join('')
-      : empty(7, 'no job stored yet'));
-  document.querySelectorAll('[data-enable]').forEach(b => b.onchange = async () => { await api('PATCH', '/api/jobs/' + b.dataset.enable, {enabled: b.checked}); load(); });
-  document.querySelectorAll('[data-run]').forEach(b => b.onclick = () => runNow(b.dataset.run));
-  document.querySelectorAll('[data-edit]').forEach(b => b.onclick = () => edit(jobs.find(j => String(j.id) === b.dataset.edit)));
-  document.querySelectorAll('[data-delete]').forEach(b => b.onclick = async () => {
-    if (!confirm(`Delete the job ${b.dataset.name}? Its runs stay; its schedule is gone.`)) return;
-    await api('DELETE', '/api/jobs/' + b.dataset.delete); load();
-  });
-  document.querySelectorAll('[data-history]').forEach(b => b.onclick = () => jobHistory(b.dataset.history, b.dataset.name));
+  fillRows(document.querySelector("#default-jobs tbody"), defaults);
+  fillRows(document.querySelector("#jobs tbody"), jobs.map(jobRow), "no job stored yet");
 }
-async function runNow(id) {
-  const notice = document.getElementById('notice');
-  let d;
-  try { d = await api('POST', `/api/jobs/${id}/run`, {}); } catch (x) {
-    if (x.status) { say(`Run now skipped: ${x.reason || x.status}`); notice.textContent = ''; jobHistory(id, x.job); }
+
+function pick(job) {
+  return {
+    name: job.name,
+    kind: job.kind,
+    cron: job.cron,
+    timezone: job.timezone,
+  };
+}
+
+function jobRow(job) {
+  const row = clone("job-row", {
+    ...pick(job),
+    params: JSON.stringify(job.params),
+  });
+  row.dataset.id = job.id;
+  row.querySelector("[data-action=enable]").checked = job.enabled;
+  return row;
+}
+
+function jobOf(element) {
+  const id = element.closest("tr").dataset.id;
+  return jobs.find((job) => String(job.id) === id);
+}
+
+async function runNow(job) {
+  const notice = document.getElementById("notice");
+  let decision;
+  try {
+    decision = await api("POST", `/api/jobs/${job.id}/run`, {});
+  } catch (error) {
+    const refused = error.body; // a 409 says why it did not start: {job, status, reason}
+    if (!refused?.status) throw error;
+    showError(`Run now skipped: ${refused.reason || refused.status}`, "run now");
+    notice.textContent = "";
+    await showHistory(job.id, refused.job);
     return;
   }
-  say(''); notice.textContent = `${d.job}: started`;
-  jobHistory(id, d.job);
+  clearError();
+  notice.textContent = `${decision.job}: started`;
+  await showHistory(job.id, decision.job);
 }
-let shown = null;  // the job whose history is shown: refreshed, so a run started now appears
-async function jobHistory(id, name) {
-  shown = {id, name};
-  const items = await api('GET', `/api/jobs/${id}/runs?limit=20`);
-  document.getElementById('history-title').textContent = 'History of ' + name;
-  document.getElementById('history').innerHTML = items.length ? items.map(i => i.kind === 'run'
-    ? row([`<a href="/runs/${i.id}">run ${i.id}</a>`, badge(i.status), when(i.started_at)])
-    : row(['slot', badge(i.status), when(i.slot_at) + ' ' + esc(i.reason || '')])).join('') : empty(3, 'no run or slot yet');
+
+async function showHistory(id, name) {
+  shown = { id, name };
+  const items = await api("GET", `/api/jobs/${id}/runs?limit=20`);
+  document.getElementById("history-title").textContent = `History of ${name}`;
+  fillRows(document.querySelector("#history tbody"), items.map(historyRow), "no run or slot yet");
 }
-document.getElementById('presets').onclick = async () => { await api('POST', '/api/jobs/presets', {}); load(); };
-let editing = null;  // the job the form edits (null: the form creates one)
+
+function historyRow(item) {
+  if (item.kind === "run") {
+    const row = clone("history-run", {
+      run: `run ${item.id}`,
+      when: when(item.started_at),
+    });
+    slot(row, "run").href = `/runs/${encodeURIComponent(item.id)}`;
+    setStatus(slot(row, "status"), item.status);
+    return row;
+  }
+  const row = clone("history-slot", {
+    when: `${when(item.slot_at)} ${item.reason || ""}`,
+  });
+  setStatus(slot(row, "status"), item.status);
+  return row;
+}
+
+function field(name) {
+  return form.elements.namedItem(name); // not form.name: that is the form's own name
+}
+
 function edit(job) {
-  const form = document.getElementById('form');
   editing = job.id;
-  const field = (n) => form.elements.namedItem(n);  // not form.name: that is the form's own name
-  field('name').value = job.name; field('kind').value = job.kind; field('cron').value = job.cron;
-  field('timezone').value = job.timezone; field('params').value = JSON.stringify(job.params);
-  form.querySelector('button[type=submit]').textContent = 'Save';
-  document.getElementById('form-title').textContent = 'Edit ' + job.name;
+  field("name").value = job.name;
+  field("kind").value = job.kind;
+  field("cron").value = job.cron;
+  field("timezone").value = job.timezone;
+  field("params").value = JSON.stringify(job.params);
+  form.querySelector("button[type=submit]").textContent = "Save";
+  document.getElementById("form-title").textContent = `Edit ${job.name}`;
 }
-document.getElementById('form').onsubmit = async (e) => {
-  e.preventDefault(); const f = new FormData(e.target);
-  let params; try { params = JSON.parse(f.get('params') || '{}'); } catch (x) { say('parameters: not JSON'); return; }
-  const body = {name: f.get('name'), kind: f.get('kind'), cron: f.get('cron'), timezone: f.get('timezone') || TZ, params};
-  if (editing === null) await api('POST', '/api/jobs', body); else await api('PATCH', '/api/jobs/' + editing, body);
-  editing = null; e.target.querySelector('button[type=submit]').textContent = 'Create';
-  document.getElementById('form-title').textContent = 'New job';
-  say(''); load();
+
+async function save(event) {
+  event.preventDefault();
+  const values = new FormData(form);
+  let params;
+  try {
+    params = JSON.parse(values.get("params") || "{}");
+  } catch {
+    showError("parameters: not JSON", "form");
+    return;
+  }
+  const body = {
+    name: values.get("name"),
+    kind: values.get("kind"),
+    cron: values.get("cron"),
+    timezone: values.get("timezone") || consoleZone(),
+    params,
+  };
+  if (editing === null) await api("POST", "/api/jobs", body);
+  else await api("PATCH", `/api/jobs/${editing}`, body);
+  editing = null;
+  form.querySelector("button[type=submit]").textContent = "Create";
+  document.getElementById("form-title").textContent = "New job";
+  clearError();
+  await load();
+}
+
+// Disabling one of the scheduler's defaults stores them all (the presets), then switches that one off.
+async function disableDefault(button) {
+  const name = button.closest("tr").dataset.name;
+  await api("POST", "/api/jobs/presets", {});
+  const stored = (await api("GET", "/api/jobs")).find((job) => job.name === name);
+  if (stored) await api("PATCH", `/api/jobs/${stored.id}`, { enabled: false });
+  await load();
+}
+
+async function remove(job) {
+  if (!confirm(`Delete the job ${job.name}? Its runs stay; its schedule is gone.`)) return;
+  await api("DELETE", `/api/jobs/${job.id}`);
+  await load();
+}
+
+async function enable(box) {
+  await api("PATCH", `/api/jobs/${jobOf(box).id}`, { enabled: box.checked });
+  await load();
+}
+
+const ACTIONS = {
+  run: runNow,
+  history: (job) => showHistory(job.id, job.name),
+  edit,
+  delete: remove,
 };
-start((s) => {
-  document.getElementById('form').elements.namedItem('timezone').placeholder = s.timezone;
-  load(s);
-  setInterval(() => { if (shown) jobHistory(shown.id, shown.name); }, 2000);
+
+const table = document.querySelector("#jobs tbody");
+delegate(table, "click", "button[data-action]", (button) => ACTIONS[button.dataset.action](jobOf(button)));
+delegate(table, "change", "input[data-action=enable]", enable);
+delegate(document.querySelector("#default-jobs tbody"), "click", "button[data-action]", disableDefault);
+on(document.getElementById("presets"), "click", async () => {
+  await api("POST", "/api/jobs/presets", {});
+  await load();
+});
+on(form, "submit", save);
+
+start(async (scheduler) => {
+  field("timezone").placeholder = scheduler.timezone;
+  every(HISTORY_MS, () => (shown ? showHistory(shown.id, shown.name) : undefined));
+  await load(scheduler);
 });

@@ -1,38 +1,79 @@
-const runId = Number(document.body.dataset.run); let last = null;
-document.getElementById('run-id').textContent = runId;
-document.getElementById('stop').onclick = async () => {
-  if (!confirm(`Stop run ${runId}? It ends interrupted; \`stage5 crawl --resume\` continues it.`)) return;
-  await api('POST', `/api/runs/${runId}/stop`, {});
-};
-function stored(r) { return r.stores_new + r.stores_updated + r.stores_unchanged; }
+// One run: its facts, live figures from its event stream while it runs, its districts and failed units.
+import { api, stream } from "./api.js";
+import { attempt } from "./notice.js";
+import { on, start } from "./page.js";
+import { clone, fillRows, setStatus } from "./render.js";
+import { duration, when } from "./time.js";
+
+// The route only serves /runs/<digits>: the id is its last part (BigInt: exact however long).
+const runId = BigInt(location.pathname.split("/").pop()).toString();
+let last = null; // the live figures before these: the rate is requests between the two over their time
+
+function text(id, value) {
+  document.getElementById(id).textContent = String(value ?? "");
+}
+
+function stored(run) {
+  return run.stores_new + run.stores_updated + run.stores_unchanged;
+}
+
 async function detail() {
-  const r = await api('GET', '/api/runs/' + runId);
-  const ended = r.finished_at ? new Date(r.finished_at) : new Date();
-  const facts = [['started', when(r.started_at)], ['duration', duration((ended - new Date(r.started_at)) / 1000) + (r.finished_at ? '' : ' so far')],
-    ['trigger', esc(r.trigger)], ['job', esc(r.job || '—')], ['stores stored', `<span id="stored">${stored(r)}</span>`
-      + ` (${r.stores_new} new, ${r.stores_updated} updated, ${r.stores_unchanged} unchanged)`]];
-  if (r.error) facts.push(['error', esc(r.error)]);
-  document.getElementById('facts').innerHTML = facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('');
-  document.getElementById('units').innerHTML = '<tr><th>district</th><th>done</th><th>failed</th><th>units</th></tr>'
-    + (r.district_units.length ? r.district_units.map(d => row([esc(d.district), d.done, d.failed, d.units])).join('') : empty(4, 'no unit planned yet'));
-  const failed = r.failed_units || [];
-  document.getElementById('failed').innerHTML = failed.length
-    ? failed.map(f => row([esc(f.district), esc(f.kind), esc(f.url), esc(f.reason)])).join('') : empty(4, 'none');
-  if (r.status !== 'running') show({status: r.status, live: r.live || {}, ...r});
+  const run = await api("GET", `/api/runs/${runId}`);
+  const ended = run.finished_at ? new Date(run.finished_at) : new Date();
+  const took = duration((ended - new Date(run.started_at)) / 1000);
+  text("started", when(run.started_at));
+  text("duration", took + (run.finished_at ? "" : " so far"));
+  text("trigger", run.trigger);
+  text("job", run.job || "—");
+  text("stored", stored(run));
+  text("stored-new", run.stores_new);
+  text("stored-updated", run.stores_updated);
+  text("stored-unchanged", run.stores_unchanged);
+  document.getElementById("run-error").hidden = !run.error;
+  text("run-error-text", run.error);
+  const units = run.district_units.map(({ district, done, failed, units }) =>
+    clone("unit-row", { district, done, failed, units }),
+  );
+  fillRows(document.querySelector("#units tbody"), units, "no unit planned yet");
+  const failed = (run.failed_units || []).map(({ district, kind, url, reason }) =>
+    clone("failed-row", { district, kind, url, reason }),
+  );
+  fillRows(document.querySelector("#failed tbody"), failed, "none");
+  if (run.status !== "running") show({ ...run, live: run.live || {} });
 }
-function show(e) {
-  const l = e.live || {};
-  document.getElementById('status').innerHTML = badge(e.status);
-  // While it runs: the stores written so far (new, updated, unchanged); once it ended: what the run stored.
-  document.getElementById('stores').textContent = e.status === 'running' ? (l.db_rows ?? l.stores ?? 0) : stored(e);
-  if (last && l.at && l.at > last.at) document.getElementById('rate').textContent = ((l.requests - last.requests) / (l.at - last.at)).toFixed(1);
-  if (l.at) last = l;
-  document.getElementById('memory').textContent = `${l.memory_mb ?? '?'} / ${Math.round(l.budget_mb ?? 0)} MB`;
-  document.getElementById('workers').textContent = l.workers ?? 0;
-  document.getElementById('districts').textContent = `${l.districts_done ?? 0} / ${l.districts ?? 0}`;
-  document.getElementById('stop').hidden = e.status !== 'running';
+
+// The live figures (an event, or the run itself once it ended).
+function show(event) {
+  const figures = event.live || {};
+  setStatus(document.getElementById("status"), event.status);
+  // While it runs: the stores written so far (new, updated, unchanged); once it ended: what it stored.
+  text("stores", event.status === "running" ? (figures.db_rows ?? figures.stores ?? 0) : stored(event));
+  if (last && figures.at && figures.at > last.at) {
+    text("rate", ((figures.requests - last.requests) / (figures.at - last.at)).toFixed(1));
+  }
+  if (figures.at) last = figures;
+  text("memory", `${figures.memory_mb ?? "?"} / ${Math.round(figures.budget_mb ?? 0)} MB`);
+  text("workers", figures.workers ?? 0);
+  text("districts", `${figures.districts_done ?? 0} / ${figures.districts ?? 0}`);
+  document.getElementById("stop").hidden = event.status !== "running";
 }
-start(() => {
-  detail();
-  const events = stream(`/api/runs/${runId}/events`, (e) => { show(e); if (e.status !== 'running') { events.close(); detail(); } });
+
+text("run-id", runId);
+text("title", `Run ${runId}`);
+document.title = `Run ${runId} · stage5`;
+
+on(document.getElementById("stop"), "click", async () => {
+  if (!confirm(`Stop run ${runId}? It ends interrupted; \`stage5 crawl --resume\` continues it.`)) return;
+  await api("POST", `/api/runs/${runId}/stop`, {});
+});
+
+start(async () => {
+  const events = stream(`/api/runs/${runId}/events`, (event) => {
+    show(event);
+    if (event.status !== "running") {
+      events.close();
+      attempt(detail);
+    }
+  });
+  await detail();
 });
