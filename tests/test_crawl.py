@@ -93,8 +93,8 @@ async def test_failed_units_are_listed_and_the_run_goes_on(make_settings: Any, s
 async def test_districts_that_failed_last_time_go_first(make_settings: Any) -> None:
     from stage5.crawl.run import _order
     from stage5.storage.db import connect
+    from stage5.storage.runs import district_sizes
     from stage5.storage.schema import migrate
-    from stage5.storage.stores import district_sizes
 
     settings = make_settings()
     conn = await connect(settings.database_url, settings.db_schema)

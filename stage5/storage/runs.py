@@ -1,4 +1,9 @@
-"""The `crawl_runs` table: one row per run, opened at start and closed with its counts."""
+"""The `crawl_runs` table: one row per run, opened at start and closed with its counts; and what a run
+reads of the stored stores when it starts (its baseline, its refresh plan) and ends (its figures).
+
+add_store_counts and write_live run inside the writer's transaction (stage5.storage.stores): they do not
+commit, so a batch's rows and its counts land together.
+"""
 
 from __future__ import annotations
 
@@ -57,6 +62,22 @@ async def finish_run(
         (status, Jsonb(counts), Jsonb(failed_units), error, Jsonb(coverage) if coverage else None, run_id),
     )
     await conn.commit()
+
+
+async def add_store_counts(
+    conn: psycopg.AsyncConnection[Any], run_id: int, new: int, updated: int, unchanged: int, rejected: int
+) -> None:
+    """Add one batch's stores to the run's counters (in the caller's transaction)."""
+    await conn.execute(
+        "UPDATE crawl_runs SET stores_new = stores_new + %s, stores_updated = stores_updated + %s,"
+        " stores_unchanged = stores_unchanged + %s, stores_rejected = stores_rejected + %s WHERE id = %s",
+        (new, updated, unchanged, rejected, run_id),
+    )
+
+
+async def write_live(conn: psycopg.AsyncConnection[Any], run_id: int, figures: dict[str, Any]) -> None:
+    """The master's live figures for the console (in the caller's transaction)."""
+    await conn.execute("UPDATE crawl_runs SET live = %s WHERE id = %s", (Jsonb(figures), run_id))
 
 
 async def save_completeness(conn: psycopg.AsyncConnection, run_id: int, listings: dict[str, Any]) -> None:
@@ -154,3 +175,26 @@ async def run_baseline(conn: psycopg.AsyncConnection, run_id: int) -> dict[str, 
     cur = await conn.execute("SELECT params -> 'baseline' FROM crawl_runs WHERE id = %s", (run_id,))
     row = await cur.fetchone()
     return {d: int(n) for d, n in (row[0] or {}).items()} if row and row[0] else {}
+
+
+async def district_sizes(conn: psycopg.AsyncConnection) -> dict[str, int]:
+    """Stored stores per district."""
+    cur = await conn.execute("SELECT district, count(*) FROM stores GROUP BY district")
+    return dict(await cur.fetchall())
+
+
+async def stored_listings(conn: psycopg.AsyncConnection) -> dict[str, tuple[str | None, int | None, bool, str | None]]:
+    """rid -> (listing_hash, detail_run_id, detail_due, detail_etag): what the refresh policy decides on."""
+    cur = await conn.execute(
+        "SELECT diningcode_place_id, listing_hash, detail_run_id, detail_due, detail_etag FROM stores"
+    )
+    return {row[0]: tuple(row[1:]) for row in await cur.fetchall()}  # type: ignore[misc]
+
+
+async def refill_seen(conn: psycopg.AsyncConnection, run_id: int) -> int:
+    """All-you-can-eat stores this run saw (written, or kept as stored)."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM stores WHERE last_run_id = %s AND is_confirmed_refill AND status = '운영중'", (run_id,)
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0

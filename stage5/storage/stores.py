@@ -36,6 +36,7 @@ from stage5.storage.columns import (
 )
 from stage5.storage.db import db_retrying
 from stage5.storage.lock import LockSession
+from stage5.storage.runs import add_store_counts, write_live
 from stage5.storage.unit_queue import Completion, complete_units, insert_units, lease_units
 from stage5.units import Unit
 
@@ -211,8 +212,7 @@ class StoreWriter:
         async with conn.transaction():
             await self._check_fence(conn)
             if self.live_pending is not None:
-                live = Jsonb(self.live_pending)
-                await conn.execute("UPDATE crawl_runs SET live = %s WHERE id = %s", (live, self.run_id))
+                await write_live(conn, self.run_id, self.live_pending)
             if units:
                 await insert_units(conn, self.run_id, units)
             if leases:
@@ -232,11 +232,7 @@ class StoreWriter:
                 await complete_units(conn, self.run_id, completions)
             unchanged = len(results) - new - updated + kept
             if results or rejections or kept:
-                await conn.execute(
-                    "UPDATE crawl_runs SET stores_new = stores_new + %s, stores_updated = stores_updated + %s,"
-                    " stores_unchanged = stores_unchanged + %s, stores_rejected = stores_rejected + %s WHERE id = %s",
-                    (new, updated, unchanged, len(rejections), self.run_id),
-                )
+                await add_store_counts(conn, self.run_id, new, updated, unchanged, len(rejections))
         self.counts.new += new
         self.counts.updated += updated
         self.counts.unchanged += unchanged
@@ -355,12 +351,6 @@ def _without_nul(text: str | None) -> str | None:
     return text.replace("\x00", "\\0").replace("\\u0000", "\\\\0") if text is not None else None
 
 
-async def district_sizes(conn: psycopg.AsyncConnection) -> dict[str, int]:
-    """Stored stores per district."""
-    cur = await conn.execute("SELECT district, count(*) FROM stores GROUP BY district")
-    return dict(await cur.fetchall())
-
-
 async def keep_seen(conn: psycopg.AsyncConnection, run_id: int, rids: list[str], fetched: bool = False) -> int:
     """Stores listed again whose stored detail stands: seen by this run, nothing else changes. `fetched`:
     the site confirmed the detail is current (304), so it counts as read by this run."""
@@ -371,20 +361,3 @@ async def keep_seen(conn: psycopg.AsyncConnection, run_id: int, rids: list[str],
         {"run": run_id, "rids": rids},
     )
     return cur.rowcount
-
-
-async def stored_listings(conn: psycopg.AsyncConnection) -> dict[str, tuple[str | None, int | None, bool, str | None]]:
-    """rid -> (listing_hash, detail_run_id, detail_due, detail_etag): what the refresh policy decides on."""
-    cur = await conn.execute(
-        "SELECT diningcode_place_id, listing_hash, detail_run_id, detail_due, detail_etag FROM stores"
-    )
-    return {row[0]: tuple(row[1:]) for row in await cur.fetchall()}  # type: ignore[misc]
-
-
-async def refill_seen(conn: psycopg.AsyncConnection, run_id: int) -> int:
-    """All-you-can-eat stores this run saw (written, or kept as stored)."""
-    cur = await conn.execute(
-        "SELECT count(*) FROM stores WHERE last_run_id = %s AND is_confirmed_refill AND status = '운영중'", (run_id,)
-    )
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
