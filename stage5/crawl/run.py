@@ -174,6 +174,8 @@ class RunSummary:
     # changed nothing stored and were not cached.
     unverified: dict[str, int] = field(default_factory=dict)
     alerts: list[str] = field(default_factory=list)  # lines for the summary and the notification (BLOCKED)
+    engine: str = "local"  # where the units ran: local worker processes or Celery workers
+    workers_by_host: dict[str, int] = field(default_factory=dict)  # host -> worker processes
 
     @property
     def incomplete_districts(self) -> list[str]:
@@ -287,6 +289,8 @@ async def summarise(
         worker_start_s=report.worker_start_s,
         workers_recycled=report.workers_recycled,
         workers_died=report.workers_died,
+        engine=report.engine,
+        workers_by_host=report.executor.workers_by_host,
         resumed=counters["resumed"],
         elapsed_s=round(elapsed_s, 2),
         resume_hint=f"{crawl_command(settings)} --resume",
