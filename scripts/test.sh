@@ -4,4 +4,11 @@
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/requirements-dev.txt"
 # Lint and format first: a quick check that fails before a long suite would.
 ruff check . && ruff format --check . || { echo "stage5: ruff found problems (ruff check --fix . && ruff format .)" >&2; exit 1; }
+# The console's pages, modules and stylesheet: prettier (npm), skipped with a word when it cannot be had.
+if command -v npx >/dev/null 2>&1 && npx --yes prettier@3 --version >/dev/null 2>&1; then
+  npx --yes prettier@3 --check --log-level warn stage5/web/static \
+    || { echo "stage5: prettier found unformatted console files (npx --yes prettier@3 --write stage5/web/static)" >&2; exit 1; }
+else
+  echo "stage5: prettier skipped (no npx, or the npm registry unreachable): the console files' formatting is not checked" >&2
+fi
 exec python -m pytest "$@"
