@@ -132,6 +132,8 @@ def test_the_package_installs_into_a_fresh_venv(tmp_path: Path) -> None:
         timeout=60,
     ).stdout
     assert installed.startswith(str(venv)), installed  # the installed copy, not the work tree's
+    static = Path(installed.strip()).parent / "web" / "static"  # the console's files ship with it
+    assert (static / "dashboard.html").is_file() and (static / "api.js").is_file(), f"no console files in {static}"
     from stage5 import __version__
 
     assert _version(venv) == f"stage5 {__version__}"
