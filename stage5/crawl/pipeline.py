@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import replace
 
 from stage5.cache import Kind
@@ -167,17 +168,18 @@ async def run_unit(unit: Unit, fetcher: Fetcher) -> Result:
     settings = fetcher.settings
     tally = UnitTally()
     current_tally.set(tally)  # this task's context only: concurrent units count apart
-    result: Result = (
-        SearchResult(unit.uid, unit.district) if isinstance(unit, SearchUnit) else DetailResult(unit.uid, unit.district)
-    )
+    # The result is made here and filled in place, so what was done before the deadline is kept.
+    result: Result
+    work: Awaitable[Result]
+    if isinstance(unit, SearchUnit):
+        result = search = SearchResult(unit.uid, unit.district)
+        work = run_search(unit, fetcher, settings.page_size, settings.max_pages, search, settings.result_cap)
+    else:
+        result = details = DetailResult(unit.uid, unit.district)
+        work = run_details(unit, fetcher, details)
     try:
         async with asyncio.timeout(settings.unit_deadline_s):
-            if isinstance(unit, SearchUnit):
-                result = await run_search(
-                    unit, fetcher, settings.page_size, settings.max_pages, result, settings.result_cap
-                )
-            else:
-                result = await run_details(unit, fetcher, result)
+            await work
     except TimeoutError:
         reason = f"unit deadline of {settings.unit_deadline_s:.0f}s passed (STAGE5_UNIT_DEADLINE_S)"
         log_event(log, "unit_deadline", logging.WARNING, unit=unit.uid, district=unit.district)
