@@ -94,10 +94,11 @@ def parse_job(raw: dict[str, Any]) -> Job:
         raise JobError(f"job {name!r}: cron {job.cron!r} is not a cron expression (e.g. '0 1 * * *')", "cron")
     if job.kind not in ("crawl", "cleanup"):
         raise JobError(f"job {name!r}: kind must be 'crawl' or 'cleanup', got {job.kind!r}", "kind")
-    unknown = [d for d in job.districts if d not in DISTRICT_NAMES]
-    if unknown:
+    unknown_districts = [d for d in job.districts if d not in DISTRICT_NAMES]
+    if unknown_districts:
         raise JobError(
-            f"job {name!r}: unknown district(s) {', '.join(map(str, unknown))}; use Seoul's 구 names", "districts"
+            f"job {name!r}: unknown district(s) {', '.join(map(str, unknown_districts))}; use Seoul's 구 names",
+            "districts",
         )
     if job.overlap not in ("skip", "wait"):
         raise JobError(f"job {name!r}: overlap must be 'skip' or 'wait', got {job.overlap!r}", "overlap")

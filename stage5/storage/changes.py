@@ -87,7 +87,7 @@ def _plain(value: Any) -> Any:
 
 
 def _differ(old: Any, new: Any) -> bool:
-    return old != new and _plain(old) != _plain(new)  # equal values (most of them) skip the JSON round trip
+    return bool(old != new and _plain(old) != _plain(new))  # equal values (most of them) skip the JSON round trip
 
 
 def detect_changes(

@@ -69,7 +69,7 @@ def _column(name: str, types: dict[str, str]) -> sql.Composable:
 
 def _query(refill_only: bool, district: str | None, types: dict[str, str] | None = None) -> sql.Composed:
     columns = [_column(c, types or {}) for c in COLUMNS]
-    where = [sql.SQL("true")]
+    where: list[sql.Composable] = [sql.SQL("true")]
     if refill_only:
         where.append(sql.SQL("is_confirmed_refill AND status = '운영중'"))
     if district:
