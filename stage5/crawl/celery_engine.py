@@ -79,6 +79,11 @@ def configure(redis_url: str, visibility_s: int, time_limit_s: int = 900) -> Cel
             # cadence is ~100 s whatever the timeout).
             "unacked_restore_interval": max(1, min(10, visibility_s // 2)),
             "unacked_restore_throttle": 1,
+            # A broker that vanished mid-reply (a restart) fails a publish or a read within these, instead
+            # of leaving a socket waiting forever (the master's loop blocked in a send).
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 10,
         },
         task_serializer="json",
         accept_content=["json"],
