@@ -386,3 +386,15 @@ def test_a_click_is_handled_once_however_many_polls_came_before(pages: Pages, pl
     assert len([s for s in sent if s.startswith("PATCH /api/jobs/")]) == 3
     jobs = {j["name"]: j["enabled"] for j in page.request.get(url + "/api/jobs").json()}
     assert jobs == {"job-a": True, "job-b": False, "job-c": True}
+
+
+def test_a_default_job_is_disabled_from_the_jobs_page(pages: Pages, plain: tuple[str, Any]) -> None:
+    """No job stored: the scheduler's defaults are listed; disabling one stores them all, that one off."""
+    url, _ = plain
+    page = pages.open(viewport={"width": 1100, "height": 800})
+    page.goto(url + "/jobs")
+    expect(page.locator("#jobs tbody")).to_have_text("no job stored yet")
+    page.locator("#default-jobs tr", has_text="crawl-all").locator("button", has_text="Disable").click()
+    expect(page.locator("#defaults")).to_be_hidden()
+    expect(page.locator("#jobs tbody tr", has_text="crawl-all").locator("input[type=checkbox]")).not_to_be_checked()
+    expect(page.locator("#jobs tbody tr", has_text="cleanup-weekly").locator("input[type=checkbox]")).to_be_checked()
