@@ -188,7 +188,7 @@ async def stored_listings(conn: psycopg.AsyncConnection) -> dict[str, tuple[str 
     cur = await conn.execute(
         "SELECT diningcode_place_id, listing_hash, detail_run_id, detail_due, detail_etag FROM stores"
     )
-    return {row[0]: tuple(row[1:]) for row in await cur.fetchall()}  # type: ignore[misc]
+    return {row[0]: tuple(row[1:]) for row in await cur.fetchall()}
 
 
 async def refill_seen(conn: psycopg.AsyncConnection, run_id: int) -> int:

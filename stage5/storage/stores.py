@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -347,6 +347,10 @@ def _rejection_row(run_id: int, rejection: Rejection) -> tuple[object, ...]:
     )
 
 
+@overload
+def _without_nul(text: str) -> str: ...
+@overload
+def _without_nul(text: str | None) -> str | None: ...
 def _without_nul(text: str | None) -> str | None:
     return text.replace("\x00", "\\0").replace("\\u0000", "\\\\0") if text is not None else None
 
