@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 
@@ -65,10 +65,11 @@ log = logging.getLogger("stage5.crawl")
 WORKER_MODULE = "stage5.crawl.worker"
 
 
-def _context(method: str) -> mp.context.BaseContext:
-    ctx = mp.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload([WORKER_MODULE])
+def _context(method: Literal["forkserver", "spawn"]) -> mp.context.ForkServerContext | mp.context.SpawnContext:
+    if method == "spawn":
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([WORKER_MODULE])
     return ctx
 
 
@@ -78,7 +79,7 @@ def prepare_workers(method: str) -> None:
     if method == "forkserver":
         from multiprocessing import forkserver
 
-        _context(method)
+        _context("forkserver")
         forkserver.ensure_running()
 
 
@@ -467,7 +468,9 @@ class LocalPool:
         error_rate = totals.retries / totals.requests if totals.requests else 0.0
         memory = sum(self._sizes.values())
         cpu = psutil.cpu_percent(interval=None)
-        figures = dict(memory_mb=round(memory), cpu_pct=cpu, error_rate=round(error_rate, 3), queued=self.queued)
+        figures: dict[str, Any] = dict(  # log fields (Any in log_event)
+            memory_mb=round(memory), cpu_pct=cpu, error_rate=round(error_rate, 3), queued=self.queued
+        )
         active = len(self._active())
         if (decision.throttle or error_rate > 0.3) and self.target > 1:
             self.target -= 1
