@@ -9,7 +9,6 @@ import base64
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,20 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from helpers import wait_for_port
+from helpers import SEED, query, start_redis, until
 from psycopg import sql
 
 from stage5.crawl.run import run_crawl
 from stage5.replica.process import ReplicaProcess
-from stage5.replica.server import Faults
 from stage5.replica.truth import score
 from stage5.replica.world import build_world
 from stage5.report import load_result
 from stage5.storage.columns import STORE_COLUMNS
 
-SEED, SCALE = 5, 0.1
 DISTRICTS = "강남구,마포구,송파구,관악구,중구,도봉구"
 
 
@@ -83,54 +79,46 @@ def two_workers(private_redis: tuple[str, Any], tmp_path: Path) -> Iterator[tupl
         w.wait()
 
 
-def rows(pg_url: str, schema: str) -> list[tuple[Any, ...]]:
-    columns = [c for c in STORE_COLUMNS if c != "source_url"]
-    with psycopg.connect(pg_url) as conn:
-        return conn.execute(
-            sql.SQL("SELECT {} FROM {}.stores ORDER BY 1").format(
-                sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema)
-            )
-        ).fetchall()
+def rows(settings: Any) -> list[tuple[Any, ...]]:
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in STORE_COLUMNS if c != "source_url")
+    return query(settings, sql.SQL("SELECT {} FROM stores ORDER BY 1").format(columns))
+
+
+def drop_schema(settings: Any) -> None:
+    query(settings, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.db_schema)))
 
 
 async def test_celery_engine_equals_local_and_survives_a_worker_kill(
-    two_workers: tuple[str, list[subprocess.Popen[bytes]]], make_settings: Any, pg_url: str, schema: str
+    two_workers: tuple[str, list[subprocess.Popen[bytes]]], make_settings: Any, pg_url: str, replica_with: Any
 ) -> None:
     redis_url, workers = two_workers
     local_schema = f"t_{uuid.uuid4().hex[:12]}"
     try:
-        with ReplicaProcess(SEED, SCALE, Faults(latency_ms=30)) as replica:
-            local = await run_crawl(
-                make_settings(site=replica.url, districts=DISTRICTS, db_schema=local_schema), pg_url
-            )
+        with replica_with(latency_ms=30) as replica:
+            local_settings = make_settings(site=replica.url, districts=DISTRICTS, db_schema=local_schema)
+            local = await run_crawl(local_settings, pg_url)
             settings = make_settings(
                 site=replica.url, districts=DISTRICTS, engine="celery", cache="off", celery_visibility_s=5
             )
             crawl = asyncio.create_task(run_crawl(settings, pg_url, redis_url))
             replica.reset()
-            while replica.stats()["requests"] < 60:
-                await asyncio.sleep(0.05)
+            await until(lambda: replica.stats()["requests"] >= 60, 60, "60 requests of the Celery run")
             os.killpg(workers[0].pid, signal.SIGKILL)  # the worker and its pool, mid-run
             assert not crawl.done()
             summary = await crawl
         assert summary.status == "succeeded" and local.status == "succeeded"
         assert summary.stores == local.stores > 100
-        assert rows(pg_url, schema) == rows(pg_url, local_schema)
+        assert rows(settings) == rows(local_settings)
     finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(local_schema)))
+        drop_schema(make_settings(db_schema=local_schema))
 
 
 def restart_redis(proc: subprocess.Popen[bytes], port: int, down_s: float) -> subprocess.Popen[bytes]:
     """The broker killed and started again on its port, empty (no persistence: the worst case)."""
     proc.kill()
     proc.wait()
-    time.sleep(down_s)
-    server = shutil.which("redis-server") or "redis-server"
-    args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    new = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-    wait_for_port(port)
-    return new
+    time.sleep(down_s)  # the outage itself, not a wait for something
+    return start_redis(port)
 
 
 def events(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
@@ -139,7 +127,11 @@ def events(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogReco
 
 @pytest.mark.slow
 async def test_full_world_on_celery_survives_a_kill_a_join_and_a_broker_restart(
-    private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    private_redis: tuple[str, Any],
+    make_settings: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    replica_with: Any,
 ) -> None:
     """1x Seoul with default Celery settings: two workers, one SIGKILLed mid-run, a third joining, then the
     broker restarted empty. The run finishes and stores exactly the truth."""
@@ -151,19 +143,22 @@ async def test_full_world_on_celery_survives_a_kill_a_join_and_a_broker_restart(
     try:
         for i, w in enumerate(workers):
             wait_ready(w, tmp_path / f"w{i}")
-        with ReplicaProcess(SEED, 1.0, Faults(latency_ms=10)) as replica:
+        with replica_with(scale=1.0, latency_ms=10) as replica:
             settings = make_settings(site=replica.url, engine="celery", cache="off")
             started = time.monotonic()
             crawl = asyncio.create_task(run_crawl(settings, settings.database_url, redis_url))
-            while replica.stats()["requests"] < 300:
-                await asyncio.sleep(0.1)
+            await until(lambda: replica.stats()["requests"] >= 300, 120, "300 requests of the run", every=0.1)
             os.killpg(workers[0].pid, signal.SIGKILL)  # the worker and its pool, mid-run
             killed_at, killed_wall = time.monotonic() - started, time.time()
             workers.append(start_worker(redis_url, tmp_path / "w2"))
             # The broker restart comes once the dead worker's units are noticed (their leases lapse), or
             # before the run ends (the restart must hit a running crawl).
-            while not events(caplog, "unit_lost") and replica.stats()["requests"] < 2500:
-                await asyncio.sleep(0.1)
+            await until(
+                lambda: events(caplog, "unit_lost") or replica.stats()["requests"] >= 2500,
+                600,
+                "a lost unit noticed, or 2500 requests",
+                every=0.1,
+            )
             assert not crawl.done()
             blip_at, blip_wall = time.monotonic() - started, time.time()
             redis_proc = restart_redis(redis_proc, port, down_s=2.0)
@@ -196,7 +191,7 @@ async def test_full_world_on_celery_survives_a_kill_a_join_and_a_broker_restart(
 
 
 async def test_queued_tasks_carry_no_secret_and_a_stopped_run_leaves_none(
-    private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path
+    private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path, replica_with: Any
 ) -> None:
     """No worker yet: the run's tasks wait in the broker. Their messages, decoded, hold the unit and no
     secret. Stopped, the run takes them out of the broker; a worker started afterwards runs nothing."""
@@ -206,7 +201,7 @@ async def test_queued_tasks_carry_no_secret_and_a_stopped_run_leaves_none(
 
     redis_url, _ = private_redis
     secret = "Pl4ntedT0ken"
-    with ReplicaProcess(SEED, SCALE) as replica:
+    with replica_with() as replica:
         settings = make_settings(
             site=replica.url,
             districts=DISTRICTS,
@@ -218,8 +213,8 @@ async def test_queued_tasks_carry_no_secret_and_a_stopped_run_leaves_none(
         )
         client = redis_lib.Redis.from_url(redis_url)
         crawl = asyncio.create_task(run_crawl(settings, make_settings().database_url, redis_url))
-        while client.llen(KEY_PREFIX + QUEUE) < settings.celery_tasks_in_flight:
-            await asyncio.sleep(0.05)
+        in_flight = settings.celery_tasks_in_flight
+        await until(lambda: client.llen(KEY_PREFIX + QUEUE) >= in_flight, 60, f"{in_flight} tasks in the broker")
         bodies = [
             base64.b64decode(json.loads(raw)["body"]).decode() for raw in client.lrange(KEY_PREFIX + QUEUE, 0, -1)
         ]
@@ -234,7 +229,7 @@ async def test_queued_tasks_carry_no_secret_and_a_stopped_run_leaves_none(
         worker = start_worker(redis_url, tmp_path / "late")
         try:
             wait_ready(worker, tmp_path / "late")
-            time.sleep(2)
+            time.sleep(2)  # a window in which a task left behind would reach the site: none may
             assert replica.stats()["requests"] == 0  # nothing of the stopped run reached the site
         finally:
             os.killpg(worker.pid, signal.SIGKILL)
@@ -252,7 +247,7 @@ async def _politeness(settings: Any, replica: ReplicaProcess, redis_url: str | N
 @pytest.mark.slow
 @pytest.mark.parametrize("processes", [1, 4])
 async def test_politeness_on_celery_is_the_promise_whatever_the_workers(
-    processes: int, private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path, pg_url: str
+    processes: int, private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path, replica_with: Any
 ) -> None:
     """ "2 in flight, 0.2 s apart" per host, measured by the replica: the Celery workers share one gate in
     Redis, so 1 or 4 worker processes keep it; the local engine's figures are printed beside them."""
@@ -262,7 +257,7 @@ async def test_politeness_on_celery_is_the_promise_whatever_the_workers(
     worker = start_worker(redis_url, tmp_path / "w", processes=processes)
     try:
         wait_ready(worker, tmp_path / "w")
-        with ReplicaProcess(SEED, SCALE) as replica:
+        with replica_with() as replica:
             local = await _politeness(
                 make_settings(site=replica.url, workers=processes, db_schema=local_schema, **polite), replica, redis_url
             )
@@ -276,16 +271,15 @@ async def test_politeness_on_celery_is_the_promise_whatever_the_workers(
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(local_schema)))
+        drop_schema(make_settings(db_schema=local_schema))
 
 
 async def test_more_units_than_a_worker_serves_before_recycling(
-    two_workers: tuple[str, list[subprocess.Popen[bytes]]], make_settings: Any, small_world: Any
+    two_workers: tuple[str, list[subprocess.Popen[bytes]]], make_settings: Any, small_world: Any, replica_with: Any
 ) -> None:
     """The crash of issue 23: past worker_max_units units a Celery run died (an inherited recycle step)."""
     redis_url, _ = two_workers
-    with ReplicaProcess(SEED, SCALE) as replica:
+    with replica_with() as replica:
         settings = make_settings(
             site=replica.url, districts=DISTRICTS, engine="celery", cache="off", worker_max_units=3
         )
@@ -308,7 +302,7 @@ def test_a_worker_pool_is_sized_and_governed_by_its_machine_budget(make_settings
 
 
 async def test_a_worker_over_its_budget_replaces_its_processes_and_the_summary_shows_it(
-    private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path, small_world: Any
+    private_redis: tuple[str, Any], make_settings: Any, tmp_path: Path, small_world: Any, replica_with: Any
 ) -> None:
     """A 64 MB budget for one pool process: Celery replaces the process after each unit (its resident
     memory is over that), the units still all run, and the run's summary names the engine, the host and
@@ -319,7 +313,7 @@ async def test_a_worker_over_its_budget_replaces_its_processes_and_the_summary_s
     worker = start_worker(redis_url, tmp_path / "w", processes=1, extra=("--memory-budget-mb", "64"))
     try:
         wait_ready(worker, tmp_path / "w")
-        with ReplicaProcess(SEED, SCALE) as replica:
+        with replica_with() as replica:
             settings = make_settings(site=replica.url, districts="도봉구,중구", engine="celery", cache="off")
             summary = await run_crawl(settings, settings.database_url, redis_url)
     finally:

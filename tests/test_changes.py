@@ -10,8 +10,7 @@ import io
 import json
 from typing import Any
 
-import psycopg
-from psycopg import sql
+from helpers import SCALE, SEED, query
 
 from stage5.cli import main
 from stage5.crawl.run import run_crawl
@@ -24,7 +23,7 @@ from stage5.storage.changes import list_changes
 from stage5.storage.db import connect
 
 DISTRICTS = list(DISTRICT_NAMES)  # all of Seoul: at this scale every kind of change happens by day 3
-SCALE, K = 0.1, 2
+K = 2
 # truth key -> stored column, for the fields a change is reported on
 TRACKED = {
     "name": "name",
@@ -87,12 +86,7 @@ def _kind(before: str, now: str, changed: bool) -> str | None:
 
 def presence(settings: Any) -> dict[str, tuple[str, int, str]]:
     """rid -> (district, missed runs, status) of every stored store."""
-    with psycopg.connect(settings.database_url) as conn:
-        found = conn.execute(
-            sql.SQL("SELECT diningcode_place_id, district, missed_runs, status FROM {}.stores").format(
-                sql.Identifier(settings.db_schema)
-            )
-        ).fetchall()
+    found = query(settings, "SELECT diningcode_place_id, district, missed_runs, status FROM stores")
     return {rid: (district, missed, status) for rid, district, missed, status in found}
 
 
@@ -106,7 +100,7 @@ async def recorded(settings: Any, run_id: int) -> set[tuple[str, str, frozenset[
 
 
 async def crawl_day(settings: Any, day: int, faults: Faults | None = None) -> Any:
-    with ReplicaProcess(5, SCALE, faults, day=day) as site:
+    with ReplicaProcess(SEED, SCALE, faults, day=day) as site:
         return await run_crawl(settings.model_copy(update={"site": site.url}), settings.database_url)
 
 
@@ -117,7 +111,7 @@ async def test_four_days_give_exactly_the_truths_diff(make_settings: Any) -> Non
     for day in range(4):
         summary = await crawl_day(settings, day)
         assert summary.status == "succeeded"
-        want = expected.day(build_world(5, SCALE, day))
+        want = expected.day(build_world(SEED, SCALE, day))
         got = await recorded(settings, summary.run_id)
         assert got == want, f"day {day}: missing {sorted(want - got)[:5]}, extra {sorted(got - want)[:5]}"
         assert summary.changes == {k: sum(1 for _, kind, _ in want if kind == k) for k in summary.changes}
@@ -132,7 +126,7 @@ async def test_misses_count_only_where_the_listings_were_complete(make_settings:
     expected = Expected()
     for day in (0, 1):
         await crawl_day(settings, day)
-        expected.day(build_world(5, SCALE, day))
+        expected.day(build_world(SEED, SCALE, day))
     missed_before = presence(settings)
     partial = await crawl_day(settings, 2, Faults(p5xx=0.2, fault_seed=3))
     assert partial.status == "partial"
@@ -143,7 +137,7 @@ async def test_misses_count_only_where_the_listings_were_complete(make_settings:
             assert (missed, status) == missed_before[rid][1:], rid  # nothing about its presence moved
     closed_day1 = {
         s.rid: s.district
-        for s in build_world(5, SCALE, 2).stores
+        for s in build_world(SEED, SCALE, 2).stores
         if s.district in DISTRICTS and s.expect == "store" and s.closed_on == 1 and not s.listed
     }
     vanished = {rid for rid, kind, _ in await recorded(settings, partial.run_id) if kind == "vanished"}
@@ -153,7 +147,7 @@ async def test_misses_count_only_where_the_listings_were_complete(make_settings:
     assert after.status == "succeeded"
     vanished |= {rid for rid, kind, _ in await recorded(settings, after.run_id) if kind == "vanished"}
     still_closed = {
-        s.rid for s in build_world(5, SCALE, 3).stores if s.rid in closed_day1 and s.closed_on == 1 and not s.listed
+        s.rid for s in build_world(SEED, SCALE, 3).stores if s.rid in closed_day1 and s.closed_on == 1 and not s.listed
     }
     assert still_closed and still_closed <= vanished
 
@@ -180,13 +174,8 @@ def test_exports_round_trip(make_settings: Any, replica: ReplicaProcess, tmp_pat
     )
     lines = [json.loads(line) for line in refill.read_text().splitlines()]
     assert lines and all(r["is_confirmed_refill"] and r["district"] == "마포구" for r in lines)
-    with psycopg.connect(settings.database_url) as conn:
-        view = conn.execute(
-            sql.SQL("SELECT count(*) FROM {}.refill_stores WHERE district = '마포구'").format(
-                sql.Identifier(settings.db_schema)
-            )
-        ).fetchone()
-    assert view is not None and view[0] == len(lines)
+    view = query(settings, "SELECT count(*) FROM refill_stores WHERE district = '마포구'")
+    assert view[0][0] == len(lines)
     geo = tmp_path / "stores.geojson"
     assert main(["export", "--format", "geojson", "--out", str(geo), *db]) == 0
     collection = json.loads(geo.read_text())

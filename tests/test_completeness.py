@@ -9,15 +9,13 @@ import asyncio
 import itertools
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-import psycopg
 import pytest
 import redis as redis_client
-from psycopg import sql
+from helpers import SEED, crawl_command, query
 
 from stage5.crawl.completeness import district_listings
 from stage5.crawl.master import Entries
@@ -36,7 +34,6 @@ from stage5.site.seoul import distance_m as metres
 from stage5.units import SearchUnit
 
 DISTRICTS = "마포구,구로구,강남구"
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 DENSEST = "강남구,마포구,송파구,서초구"
 
 
@@ -140,24 +137,17 @@ def test_a_district_is_complete_when_its_query_and_parts_reach_the_sites_count()
 
 def stored_state(settings: Any) -> dict[str, tuple[Any, ...]]:
     """rid -> the stored values a bad listing must not move (missed runs and status included)."""
-    with psycopg.connect(settings.database_url) as conn:
-        found = conn.execute(
-            sql.SQL(
-                "SELECT diningcode_place_id, name, address, district, position_lat, position_lng, menu_items::text,"
-                " is_confirmed_refill, content_hash, status, missed_runs FROM {}.stores"
-            ).format(sql.Identifier(settings.db_schema))
-        ).fetchall()
+    found = query(
+        settings,
+        "SELECT diningcode_place_id, name, address, district, position_lat, position_lng, menu_items::text,"
+        " is_confirmed_refill, content_hash, status, missed_runs FROM stores",
+    )
     return {r[0]: r[1:] for r in found}
 
 
 def saved_listings(settings: Any, run_id: int) -> dict[str, Any]:
-    with psycopg.connect(settings.database_url) as conn:
-        row = conn.execute(
-            sql.SQL("SELECT completeness FROM {}.crawl_runs WHERE id = %s").format(sql.Identifier(settings.db_schema)),
-            (run_id,),
-        ).fetchone()
-    assert row is not None
-    return dict(row[0])
+    ((completeness,),) = query(settings, "SELECT completeness FROM crawl_runs WHERE id = %s", run_id)
+    return dict(completeness)
 
 
 @pytest.fixture
@@ -177,7 +167,7 @@ async def _through(settings: Any, replica: ReplicaProcess, case: str, **override
 
 
 async def test_thinned_listings_are_incomplete_and_no_store_is_missed(
-    baseline: Any, replica: ReplicaProcess, capsys: pytest.CaptureFixture[str]
+    baseline: Any, replica: ReplicaProcess, capsys: pytest.CaptureFixture[str], redis_url: str
 ) -> None:
     """Pages past page 5 answer empty while the count says more; with splitting held back (a minimum radius
     larger than Seoul) the districts stay short: partial, named, and nothing about their stores changes."""
@@ -189,14 +179,14 @@ async def test_thinned_listings_are_incomplete_and_no_store_is_missed(
         "thinned",
         page_size=5,
         split_min_radius_m=100_000,
-        redis_url=LOCAL_REDIS,
+        redis_url=redis_url,
         cache_namespace=namespace,
     )
     assert summary.status == "partial"
     short = {d for d, v in summary.listings.items() if v["found"] < v["site_count"]}
     assert short and summary.incomplete_districts == sorted(short)
     assert {"강남구", "마포구"} <= short  # the two with more stores than 5 pages of 5
-    client = redis_client.Redis.from_url(LOCAL_REDIS)
+    client = redis_client.Redis.from_url(redis_url)
     try:
         kept = {k.decode().split(":")[4] for k in client.scan_iter(match=f"stage5:v1:{namespace}:search:*")}
         for key in client.scan_iter(match=f"stage5:v1:{namespace}:*"):
@@ -231,12 +221,12 @@ async def test_an_ad_slot_on_every_page_is_skipped_and_counted(baseline: Any, re
 
 
 async def test_a_listing_that_cannot_be_completed_is_reported_and_misses_nothing(
-    baseline: Any, capsys: pytest.CaptureFixture[str]
+    baseline: Any, capsys: pytest.CaptureFixture[str], replica_with: Any
 ) -> None:
     """One store per query, and no part smaller than 3 km: splitting bottoms out, and the parts together
     (by coordinates, then by neighbourhood) still list fewer stores than the site counts."""
     settings, before = baseline
-    with ReplicaProcess(5, 0.1, Faults(result_cap=1)) as capped:
+    with replica_with(result_cap=1) as capped:
         tight = settings.model_copy(update={"site": capped.url, "split_min_radius_m": 3000})
         summary = await run_crawl(tight, tight.database_url)
     assert summary.status == "partial"
@@ -250,10 +240,10 @@ async def test_a_listing_that_cannot_be_completed_is_reported_and_misses_nothing
     assert "still truncated" in capsys.readouterr().out
 
 
-async def test_splitting_stops_at_its_query_budget(make_settings: Any) -> None:
+async def test_splitting_stops_at_its_query_budget(make_settings: Any, replica_with: Any) -> None:
     """A site that answers one store per query would be split down to 150 m circles around every store:
     split_max_queries bounds the parts, and the listing is reported incomplete instead."""
-    with ReplicaProcess(5, 0.1, Faults(result_cap=1)) as capped:
+    with replica_with(result_cap=1) as capped:
         settings = make_settings(site=capped.url, districts="강남구", split_max_queries=8)
         summary = await run_crawl(settings, settings.database_url)
     listing = summary.listings["강남구"]
@@ -263,11 +253,13 @@ async def test_splitting_stops_at_its_query_budget(make_settings: Any) -> None:
 
 
 @pytest.mark.parametrize("via", ["replica", "proxy"])
-async def test_a_capped_crawl_of_the_densest_districts_finds_every_store(make_settings: Any, via: str) -> None:
+async def test_a_capped_crawl_of_the_densest_districts_finds_every_store(
+    make_settings: Any, via: str, replica_with: Any
+) -> None:
     """A 1x world behind 100 stores per query (the replica's own cap, or a proxy's): every store found."""
-    world = build_world(5, 1.0)
+    world = build_world(SEED, 1.0)
     faults = Faults(result_cap=100) if via == "replica" else Faults()
-    with ReplicaProcess(5, 1.0, faults) as site:
+    with replica_with(faults, scale=1.0) as site:
         settings = make_settings(site=site.url, districts=DENSEST, workers=2)
         if via == "proxy":
             with HostileProcess(site.url, "cap100") as proxy:
@@ -286,19 +278,15 @@ async def test_a_capped_crawl_of_the_densest_districts_finds_every_store(make_se
         assert v["site_count"] > 100 and v["found"] >= v["site_count"] and v["split"] > 0
 
 
-async def test_a_crawl_delay_over_the_maximum_stops_before_any_request(make_settings: Any) -> None:
-    with ReplicaProcess(5, 0.1, Faults(robots="User-agent: *\\nCrawl-delay: 86400\\n")) as site:
+async def test_a_crawl_delay_over_the_maximum_stops_before_any_request(make_settings: Any, replica_with: Any) -> None:
+    with replica_with(robots="User-agent: *\\nCrawl-delay: 86400\\n") as site:
         settings = make_settings(site=site.url, districts="도봉구")
-        command = [sys.executable, "-m", "stage5", "crawl", "--site", site.url, "--districts", "도봉구"]
-        command += ["--database-url", str(settings.database_url), "--db-schema", settings.db_schema]
-        out = subprocess.run(command + ["--log-dir", str(settings.log_dir)], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(crawl_command(settings), capture_output=True, text=True, timeout=60)
         assert site.stats()["by_endpoint"] == {"/robots.txt": 1}  # nothing else was asked
     assert out.returncode == 2, out.stderr
     assert "Crawl-delay: 86400" in out.stderr and "crawl_delay_max_s (60 s)" in out.stderr
     assert "STAGE5_CRAWL_DELAY_MAX_S" in out.stderr
-    with psycopg.connect(settings.database_url) as conn:
-        runs = conn.execute(sql.SQL("SELECT count(*) FROM {}.crawl_runs").format(sql.Identifier(settings.db_schema)))
-        assert runs.fetchone() == (0,)  # no run left behind
+    assert query(settings, "SELECT count(*) FROM crawl_runs") == [(0,)]  # no run left behind
 
 
 @pytest.mark.parametrize(

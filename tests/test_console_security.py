@@ -12,9 +12,9 @@ import sys
 from typing import Any
 
 import psutil
-import psycopg
-from aiohttp import ClientSession, ClientTimeout, TCPConnector
-from helpers import serving
+from aiohttp import ClientResponse, ClientSession, ClientTimeout, TCPConnector
+from helpers import query, serving
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from stage5.identity import command_fingerprint
@@ -22,21 +22,26 @@ from stage5.web.api import STREAMS_MAX
 from stage5.web.app import POOL_MAX
 
 
-def _db(settings: Any) -> psycopg.Connection:
-    conn = psycopg.connect(settings.database_url, autocommit=True)
-    conn.execute(f"SET search_path TO {settings.db_schema}")
-    return conn
-
-
 def _running_run(settings: Any, live: dict[str, Any]) -> int:
-    with _db(settings) as conn:
-        row = conn.execute(
-            "INSERT INTO crawl_runs (status, site, districts, live) VALUES ('running', 'x', '{도봉구}', %s)"
-            " RETURNING id",
-            (Jsonb(live),),
-        ).fetchone()
-    assert row
-    return int(row[0])
+    ((run_id,),) = query(
+        settings,
+        "INSERT INTO crawl_runs (status, site, districts, live) VALUES ('running', 'x', '{도봉구}', %s) RETURNING id",
+        Jsonb(live),
+    )
+    return int(run_id)
+
+
+def _console_sessions(settings: Any) -> int:
+    """Database sessions of the console served by this process (not of other tests' consoles, which other
+    xdist workers may be serving at the same moment): matched by the client port of each session."""
+    server_port = int(conninfo_to_dict(settings.database_url).get("port") or 5432)
+    mine = [c.laddr.port for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == server_port]
+    ((held,),) = query(
+        settings,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stage5 console' AND client_port = ANY(%s)",
+        mine,
+    )
+    return int(held)
 
 
 async def test_a_rebound_host_is_refused_and_changes_nothing(make_settings: Any) -> None:
@@ -76,28 +81,28 @@ async def test_two_hundred_streams_leave_the_database_and_the_api_answering(make
         timeout = ClientTimeout(total=30)
         async with ClientSession(connector=TCPConnector(limit=0), timeout=timeout) as crowd:
 
-            async def open_one() -> tuple[int, str]:
+            async def open_one() -> tuple[int, str, ClientResponse | None]:
                 answer = await crowd.get(url)
                 if answer.status == 200:
                     await answer.content.readline()  # the first event came: the stream is up (kept open)
-                    return 200, ""
-                return answer.status, answer.headers.get("Retry-After", "")
+                    return 200, "", answer
+                return answer.status, answer.headers.get("Retry-After", ""), None
 
             answers = await asyncio.gather(*(open_one() for _ in range(200)))
-            statuses = [s for s, _ in answers]
+            statuses = [s for s, _, _ in answers]
             assert statuses.count(200) == STREAMS_MAX
-            assert {a for a in answers if a[0] != 200} == {(503, "5")}  # the rest told when to retry
+            assert {(s, retry) for s, retry, _ in answers if s != 200} == {(503, "5")}  # told when to retry
             assert (await console.call("GET", "/api/jobs"))[0] == 200
             status, runs = await console.call("GET", "/api/runs")
             assert status == 200 and runs[0]["id"] == run_id
-            with _db(settings) as conn:  # the database has room: the console holds its pool at most
-                (held,) = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stage5 console'"
-                ).fetchone() or (0,)
+            held = _console_sessions(settings)  # the database has room: the console holds its pool at most
             assert 1 <= held <= POOL_MAX
-            with _db(settings) as conn:
-                conn.execute("UPDATE crawl_runs SET status = 'succeeded' WHERE id = %s", (run_id,))
-            await asyncio.sleep(1.5)  # the shared reader sees the end and every stream closes
+            query(settings, "UPDATE crawl_runs SET status = 'succeeded' WHERE id = %s", run_id)
+            streams = [answer for _, _, answer in answers if answer is not None]
+            try:  # the shared reader sees the end and every stream closes
+                await asyncio.wait_for(asyncio.gather(*(s.content.read() for s in streams)), 30)
+            except TimeoutError:
+                raise AssertionError("the event streams did not end within 30 s of their run's end") from None
             assert console.server.app is not None
 
 
@@ -113,7 +118,7 @@ async def test_stop_signals_only_the_runs_own_master(make_settings: Any) -> None
             run_id = _running_run(settings, stale)
             status, answer = await console.call("POST", f"/api/runs/{run_id}/stop", {})
             assert status == 409 and "another process" in answer["error"]
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # a window for a wrong signal to land: none may
             assert stranger.poll() is None  # not signalled
             # A record without the identity (pid only) is not enough either.
             run_id = _running_run(settings, {"pid": stranger.pid, "host": host})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import psycopg
+from helpers import SCALE, SEED, query
 from psycopg import sql
 
 from stage5.coverage import drops
@@ -34,15 +34,14 @@ def test_a_drop_is_a_fall_below_the_median_by_more_than_the_points() -> None:
 
 
 def columns(settings: Any, *names: str) -> dict[str, tuple[Any, ...]]:
-    with psycopg.connect(settings.database_url) as conn:
-        query = sql.SQL("SELECT diningcode_place_id, {} FROM {}.stores").format(
-            sql.SQL(", ").join(map(sql.Identifier, names)), sql.Identifier(settings.db_schema)
-        )
-        return {row[0]: row[1:] for row in conn.execute(query).fetchall()}
+    selected = sql.SQL("SELECT diningcode_place_id, {} FROM stores").format(
+        sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+    return {row[0]: row[1:] for row in query(settings, selected)}
 
 
 async def crawl(settings: Any, faults: Faults) -> Any:
-    with ReplicaProcess(5, 0.1, faults) as site:
+    with ReplicaProcess(SEED, SCALE, faults) as site:
         return await run_crawl(settings.model_copy(update={"site": site.url}), settings.database_url)
 
 
@@ -82,14 +81,10 @@ async def test_a_layout_the_parser_reads_less_of_is_a_coverage_drop(make_setting
     assert dropped[("detail", "lat")]["layout"] == "no-jsonld" and dropped[("detail", "lat")]["share"] == 0
     stored = columns(settings, "position_lat")
     assert all(lat is not None for (lat,) in stored.values())  # the search answer still gave them
-    with psycopg.connect(settings.database_url) as conn:
-        row = conn.execute(
-            sql.SQL("SELECT status, coverage -> 'detail' ->> 'pages' FROM {}.crawl_runs WHERE id = %s").format(
-                sql.Identifier(settings.db_schema)
-            ),
-            (second.run_id,),
-        ).fetchone()
-    assert row is not None and row[0] == "partial" and int(row[1]) == second.stores + second.rejected
+    (row,) = query(
+        settings, "SELECT status, coverage -> 'detail' ->> 'pages' FROM crawl_runs WHERE id = %s", second.run_id
+    )
+    assert row[0] == "partial" and int(row[1]) == second.stores + second.rejected
 
 
 def test_the_first_run_records_coverage(make_settings: Any) -> None:

@@ -10,8 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+from helpers import crawl_command, query
 
 from stage5.cli import main
 from stage5.crawl.run import run_crawl
@@ -20,8 +20,6 @@ from stage5.replica.server import Faults
 from stage5.replica.truth import score
 from stage5.replica.world import World
 from stage5.report import load_result
-
-SEED, SCALE = 5, 0.1
 
 
 async def _crawl_and_score(settings: Any, world: World) -> tuple[Any, Any]:
@@ -48,8 +46,8 @@ async def test_full_crawl_matches_ground_truth(make_settings: Any, replica: Repl
     assert result2.stored == result.stored
 
 
-async def test_each_store_detail_fetched_once(make_settings: Any, small_world: World) -> None:
-    with ReplicaProcess(SEED, SCALE) as fresh:
+async def test_each_store_detail_fetched_once(make_settings: Any, replica_with: Any) -> None:
+    with replica_with() as fresh:
         summary = await run_crawl(make_settings(site=fresh.url), make_settings().database_url)
         served = fresh.stats()
     assert served["detail_repeats"] == 0
@@ -57,11 +55,11 @@ async def test_each_store_detail_fetched_once(make_settings: Any, small_world: W
     assert summary.requests == served["requests"]
 
 
-async def test_crawl_with_faults_still_complete(make_settings: Any, small_world: World) -> None:
+async def test_crawl_with_faults_still_complete(make_settings: Any, small_world: World, replica_with: Any) -> None:
     faults = Faults(
         p5xx=0.05, p429=0.05, retry_after_s=0, p_truncate=0.03, p_malformed=0.03, latency_ms=2, fault_seed=9
     )
-    with ReplicaProcess(SEED, SCALE, faults) as faulty:
+    with replica_with(faults) as faulty:
         settings = make_settings(site=faulty.url, retry_attempts=8, districts="강남구,마포구,중구,도봉구")
         summary, result = await _crawl_and_score(settings, small_world)
         served = faulty.stats()
@@ -69,9 +67,11 @@ async def test_crawl_with_faults_still_complete(make_settings: Any, small_world:
     assert summary.status == "succeeded" and result.perfect
 
 
-async def test_failed_units_are_listed_and_the_run_goes_on(make_settings: Any, small_world: World) -> None:
+async def test_failed_units_are_listed_and_the_run_goes_on(
+    make_settings: Any, small_world: World, replica_with: Any
+) -> None:
     """Retries too few for the fault rate: some pages fail for good; each is listed, the rest lands."""
-    with ReplicaProcess(SEED, SCALE, Faults(p5xx=0.3, fault_seed=3)) as faulty:
+    with replica_with(p5xx=0.3, fault_seed=3) as faulty:
         settings = make_settings(site=faulty.url, retry_attempts=1, districts="도봉구,강남구,마포구")
         summary, result = await _crawl_and_score(settings, small_world)
         assert summary.status == "partial" and summary.failed_units
@@ -82,10 +82,7 @@ async def test_failed_units_are_listed_and_the_run_goes_on(make_settings: Any, s
         again = await run_crawl(
             make_settings(site=faulty.url, retry_attempts=10, districts="도봉구,강남구,마포구"), settings.database_url
         )
-    conn = await psycopg.AsyncConnection.connect(settings.database_url)
-    cur = await conn.execute(f"SELECT districts FROM {settings.db_schema}.crawl_runs WHERE id = %s", (again.run_id,))
-    (order,) = await cur.fetchone()  # type: ignore[misc]
-    await conn.close()
+    ((order,),) = query(settings, "SELECT districts FROM crawl_runs WHERE id = %s", again.run_id)
     assert set(order[: len(failed_districts)]) == failed_districts
     assert again.status == "succeeded"
 
@@ -139,30 +136,12 @@ def test_dead_database_is_a_clear_error(
 
 
 def test_cli_crawl_json_and_parse(
-    replica: ReplicaProcess, pg_url: str, schema: str, tmp_path: Path, small_world: World
+    replica: ReplicaProcess, make_settings: Any, tmp_path: Path, small_world: World
 ) -> None:
     run = [sys.executable, "-m", "stage5"]
+    settings = make_settings(site=replica.url, districts="도봉구", log_dir=tmp_path / "logs")
     out = subprocess.run(
-        run
-        + [
-            "crawl",
-            "--site",
-            replica.url,
-            "--districts",
-            "도봉구",
-            "--request-delay-s",
-            "0",
-            "--json",
-            "--database-url",
-            pg_url,
-            "--db-schema",
-            schema,
-            "--log-dir",
-            str(tmp_path / "logs"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        crawl_command(settings, "--request-delay-s", "0", "--json"), capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
@@ -207,60 +186,58 @@ def test_the_demo_never_touches_the_real_tables(make_settings: Any, replica: Rep
     import asyncio
     import os
 
-    import psycopg
     from psycopg import sql
 
     from stage5.cli import DEMO_SCHEMA, main
 
     settings = make_settings(site=replica.url, districts="도봉구")
+    demo = settings.model_copy(update={"db_schema": DEMO_SCHEMA})
     asyncio.run(run_crawl(settings, pg_url))
-    ident = sql.Identifier(settings.db_schema)
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("UPDATE {}.crawl_runs SET status = 'interrupted'").format(ident))  # a paused run
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(DEMO_SCHEMA)))
+    query(settings, "UPDATE crawl_runs SET status = 'interrupted'")  # a paused run
+    query(demo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(DEMO_SCHEMA)))
 
-        def state() -> tuple[Any, ...]:
-            stores = conn.execute(sql.SQL("SELECT diningcode_place_id, content_hash FROM {}.stores").format(ident))
-            runs = conn.execute(sql.SQL("SELECT id, status FROM {}.crawl_runs").format(ident))
-            return sorted(stores.fetchall()), sorted(runs.fetchall())
+    def state() -> tuple[Any, ...]:
+        stores = query(settings, "SELECT diningcode_place_id, content_hash FROM stores")
+        runs = query(settings, "SELECT id, status FROM crawl_runs")
+        return sorted(stores), sorted(runs)
 
-        before = state()
-        environ = dict(os.environ)
-        os.environ.update(STAGE5_DB_SCHEMA=settings.db_schema, DATABASE_URL=pg_url)
-        try:
-            code = main(["demo", "--scale", "0.1", "--districts", "도봉구,마포구", "--log-dir", str(settings.log_dir)])
-        finally:
-            os.environ.clear()
-            os.environ.update(environ)
-        assert code == 0
-        assert state() == before
-        demo = conn.execute(sql.SQL("SELECT count(*) FROM {}.stores").format(sql.Identifier(DEMO_SCHEMA))).fetchone()
-        assert demo is not None and demo[0] > len(before[0])
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(DEMO_SCHEMA)))
+    before = state()
+    environ = dict(os.environ)
+    os.environ.update(STAGE5_DB_SCHEMA=settings.db_schema, DATABASE_URL=pg_url)
+    try:
+        code = main(["demo", "--scale", "0.1", "--districts", "도봉구,마포구", "--log-dir", str(settings.log_dir)])
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+    assert code == 0
+    assert state() == before
+    ((demo_stores,),) = query(demo, "SELECT count(*) FROM stores")
+    assert demo_stores > len(before[0])
+    query(demo, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(DEMO_SCHEMA)))
 
 
-async def test_robots_txt_refusal_stops_before_any_run_and_log_mode_goes_on(make_settings: Any) -> None:
+async def test_robots_txt_refusal_stops_before_any_run_and_log_mode_goes_on(
+    make_settings: Any, replica_with: Any
+) -> None:
     from stage5.errors import RobotsDisallowed
 
     rules = "User-agent: *\\nDisallow: /profile\\nCrawl-delay: 0.05\\n"
-    with ReplicaProcess(5, 0.1, Faults(robots=rules)) as replica:
+    with replica_with(robots=rules) as replica:
         settings = make_settings(site=replica.url, districts="도봉구", request_delay_s=0)
         with pytest.raises(RobotsDisallowed, match=r"disallows /profile.php \('Disallow: /profile'\).*ROBOTS_TXT=log"):
             await run_crawl(settings, settings.database_url)
         assert replica.stats()["by_endpoint"] == {"/robots.txt": 1}  # nothing else was asked
-        with psycopg.connect(settings.database_url) as conn:
-            conn.execute(f"SET search_path TO {settings.db_schema}")
-            assert conn.execute("SELECT count(*) FROM crawl_runs").fetchone() == (0,)  # no run left behind
+        assert query(settings, "SELECT count(*) FROM crawl_runs") == [(0,)]  # no run left behind
 
         logged = make_settings(site=replica.url, districts="도봉구", request_delay_s=0, robots_txt="log")
         summary = await run_crawl(logged, logged.database_url)
     assert summary.status == "succeeded" and summary.stores > 0
 
 
-async def test_robots_crawl_delay_is_a_floor_under_the_request_delay(make_settings: Any) -> None:
+async def test_robots_crawl_delay_is_a_floor_under_the_request_delay(make_settings: Any, replica_with: Any) -> None:
     from stage5.crawl.politeness import apply_robots
 
-    with ReplicaProcess(5, 0.1, Faults(robots="User-agent: *\\nCrawl-delay: 2\\n")) as replica:
+    with replica_with(robots="User-agent: *\\nCrawl-delay: 2\\n") as replica:
         settings = make_settings(site=replica.url, request_delay_s=0.5, cache="off")
         assert (await apply_robots(settings, None)).request_delay_s == 2.0
         slower = settings.model_copy(update={"request_delay_s": 3.0})

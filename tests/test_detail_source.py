@@ -7,29 +7,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
+from helpers import query
 
 from stage5.crawl.details import API_FAILURES_TO_PAUSE
 from stage5.crawl.run import run_crawl
-from stage5.replica.process import ReplicaProcess
 from stage5.replica.profile_api import fails
 from stage5.replica.render import layout_for
-from stage5.replica.server import Faults
 from stage5.replica.truth import API, score
 from stage5.replica.world import World
 from stage5.report import load_result
 from stage5.storage.columns import DATA_COLUMNS
 
-SEED, SCALE = 5, 0.1
 DISTRICTS = "마포구,강남구,종로구"
-
-
-def query(settings: Any, text: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(settings.database_url) as conn:
-        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.db_schema)))
-        return conn.execute(text, params).fetchall()  # type: ignore[arg-type]
 
 
 def sources(settings: Any) -> dict[str, str]:
@@ -51,8 +41,10 @@ def assert_perfect(result: Any) -> None:
     assert result.stored == result.expected > 50
 
 
-async def test_crawl_through_the_api_scores_every_truth_field(make_settings: Any, small_world: World) -> None:
-    with ReplicaProcess(SEED, SCALE) as site:
+async def test_crawl_through_the_api_scores_every_truth_field(
+    make_settings: Any, small_world: World, replica_with: Any
+) -> None:
+    with replica_with() as site:
         settings = make_settings(site=site.url, districts=DISTRICTS, detail_source="api")
         # scored as each row says it was read (detail_source: api), as the demo's score is
         summary, result = await crawl_and_score(settings, small_world, layout_for)
@@ -74,8 +66,10 @@ async def test_crawl_through_the_api_scores_every_truth_field(make_settings: Any
     assert 0 < with_facilities < total and 0 < with_best < total and open_now == total
 
 
-async def test_crawl_through_the_page_scores_every_truth_field(make_settings: Any, small_world: World) -> None:
-    with ReplicaProcess(SEED, SCALE) as site:
+async def test_crawl_through_the_page_scores_every_truth_field(
+    make_settings: Any, small_world: World, replica_with: Any
+) -> None:
+    with replica_with() as site:
         settings = make_settings(site=site.url, districts=DISTRICTS, detail_source="html")
         summary, result = await crawl_and_score(settings, small_world, layout_for)
         served = site.stats()
@@ -86,8 +80,10 @@ async def test_crawl_through_the_page_scores_every_truth_field(make_settings: An
     assert "source:html" in summary.coverage and "detail:api" not in summary.coverage
 
 
-async def test_auto_reads_the_page_where_the_api_fails(make_settings: Any, small_world: World) -> None:
-    with ReplicaProcess(SEED, SCALE, Faults(api_fail=0.3)) as site:
+async def test_auto_reads_the_page_where_the_api_fails(
+    make_settings: Any, small_world: World, replica_with: Any
+) -> None:
+    with replica_with(api_fail=0.3) as site:
         settings = make_settings(site=site.url, districts=DISTRICTS, detail_source="auto", retry_attempts=2)
         summary = await run_crawl(settings, settings.database_url)
     used = sources(settings)
@@ -110,9 +106,9 @@ async def test_auto_reads_the_page_where_the_api_fails(make_settings: Any, small
 
 
 async def test_auto_with_the_api_down_reads_every_page_and_stops_asking_it(
-    make_settings: Any, small_world: World
+    make_settings: Any, small_world: World, replica_with: Any
 ) -> None:
-    with ReplicaProcess(SEED, SCALE, Faults(api_fail=1.0)) as site:
+    with replica_with(api_fail=1.0) as site:
         settings = make_settings(
             site=site.url,
             districts=DISTRICTS,
@@ -140,9 +136,11 @@ def _values(settings: Any) -> dict[str, tuple[Any, ...]]:
     return {row[0]: row for row in rows}
 
 
-async def test_switching_source_changes_no_stored_value_and_is_no_coverage_drop(make_settings: Any) -> None:
+async def test_switching_source_changes_no_stored_value_and_is_no_coverage_drop(
+    make_settings: Any, replica_with: Any
+) -> None:
     # Pages in the 2023–25 layout write prices as the API's texts do, so every column can be compared.
-    with ReplicaProcess(SEED, SCALE, Faults(layout="jsonld")) as site:
+    with replica_with(layout="jsonld") as site:
         base = make_settings(site=site.url, districts=DISTRICTS, coverage_drop_points=5.0)
         runs = []
         values = []
@@ -162,17 +160,19 @@ async def test_switching_source_changes_no_stored_value_and_is_no_coverage_drop(
     assert set(sources(base).values()) == {"html"}
 
 
-async def test_robots_refusing_the_api_reads_pages_and_refusing_both_stops(make_settings: Any) -> None:
+async def test_robots_refusing_the_api_reads_pages_and_refusing_both_stops(
+    make_settings: Any, replica_with: Any
+) -> None:
     from stage5.crawl.politeness import apply_robots
     from stage5.errors import RobotsDisallowed
 
     api_refused = "User-agent: *\\nDisallow: /API/profile/\\n"
-    with ReplicaProcess(SEED, SCALE, Faults(robots=api_refused)) as site:
+    with replica_with(robots=api_refused) as site:
         auto = make_settings(site=site.url, detail_source="auto")
         assert (await apply_robots(auto, None)).detail_source == "html"
         with pytest.raises(RobotsDisallowed, match="/API/profile/"):
             await apply_robots(make_settings(site=site.url, detail_source="api"), None)
         assert (await apply_robots(make_settings(site=site.url, detail_source="html"), None)).detail_source == "html"
     both = "User-agent: *\\nDisallow: /API/profile/\\nDisallow: /profile.php\\n"
-    with ReplicaProcess(SEED, SCALE, Faults(robots=both)) as site, pytest.raises(RobotsDisallowed):
+    with replica_with(robots=both) as site, pytest.raises(RobotsDisallowed):
         await apply_robots(make_settings(site=site.url, detail_source="auto"), None)

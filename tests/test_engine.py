@@ -8,32 +8,22 @@ import signal
 import uuid
 from typing import Any
 
-import psycopg
-from helpers import worker_processes
+from helpers import crawl_command, query, until, worker_processes
 from psycopg import sql
 
 from stage5.crawl.run import run_crawl
 from stage5.replica.process import ReplicaProcess
-from stage5.replica.server import Faults
 from stage5.replica.truth import score
 from stage5.replica.world import World
 from stage5.report import load_result
 from stage5.storage.columns import STORE_COLUMNS
 
-SEED, SCALE = 5, 0.1
 SOME = "강남구,마포구,송파구,중구,도봉구,관악구"
 
 
-async def _rows(settings: Any) -> list[tuple[Any, ...]]:
-    conn = await psycopg.AsyncConnection.connect(settings.database_url)
-    cur = await conn.execute(
-        sql.SQL("SELECT {} FROM {}.stores ORDER BY diningcode_place_id").format(
-            sql.SQL(", ").join(map(sql.Identifier, STORE_COLUMNS)), sql.Identifier(settings.db_schema)
-        )
-    )
-    rows = await cur.fetchall()
-    await conn.close()
-    return rows
+def _rows(settings: Any) -> list[tuple[Any, ...]]:
+    columns = sql.SQL(", ").join(map(sql.Identifier, STORE_COLUMNS))
+    return query(settings, sql.SQL("SELECT {} FROM stores ORDER BY diningcode_place_id").format(columns))
 
 
 async def test_many_workers_give_the_same_table_as_one(
@@ -46,19 +36,18 @@ async def test_many_workers_give_the_same_table_as_one(
         a = await run_crawl(one, pg_url)
         b = await run_crawl(many, pg_url)
         assert (a.workers_max, b.workers_max) == (1, 3)
-        rows_one, rows_many = await _rows(one), await _rows(many)
+        rows_one, rows_many = _rows(one), _rows(many)
         assert len(rows_one) == a.stores > 300
         assert rows_one == rows_many  # every column of every row, content hash included
     finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(other)))
+        query(many, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(other)))
 
 
 async def test_second_crawl_within_ttl_is_served_from_cache(
-    make_settings: Any, small_world: World, private_redis: tuple[str, Any]
+    make_settings: Any, small_world: World, private_redis: tuple[str, Any], replica_with: Any
 ) -> None:
     redis_url, _ = private_redis
-    with ReplicaProcess(SEED, SCALE) as fresh:
+    with replica_with() as fresh:
         settings = make_settings(site=fresh.url, cache_namespace=f"t-{uuid.uuid4().hex[:8]}")
         first = await run_crawl(settings, settings.database_url, redis_url)
         sent_first = fresh.stats()["requests"]
@@ -71,16 +60,15 @@ async def test_second_crawl_within_ttl_is_served_from_cache(
 
 
 async def test_redis_stopping_mid_run_does_not_fail_the_crawl(
-    make_settings: Any, small_world: World, private_redis: tuple[str, Any]
+    make_settings: Any, small_world: World, private_redis: tuple[str, Any], replica_with: Any
 ) -> None:
     redis_url, redis_proc = private_redis
-    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=25)) as slow:
+    with replica_with(latency_ms=25) as slow:
         settings = make_settings(
             site=slow.url, districts=SOME, host_concurrency=2, cache_namespace=f"t-{uuid.uuid4().hex[:8]}"
         )
         crawl = asyncio.create_task(run_crawl(settings, settings.database_url, redis_url))
-        while slow.stats()["requests"] < 40:  # about a fifth of the crawl
-            await asyncio.sleep(0.1)
+        await until(lambda: slow.stats()["requests"] >= 40, 60, "40 requests (a fifth of the crawl)", every=0.1)
         redis_proc.kill()
         assert not crawl.done(), "the crawl should still be running when Redis stops"
         summary = await crawl
@@ -101,20 +89,15 @@ async def test_workers_are_recycled_after_their_units(
     assert score(small_world, stored, rejected, settings.districts).perfect
 
 
-async def test_a_killed_worker_is_replaced_and_its_units_return(make_settings: Any, small_world: World) -> None:
-    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=20)) as slow:
+async def test_a_killed_worker_is_replaced_and_its_units_return(
+    make_settings: Any, small_world: World, replica_with: Any
+) -> None:
+    with replica_with(latency_ms=20) as slow:
         settings = make_settings(site=slow.url, workers=2, districts=SOME)
         crawl = asyncio.create_task(run_crawl(settings, settings.database_url))
-        victim = None
-        for _ in range(100):
-            await asyncio.sleep(0.1)
-            workers = worker_processes()
-            if workers:
-                victim = workers[0]
-                break
-        assert victim is not None
-        while slow.stats()["requests"] < 40:  # mid-crawl: the victim holds units
-            await asyncio.sleep(0.1)
+        victim = (await until(worker_processes, 10, "the crawl's worker processes", every=0.1))[0]
+        # mid-crawl: the victim holds units
+        await until(lambda: slow.stats()["requests"] >= 40, 60, "40 requests of the crawl", every=0.1)
         os.kill(victim.pid, signal.SIGKILL)
         assert not crawl.done()
         summary = await crawl
@@ -123,10 +106,12 @@ async def test_a_killed_worker_is_replaced_and_its_units_return(make_settings: A
     assert score(small_world, stored, rejected, settings.districts).perfect
 
 
-async def test_small_budget_throttles_and_still_completes(make_settings: Any, small_world: World) -> None:
+async def test_small_budget_throttles_and_still_completes(
+    make_settings: Any, small_world: World, replica_with: Any
+) -> None:
     """A budget below what master + workers need: the governor throttles, lowers and recycles, and the
     crawl still ends with the full result. (Latency keeps the crawl long enough for several samples.)"""
-    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=300)) as slow:
+    with replica_with(latency_ms=300) as slow:
         settings = make_settings(site=slow.url, workers=2, memory_budget_mb=150, districts="강남구,마포구,송파구")
         summary = await run_crawl(settings, settings.database_url)
     stored, rejected = await load_result(settings)
@@ -156,30 +141,29 @@ def test_workers_that_die_at_start_stop_the_run_with_the_cause(
     """A broken install (or setting) that kills every worker as it starts: the master stops after a
     few deaths with the cause, instead of respawning them forever."""
     import subprocess
-    import sys
 
     (tmp_path / "sitecustomize.py").write_text(BROKEN_WORKERS)
     settings = make_settings(site=replica.url, districts="도봉구")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "DATABASE_URL": settings.database_url}
-    command = [sys.executable, "-m", "stage5", "crawl", "--site", replica.url, "--districts", "도봉구"]
-    command += ["--db-schema", settings.db_schema, "--log-dir", str(tmp_path / "logs"), "--no-cache"]
+    command = crawl_command(settings, "--no-cache", database=False)  # the database from the environment
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "workers died at start" in done.stderr and "crawl --resume" in done.stderr
     assert "stage5/cli.py" not in done.stderr  # the workers' tracebacks are theirs; the master's is a message
 
 
-async def test_a_worker_stuck_in_a_unit_is_replaced(make_settings: Any, small_world: World) -> None:
+async def test_a_worker_stuck_in_a_unit_is_replaced(make_settings: Any, small_world: World, replica_with: Any) -> None:
     """A worker whose event loop stops answering (here: SIGSTOP) holds its units hostage: the master
     kills it after worker_stall_s, its units run elsewhere, and the crawl ends complete."""
-    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=20)) as slow:
+    with replica_with(latency_ms=20) as slow:
         settings = make_settings(site=slow.url, workers=2, districts=SOME, worker_stall_s=3)
         crawl = asyncio.create_task(run_crawl(settings, settings.database_url))
-        victim = None
-        while victim is None:
-            await asyncio.sleep(0.1)
+
+        def busy_worker() -> Any:
             workers = worker_processes()
-            victim = workers[0] if workers and slow.stats()["requests"] > 30 else None
+            return workers[0] if workers and slow.stats()["requests"] > 30 else None
+
+        victim = await until(busy_worker, 60, "a worker with more than 30 requests made", every=0.1)
         os.kill(victim.pid, signal.SIGSTOP)
         summary = await crawl
     stored, rejected = await load_result(settings)

@@ -13,10 +13,9 @@ import urllib.request
 from dataclasses import replace
 from typing import Any
 
-import psycopg
 import pytest
 import redis as redis_client
-from psycopg import sql
+from helpers import query
 
 from stage5.crawl.run import run_crawl
 from stage5.errors import BlockedAnswer, NotThisStore
@@ -29,7 +28,6 @@ from stage5.site.detail import parse_detail
 from stage5.site.evidence import block_kind, rid_in_url, verify_detail
 from stage5.validate import build_record
 
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 DISTRICTS = "마포구,도봉구"
 RID = "sJL6OuwQfW9a"
 
@@ -160,12 +158,7 @@ def stored(settings: Any) -> dict[str, tuple[Any, ...]]:
         " raw_categories_diningcode, keywords, menu_items::text, open_hours, holiday, is_confirmed_refill,"
         " refill_type, refill_items, refill_evidence, price_min, price_max, status, missed_runs"
     )
-    with psycopg.connect(settings.database_url) as conn:
-        found = conn.execute(
-            sql.SQL("SELECT diningcode_place_id, " + columns + " FROM {}.stores").format(
-                sql.Identifier(settings.db_schema)
-            )
-        ).fetchall()
+    found = query(settings, f"SELECT diningcode_place_id, {columns} FROM stores")
     return {r[0]: r[1:] for r in found}
 
 
@@ -183,8 +176,8 @@ def targets(world: World, every: int, case: str) -> set[str]:
     return set(chosen)
 
 
-def forget(namespace: str) -> None:
-    client = redis_client.Redis.from_url(LOCAL_REDIS)
+def forget(redis_url: str, namespace: str) -> None:
+    client = redis_client.Redis.from_url(redis_url)
     try:
         for key in client.scan_iter(match=f"stage5:v1:{namespace}:*"):
             client.delete(key)
@@ -204,23 +197,23 @@ CASES = [
 
 @pytest.mark.parametrize("case, every, cause", CASES)
 async def test_bad_answers_change_nothing_and_the_next_healthy_run_restores_the_truth(
-    case: str, every: int, cause: str, make_settings: Any, replica: ReplicaProcess, small_world: World
+    case: str, every: int, cause: str, make_settings: Any, replica: ReplicaProcess, small_world: World, redis_url: str
 ) -> None:
     spoiled = targets(small_world, every, case)
     assert spoiled
     with HostileProcess(replica.url, case, every) as site:
         namespace = f"evidence-{make_settings().db_schema}"
         settings = make_settings(
-            site=site.url, districts=DISTRICTS, workers=1, redis_url=LOCAL_REDIS, cache_namespace=namespace
+            site=site.url, districts=DISTRICTS, workers=1, redis_url=redis_url, cache_namespace=namespace
         )
         try:
             switch(site, False)
-            healthy = await run_crawl(settings, settings.database_url, LOCAL_REDIS)
+            healthy = await run_crawl(settings, settings.database_url, redis_url)
             assert healthy.status == "succeeded"
             before = stored(settings)
             switch(site, True)
             # refresh: answers are fetched afresh, and written to the cache only when they are evidence
-            bad = await run_crawl(settings.model_copy(update={"cache": "refresh"}), settings.database_url, LOCAL_REDIS)
+            bad = await run_crawl(settings.model_copy(update={"cache": "refresh"}), settings.database_url, redis_url)
             after = stored(settings)
             changed = {rid: [(a, b) for a, b in zip(before[rid], after[rid]) if a != b] for rid in before}
             assert after.keys() == before.keys() and not any(changed.values()), {k: v for k, v in changed.items() if v}
@@ -232,17 +225,17 @@ async def test_bad_answers_change_nothing_and_the_next_healthy_run_restores_the_
             with urllib.request.urlopen(f"{site.url}/__hostile/stats", timeout=5) as answer:
                 served_spoiled = json.loads(answer.read())["spoiled"]
             switch(site, False)
-            again = await run_crawl(settings, settings.database_url, LOCAL_REDIS)  # cache on: read it
+            again = await run_crawl(settings, settings.database_url, redis_url)  # cache on: read it
             assert again.status == "succeeded" and stored(settings) == before
         finally:
-            forget(namespace)
+            forget(redis_url, namespace)
     if case == "block_page":  # a captcha or a denial is not asked again at once: one request per store
         assert bad.alerts and bad.alerts[0].startswith("BLOCKED")
         assert served_spoiled == len(spoiled)
 
 
 async def test_a_cached_answer_is_checked_like_a_fresh_one(
-    make_settings: Any, replica: ReplicaProcess, small_world: World
+    make_settings: Any, replica: ReplicaProcess, small_world: World, redis_url: str
 ) -> None:
     """An entry holding another store's page (written by an older version, or by hand) is no evidence
     either: it is deleted and the page fetched again, and the row stays the store's own."""
@@ -252,20 +245,20 @@ async def test_a_cached_answer_is_checked_like_a_fresh_one(
     from stage5.site.diningcode import Endpoints
 
     namespace = f"checked-{make_settings().db_schema}"
-    settings = make_settings(site=replica.url, districts="도봉구", redis_url=LOCAL_REDIS, cache_namespace=namespace)
-    first = await run_crawl(settings, settings.database_url, LOCAL_REDIS)
+    settings = make_settings(site=replica.url, districts="도봉구", redis_url=redis_url, cache_namespace=namespace)
+    first = await run_crawl(settings, settings.database_url, redis_url)
     before = stored(settings)
     mine, other = [s for s in small_world.stores if s.district == "도봉구" and s.expect == "store"][:2]
     key = cache_key(namespace, Kind.DETAIL, "GET", Endpoints.for_site(replica.url).detail_url(mine.rid))
-    client = redis_client.Redis.from_url(LOCAL_REDIS)
+    client = redis_client.Redis.from_url(redis_url)
     try:
         assert client.exists(key)
         client.set(key, zlib.compress(detail_page(other, layout_for(other.rid))))
-        again = await run_crawl(settings, settings.database_url, LOCAL_REDIS)
+        again = await run_crawl(settings, settings.database_url, redis_url)
         assert zlib.decompress(client.get(key)) == detail_page(mine, layout_for(mine.rid))  # replaced
     finally:
         client.close()
-        forget(namespace)
+        forget(redis_url, namespace)
     assert first.status == again.status == "succeeded" and again.cache_corrupt == 1
     assert stored(settings) == before
 

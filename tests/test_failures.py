@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from helpers import crawl_command
 from psycopg.conninfo import make_conninfo
 
 from stage5.failures import explain
 
 
 def _crawl(settings: Any, url: str, logs: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "stage5", "crawl", "--site", "http://127.0.0.1:9", "--districts", "도봉구"]
-    command += ["--database-url", url, "--db-schema", settings.db_schema, "--log-dir", str(logs)]
-    command += ["--retry-attempts", "1", "--retry-backoff-s", "0.05", "--request-delay-s", "0", "--no-cache"]
+    """A crawl of 도봉구 at a closed port (settings' site), into the database at `url`, logging to `logs`."""
+    where = settings.model_copy(update={"districts": ["도봉구"], "database_url": url, "log_dir": logs})
+    flags = ("--retry-attempts", "1", "--retry-backoff-s", "0.05", "--request-delay-s", "0", "--no-cache")
+    command = crawl_command(where, *flags)
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
 

@@ -14,8 +14,6 @@ from stage5.replica.server import Faults
 from stage5.replica.world import World
 from stage5.site.parsers import parse_detail
 
-SEED, SCALE = 5, 0.1
-
 
 def _details(world: World, n: int) -> list[str]:
     return [s.rid for s in world.stores[:n]]
@@ -42,9 +40,11 @@ async def _fetch_all(settings: Any, url: str, rids: list[str]) -> tuple[Fetcher,
         (Faults(p_malformed=0.4, fault_seed=4), "malformed"),
     ],
 )
-async def test_transient_faults_are_retried(make_settings: Any, small_world: World, faults: Faults, kind: str) -> None:
+async def test_transient_faults_are_retried(
+    make_settings: Any, small_world: World, faults: Faults, kind: str, replica_with: Any
+) -> None:
     rids = _details(small_world, 40)
-    with ReplicaProcess(SEED, SCALE, faults) as replica:
+    with replica_with(faults) as replica:
         settings = make_settings(site=replica.url, retry_attempts=8)
         fetcher, results = await _fetch_all(settings, replica.url, rids)
         served = replica.stats()
@@ -52,16 +52,20 @@ async def test_transient_faults_are_retried(make_settings: Any, small_world: Wor
     assert served["faults"][kind] > 0 and fetcher.stats.retries == served["faults"][kind]
 
 
-async def test_hung_connection_times_out_and_is_retried(make_settings: Any, small_world: World) -> None:
-    with ReplicaProcess(SEED, SCALE, Faults(p_hang=0.3, hang_s=5, fault_seed=6)) as replica:
+async def test_hung_connection_times_out_and_is_retried(
+    make_settings: Any, small_world: World, replica_with: Any
+) -> None:
+    with replica_with(p_hang=0.3, hang_s=5, fault_seed=6) as replica:
         settings = make_settings(site=replica.url, request_timeout_s=0.5, retry_attempts=8)
         fetcher, results = await _fetch_all(settings, replica.url, _details(small_world, 15))
     assert all(not isinstance(r, FetchFailed) for r in results)
     assert fetcher.stats.errors["TimeoutError"] > 0
 
 
-async def test_failure_after_bounded_retries_names_the_url(make_settings: Any, small_world: World) -> None:
-    with ReplicaProcess(SEED, SCALE, Faults(p5xx=1.0)) as replica:
+async def test_failure_after_bounded_retries_names_the_url(
+    make_settings: Any, small_world: World, replica_with: Any
+) -> None:
+    with replica_with(p5xx=1.0) as replica:
         settings = make_settings(site=replica.url, retry_attempts=3)
         fetcher, results = await _fetch_all(settings, replica.url, _details(small_world, 1))
         served = replica.stats()
@@ -76,9 +80,9 @@ async def test_404_is_not_retried(make_settings: Any, replica: ReplicaProcess) -
     assert isinstance(failure, FetchFailed) and failure.reason == "HTTP 404" and fetcher.stats.retries == 0
 
 
-async def test_rate_cap_429s_are_honoured(make_settings: Any, small_world: World) -> None:
+async def test_rate_cap_429s_are_honoured(make_settings: Any, small_world: World, replica_with: Any) -> None:
     """A per-client cap of 10 req/s answering 429 + Retry-After: 1: every page arrives, the host pauses."""
-    with ReplicaProcess(SEED, SCALE, Faults(rate_cap=10, retry_after_s=1)) as replica:
+    with replica_with(rate_cap=10, retry_after_s=1) as replica:
         settings = make_settings(site=replica.url, host_concurrency=8, retry_attempts=6)
         started = time.monotonic()
         fetcher, results = await _fetch_all(settings, replica.url, _details(small_world, 25))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import psutil
 import pytest
+from helpers import wait_until
 
 from stage5.crawl import governor as gov
 from stage5.crawl.governor import Governor
@@ -55,10 +56,12 @@ def test_cgroup_limit_lowers_the_budget(tmp_path: Path, monkeypatch: pytest.Monk
     assert gov.effective_budget_mb(2048) == (2048.0, "budget")
 
 
+@pytest.mark.integration  # starts a process
 def test_measure_counts_workers_with_children_and_the_master_alone() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(60 * 2**20); time.sleep(30)"])
     try:
-        time.sleep(1.0)
+        grown = psutil.Process(child.pid)
+        wait_until(lambda: grown.memory_info().rss >= 60 * 2**20, 30, "the child to hold its 60 MB")
         alone = gov.measure(os.getpid(), {7: 2**22 + 12345})
         as_worker = gov.measure(os.getpid(), {7: os.getpid()})
     finally:

@@ -11,8 +11,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
-import time
 from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,17 +18,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
+from helpers import crawl_command, query, wait_until
 
 from stage5.cli import main
 from stage5.crawl.run import bound_to_run, run_crawl
 from stage5.logs import EventFormatter, bind, log_event
-from stage5.replica.process import ReplicaProcess
-from stage5.replica.server import Faults
 from stage5.report import differing, print_runs
 from stage5.settings import load_settings
-
-SEED, SCALE = 5, 0.1
 
 
 async def test_a_total_outage_fails_with_its_cause(make_settings: Any) -> None:
@@ -52,14 +46,10 @@ def test_resume_with_nothing_to_resume_exits_2(make_settings: Any, capsys: pytes
     db += ["--log-dir", str(settings.log_dir), "--districts", "도봉구"]
     code = main(["crawl", "--resume", "--site", "http://127.0.0.1:9", *db])
     assert code == 2 and "no unfinished run to resume" in capsys.readouterr().err
-    with psycopg.connect(settings.database_url) as conn:  # and no run was started
-        count = conn.execute(sql.SQL("SELECT count(*) FROM {}.crawl_runs").format(sql.Identifier(settings.db_schema)))
-        assert count.fetchone() == (0,)
+    assert query(settings, "SELECT count(*) FROM crawl_runs") == [(0,)]  # and no run was started
     # What the scheduler runs: resume one if any, else start one (here it fails: nothing listens)
     assert main(["crawl", "--resume-if-any", "--site", "http://127.0.0.1:9", "--retry-attempts", "1", *db]) == 1
-    with psycopg.connect(settings.database_url) as conn:
-        count = conn.execute(sql.SQL("SELECT count(*) FROM {}.crawl_runs").format(sql.Identifier(settings.db_schema)))
-        assert count.fetchone() == (1,)
+    assert query(settings, "SELECT count(*) FROM crawl_runs") == [(1,)]
 
 
 def test_a_resumed_run_keeps_every_setting_it_started_with() -> None:
@@ -102,6 +92,7 @@ def test_log_lines_carry_the_schema_and_performance_figures_are_fields() -> None
     handler = logging.Handler()
     handler.emit = record.append  # type: ignore[method-assign]
     logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # not left to whatever an earlier test set on "stage5" (run alone: WARNING)
     try:
         bind(run_id=3, schema="t_abc")
         log_event(logger, "perf", stores=12, pages_per_s=3.5, memory_mb=120)
@@ -110,53 +101,50 @@ def test_log_lines_carry_the_schema_and_performance_figures_are_fields() -> None
     finally:
         bind(run_id=None, schema=None)
         logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
     assert (line["event"], line["stores"], line["pages_per_s"], line["memory_mb"]) == ("perf", 12, 3.5, 120)
     assert line["run_id"] == 3 and line["schema"] == "t_abc" and "message" not in line
     assert "run_id=3 schema=t_abc" in text and " stores=12 " in text
 
 
-def _crawl(url: str, settings: Any, logs: Path, *extra: str, group: bool = False) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "stage5", "crawl", "--site", url, "--districts", "강남구,마포구,송파구,도봉구"]
-    command += ["--database-url", settings.database_url, "--db-schema", settings.db_schema, "--log-dir", str(logs)]
-    command += ["--request-delay-s", "0", "--workers", "1", "--host-concurrency", "2", "--json", *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group)
+def _crawl(settings: Any, *extra: str, group: bool = False) -> subprocess.Popen[str]:
+    flags = ("--request-delay-s", "0", "--workers", "1", "--host-concurrency", "2", "--json", *extra)
+    return subprocess.Popen(
+        crawl_command(settings, *flags),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=group,
+    )
 
 
 def _units_done(settings: Any) -> int:
-    with psycopg.connect(settings.database_url) as conn:
-        try:
-            row = conn.execute(
-                sql.SQL("SELECT count(*) FROM {}.crawl_units WHERE state = 'done' AND run_id ="
-                        " (SELECT max(id) FROM {}.crawl_runs WHERE status = 'running')").format(
-                    sql.Identifier(settings.db_schema), sql.Identifier(settings.db_schema))
-            ).fetchone()  # fmt: skip
-        except psycopg.errors.UndefinedTable:
-            return 0
-    return int(row[0]) if row else 0
+    try:
+        ((done,),) = query(
+            settings,
+            "SELECT count(*) FROM crawl_units WHERE state = 'done' AND run_id ="
+            " (SELECT max(id) FROM crawl_runs WHERE status = 'running')",
+        )
+    except psycopg.errors.UndefinedTable:
+        return 0
+    return int(done)
 
 
 def test_a_stopped_run_judges_only_what_it_reached_and_resumes_as_it_started(
-    make_settings: Any, tmp_path: Path
+    make_settings: Any, tmp_path: Path, replica_with: Any
 ) -> None:
     """A full crawl stores the four districts; a second one, with --no-cache, is stopped early (SIGTERM):
     the districts it never reached are not SUSPECT and no coverage drift is reported. Resumed without
     the flag, it still reads nothing from the cache, and its summary counts both segments."""
-    settings = make_settings()
-    with ReplicaProcess(SEED, SCALE, Faults(latency_ms=40)) as replica:
-        first = _crawl(replica.url, settings, tmp_path)
+    with replica_with(latency_ms=40) as replica:
+        settings = make_settings(site=replica.url, districts="강남구,마포구,송파구,도봉구", log_dir=tmp_path)
+        first = _crawl(settings)
         assert first.wait(timeout=180) == 0, first.stderr.read() if first.stderr else ""  # type: ignore[union-attr]
-        with psycopg.connect(settings.database_url) as conn:
-            row = conn.execute(
-                sql.SQL("SELECT (counts ->> 'requests')::int FROM {}.crawl_runs").format(
-                    sql.Identifier(settings.db_schema)
-                )
-            ).fetchone()
-        before = int(row[0]) if row and row[0] else 0
+        row = query(settings, "SELECT (counts ->> 'requests')::int FROM crawl_runs")
+        before = int(row[0][0]) if row and row[0][0] else 0
         # In a process group of its own, as a terminal's foreground job: Ctrl-C reaches every process
-        second = _crawl(replica.url, settings, tmp_path, "--no-cache", "--flush-interval-s", "0.2", group=True)
-        deadline = time.monotonic() + 60
-        while _units_done(settings) < 5 and time.monotonic() < deadline:  # a few units in: stop it
-            time.sleep(0.05)
+        second = _crawl(settings, "--no-cache", "--flush-interval-s", "0.2", group=True)
+        wait_until(lambda: _units_done(settings) >= 5, 60, "a few units of the second run done")  # then stop it
         os.killpg(second.pid, signal.SIGINT)
         out, err = second.communicate(timeout=60)
         assert second.returncode == 130, err[-2000:]
@@ -166,7 +154,7 @@ def test_a_stopped_run_judges_only_what_it_reached_and_resumes_as_it_started(
         assert "SUSPECT" not in err
         log = (tmp_path / "parallel_crawler.log").read_text(encoding="utf-8")
         assert "event=worker_died" not in log  # a clean stop is not a worker death
-        resumed = _crawl(replica.url, settings, tmp_path, "--resume")
+        resumed = _crawl(settings, "--resume")
         out, err = resumed.communicate(timeout=180)
         assert resumed.returncode == 0, err[-2000:]
         summary = json.loads(out.strip().splitlines()[-1])

@@ -8,10 +8,9 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 import redis as redis_client
-from psycopg import sql
+from helpers import query
 
 from stage5.cache import Kind, cache_key
 from stage5.crawl.run import RunSummary, run_crawl
@@ -24,7 +23,6 @@ from stage5.site.diningcode import Endpoints
 
 DISTRICTS = "마포구,구로구,강남구"
 EVERY = 10
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
 
 def targets(world: World, case: str = "") -> set[str]:
@@ -39,24 +37,16 @@ def targets(world: World, case: str = "") -> set[str]:
 
 def rows(settings: Any) -> dict[str, tuple[Any, ...]]:
     """rid -> every data column of the stored row (what must not change when a run meets garbage)."""
-    with psycopg.connect(settings.database_url) as conn:
-        found = conn.execute(
-            sql.SQL(
-                "SELECT diningcode_place_id, name, address, review_count, menu_items::text, open_hours, content_hash"
-                " FROM {}.stores"
-            ).format(sql.Identifier(settings.db_schema))
-        ).fetchall()
+    found = query(
+        settings,
+        "SELECT diningcode_place_id, name, address, review_count, menu_items::text, open_hours, content_hash"
+        " FROM stores",
+    )
     return {r[0]: r[1:] for r in found}
 
 
 def rejections(settings: Any) -> dict[str, str]:
-    with psycopg.connect(settings.database_url) as conn:
-        found = conn.execute(
-            sql.SQL("SELECT diningcode_place_id, reason FROM {}.rejected_stores").format(
-                sql.Identifier(settings.db_schema)
-            )
-        ).fetchall()
-    return dict(found)
+    return dict(query(settings, "SELECT diningcode_place_id, reason FROM rejected_stores"))
 
 
 @pytest.fixture
@@ -147,14 +137,16 @@ async def test_texts_that_stall_naive_patterns_parse_within_the_deadline(
     assert after.keys() == before.keys()
 
 
-async def test_a_site_that_turns_empty_is_suspect_and_changes_nothing(baseline: Any, replica: ReplicaProcess) -> None:
+async def test_a_site_that_turns_empty_is_suspect_and_changes_nothing(
+    baseline: Any, replica: ReplicaProcess, redis_url: str
+) -> None:
     settings, before = baseline
     namespace = f"hostile-{settings.db_schema}"
-    summary = await hostile_run(settings, replica, "empty_search", redis_url=LOCAL_REDIS, cache_namespace=namespace)
+    summary = await hostile_run(settings, replica, "empty_search", redis_url=redis_url, cache_namespace=namespace)
     assert summary.status == "partial" and summary.stores == 0
     assert {s["district"] for s in summary.suspect_districts} == set(DISTRICTS.split(","))
     assert rows(settings) == before
-    client = redis_client.Redis.from_url(LOCAL_REDIS)
+    client = redis_client.Redis.from_url(redis_url)
     try:
         left = list(client.scan_iter(match=f"stage5:v1:{namespace}:search:*"))
     finally:
@@ -162,13 +154,15 @@ async def test_a_site_that_turns_empty_is_suspect_and_changes_nothing(baseline: 
     assert left == []  # a suspect district's answers are not kept for the next run
 
 
-async def test_an_empty_search_answer_is_cached_briefly(make_settings: Any, replica: ReplicaProcess) -> None:
+async def test_an_empty_search_answer_is_cached_briefly(
+    make_settings: Any, replica: ReplicaProcess, redis_url: str
+) -> None:
     """A first run (no baseline, so not suspect) against a site answering every search with nothing:
     those answers live `cache_ttl_empty_s`, not the 6 hours of a real answer."""
     namespace = f"empty-{make_settings().db_schema}"
     settings = make_settings(districts="도봉구", cache_namespace=namespace, cache_ttl_empty_s=77)
-    summary = await hostile_run(settings, replica, "empty_search", redis_url=LOCAL_REDIS)
-    client = redis_client.Redis.from_url(LOCAL_REDIS)
+    summary = await hostile_run(settings, replica, "empty_search", redis_url=redis_url)
+    client = redis_client.Redis.from_url(redis_url)
     try:
         ttls = [client.ttl(k) for k in client.scan_iter(match=f"stage5:v1:{namespace}:search:*")]
         for key in client.scan_iter(match=f"stage5:v1:{namespace}:*"):
@@ -180,18 +174,18 @@ async def test_an_empty_search_answer_is_cached_briefly(make_settings: Any, repl
 
 
 async def test_a_damaged_cache_entry_is_deleted_and_fetched_again(
-    make_settings: Any, replica: ReplicaProcess, small_world: World
+    make_settings: Any, replica: ReplicaProcess, small_world: World, redis_url: str
 ) -> None:
     namespace = f"damaged-{make_settings().db_schema}"
-    settings = make_settings(site=replica.url, districts="도봉구", redis_url=LOCAL_REDIS, cache_namespace=namespace)
-    first = await run_crawl(settings, settings.database_url, LOCAL_REDIS)
+    settings = make_settings(site=replica.url, districts="도봉구", redis_url=redis_url, cache_namespace=namespace)
+    first = await run_crawl(settings, settings.database_url, redis_url)
     rid = next(s.rid for s in small_world.stores if s.district == "도봉구" and s.expect == "store")
     key = cache_key(namespace, Kind.DETAIL, "GET", Endpoints.for_site(replica.url).detail_url(rid))
-    client = redis_client.Redis.from_url(LOCAL_REDIS)
+    client = redis_client.Redis.from_url(redis_url)
     try:
         assert client.exists(key)
         client.set(key, b"not zlib at all")
-        again = await run_crawl(settings, settings.database_url, LOCAL_REDIS)
+        again = await run_crawl(settings, settings.database_url, redis_url)
         assert client.get(key) != b"not zlib at all"  # replaced by a fresh answer
         for k in client.scan_iter(match=f"stage5:v1:{namespace}:*"):
             client.delete(k)

@@ -7,14 +7,12 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
 import psycopg
 import pytest
-from helpers import hold_lock
-from psycopg import sql
+from helpers import crawl_command, hold_lock, query, until
 
 from stage5.crawl.run import run_crawl
 from stage5.errors import RunSkipped
@@ -23,11 +21,8 @@ from stage5.storage.db import connect
 from stage5.storage.lock import crawl_lock_holder, try_crawl_lock
 
 
-def runs(pg_url: str, schema: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(pg_url) as conn:
-        return conn.execute(
-            sql.SQL("SELECT status, trigger, counts FROM {}.crawl_runs ORDER BY id").format(sql.Identifier(schema))
-        ).fetchall()
+def runs(settings: Any) -> list[tuple[Any, ...]]:
+    return query(settings, "SELECT status, trigger, counts FROM crawl_runs ORDER BY id")
 
 
 async def test_second_run_skips_and_records_the_holder(
@@ -40,7 +35,7 @@ async def test_second_run_skips_and_records_the_holder(
     finally:
         holder.kill()
         holder.wait()
-    ((status, trigger, counts),) = runs(pg_url, schema)
+    ((status, trigger, counts),) = runs(make_settings())
     assert (status, trigger) == ("skipped", "schedule") and "holder" in counts["lock_holder"]["application"]
 
 
@@ -79,12 +74,8 @@ async def test_dead_holders_lock_expires(pg_url: str, schema: str) -> None:
     assert (await crawl_lock_holder(conn, schema) or {}).get("application", "").startswith("stage5 holder")
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    for _ in range(50):  # PostgreSQL ends the session when it sees the socket closed
-        if await try_crawl_lock(conn, schema):
-            break
-        await asyncio.sleep(0.1)
-    else:
-        pytest.fail("the dead holder's lock did not expire")
+    # PostgreSQL ends the session when it sees the socket closed
+    await until(lambda: try_crawl_lock(conn, schema), 5, "the dead holder's lock to expire")
     await conn.close()
 
 
@@ -100,70 +91,47 @@ async def test_other_schemas_are_not_blocked(
     assert summary.status == "succeeded"
 
 
-def test_cli_exit_code_for_a_skip(pg_url: str, schema: str, replica: ReplicaProcess, tmp_path: Any) -> None:
+def test_cli_exit_code_for_a_skip(
+    make_settings: Any, pg_url: str, schema: str, replica: ReplicaProcess, tmp_path: Any
+) -> None:
+    settings = make_settings(site=replica.url, districts="도봉구", log_dir=tmp_path)
     holder = hold_lock(pg_url, schema, 30)
     try:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "stage5",
-                "crawl",
-                "--site",
-                replica.url,
-                "--districts",
-                "도봉구",
-                "--database-url",
-                pg_url,
-                "--db-schema",
-                schema,
-                "--log-dir",
-                str(tmp_path),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = subprocess.run(crawl_command(settings), capture_output=True, text=True, timeout=60)
     finally:
         holder.kill()
         holder.wait()
     assert out.returncode == 5 and "crawl lock is held by stage5 holder" in out.stderr
-    assert json.dumps(runs(pg_url, schema)[0][0]) == '"skipped"'
+    assert json.dumps(runs(settings)[0][0]) == '"skipped"'
 
 
 async def test_a_master_whose_session_is_killed_never_works_beside_the_next(
-    make_settings: Any, pg_url: str, small_world: Any
+    make_settings: Any, pg_url: str, small_world: Any, replica_with: Any
 ) -> None:
     """Kill the master's lock session and let another process take the run's lock at once: the first
     master stops with LockLost and writes nothing more; a resume then finishes the run, each store once."""
     import os
 
     from stage5.errors import LockLost
-    from stage5.replica.server import Faults
     from stage5.replica.truth import score
     from stage5.report import load_result
     from stage5.storage.lock import dataset_key
 
-    with ReplicaProcess(5, 0.1, Faults(latency_ms=100)) as slow:
+    with replica_with(latency_ms=100) as slow:
         settings = make_settings(site=slow.url, districts="강남구,마포구,송파구", workers=1, host_concurrency=2)
         schema = settings.db_schema
         first = asyncio.create_task(run_crawl(settings, pg_url))
 
         def stored() -> int:
-            with psycopg.connect(pg_url) as c:
-                try:
-                    query = sql.SQL("SELECT count(*) FROM {}.stores").format(sql.Identifier(schema))
-                    return int(c.execute(query).fetchone()[0])  # type: ignore[index]
-                except psycopg.errors.UndefinedTable:
-                    return 0  # not migrated yet
+            try:
+                return int(query(settings, "SELECT count(*) FROM stores")[0][0])
+            except psycopg.errors.UndefinedTable:
+                return 0  # not migrated yet
 
-        while stored() < 10:
-            await asyncio.sleep(0.1)
+        await until(lambda: stored() >= 10, 60, "the first master to store 10 stores")
         other = psycopg.connect(pg_url, autocommit=True)
         try:
-            run_id = other.execute(
-                sql.SQL("SELECT max(id) FROM {}.crawl_runs").format(sql.Identifier(schema))
-            ).fetchone()[0]
+            ((run_id,),) = query(settings, "SELECT max(id) FROM crawl_runs")
             other.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
                 (f"stage5 master pid={os.getpid()} %",),
@@ -172,7 +140,7 @@ async def test_a_master_whose_session_is_killed_never_works_beside_the_next(
             with pytest.raises(LockLost, match=f"run {run_id}"):
                 await asyncio.wait_for(first, 60)
             at_loss = stored()
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1.5)  # a window for a late write to show: none may come
             assert stored() == at_loss  # nothing written after the loss
         finally:
             other.close()

@@ -118,6 +118,7 @@ def _version(venv: Path) -> str:
     return answer.stdout.strip()
 
 
+@pytest.mark.integration  # pip and the installed stage5 run as processes
 def test_the_package_installs_into_a_fresh_venv(tmp_path: Path) -> None:
     venv = _venv(tmp_path)
     _pip_install(venv, "--no-deps", str(_source_copy(tmp_path)), timeout=180)
@@ -140,6 +141,7 @@ def test_the_package_installs_into_a_fresh_venv(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.integration  # pip and the installed stage5 run as processes
 def test_pip_install_with_every_dependency_from_the_index(tmp_path: Path) -> None:
     venv = _venv(tmp_path)
     _pip_install(venv, str(_source_copy(tmp_path)), timeout=900)

@@ -10,8 +10,7 @@ from stage5.perftest import DB_METHODS, render, run_perftest, save
 from stage5.settings import load_settings
 
 
-def test_quick_perftest_measures_everything_and_cleans_up(pg_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    redis_url = "redis://127.0.0.1:6379/0"
+def test_quick_perftest_measures_everything_and_cleans_up(pg_url: str, redis_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = load_settings(database_url=pg_url, redis_url=redis_url, log_dir=tmp_path / "logs")
     result = run_perftest(settings, pg_url, redis_url, quick=True)
     db, crawl = result["db"], result["crawl"]

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
-import psycopg
 import pytest
-from psycopg import sql
+from helpers import crawl_command, query
 
 from stage5.redact import redact_url
 from stage5.replica.process import ReplicaProcess
@@ -46,15 +44,18 @@ def _secret_in(text: str) -> bool:
 
 
 def test_a_crawl_with_planted_secrets_shows_them_nowhere(
-    pg_url: str, schema: str, replica: ReplicaProcess, tmp_path: Path
+    make_settings: Any, pg_url: str, replica: ReplicaProcess, tmp_path: Path
 ) -> None:
     """PostgreSQL here trusts local connections, so a password in the URL is accepted and ignored: the
     crawl runs for real with the secret in its configuration."""
     secret_db = f"{pg_url} password={PASSWORD}"
     logs = tmp_path / "logs"
-    command = [sys.executable, "-m", "stage5", "crawl", "--site", replica.url, "--districts", "도봉구"]
-    command += ["--db-schema", schema, "--log-dir", str(logs), "--no-cache", "--request-delay-s", "0"]
-    command += ["--notify-url", f"http://127.0.0.1:9/hook?token={TOKEN}", "--json"]
+    settings = make_settings(site=replica.url, districts="도봉구", log_dir=logs)
+    command = crawl_command(
+        settings,
+        *("--no-cache", "--request-delay-s", "0", "--notify-url", f"http://127.0.0.1:9/hook?token={TOKEN}", "--json"),
+        database=False,  # the secret URL comes from the environment
+    )
     env = {"DATABASE_URL": secret_db, "STAGE5_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen_in_ps: list[str] = []
@@ -72,10 +73,7 @@ def test_a_crawl_with_planted_secrets_shows_them_nowhere(
     for log in logs.iterdir():
         assert not _secret_in(log.read_text()), log
     assert "notify_failed" in (logs / "parallel_crawler.log").read_text()  # the hook was tried, redacted
-    with psycopg.connect(pg_url) as conn:
-        history = conn.execute(
-            sql.SQL("SELECT row_to_json(r)::text FROM {}.crawl_runs r").format(sql.Identifier(schema))
-        ).fetchall()
+    history = query(settings, "SELECT row_to_json(r)::text FROM crawl_runs r")
     assert history and not any(_secret_in(row[0]) for row in history)
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-from psycopg import sql
+from helpers import SCALE, SEED, query
 
 from stage5.crawl.refresh import Stored, fetch_reason
 from stage5.crawl.run import run_crawl
@@ -17,8 +16,6 @@ from stage5.replica.truth import field_errors
 from stage5.replica.world import build_world
 from stage5.report import load_result
 from stage5.validate import listing_fingerprint
-
-SCALE = 0.1
 
 
 def test_the_reasons_in_order() -> None:
@@ -33,26 +30,22 @@ def test_the_reasons_in_order() -> None:
 
 
 async def crawl_day(settings: Any, day: int) -> Any:
-    with ReplicaProcess(5, SCALE, day=day) as site:
+    with ReplicaProcess(SEED, SCALE, day=day) as site:
         return await run_crawl(settings.model_copy(update={"site": site.url}), settings.database_url)
 
 
 def detail_runs(settings: Any) -> dict[str, int]:
-    with psycopg.connect(settings.database_url) as conn:
-        query = sql.SQL("SELECT diningcode_place_id, detail_run_id FROM {}.stores").format(
-            sql.Identifier(settings.db_schema)
-        )
-        return dict(conn.execute(query).fetchall())
+    return dict(query(settings, "SELECT diningcode_place_id, detail_run_id FROM stores"))
 
 
 async def test_nights_fetch_only_what_may_have_changed(make_settings: Any) -> None:
     settings = make_settings(detail_refresh="changed", detail_max_age_runs=3)
     first = await crawl_day(settings, 0)
     assert first.details == {"new": first.stores}
-    previous = build_world(5, SCALE, 0)
+    previous = build_world(SEED, SCALE, 0)
     for day in (1, 2, 3):
         night = await crawl_day(settings, day)
-        world = build_world(5, SCALE, day)
+        world = build_world(SEED, SCALE, day)
         assert night.status == "succeeded" and night.requests < first.requests * 0.7  # a third age out nightly here
         reasons = {k: v for k, v in night.details.items() if k != "not_modified"}  # 304s are fetched pages
         assert sum(reasons.values()) == night.stores  # every store seen: fetched or kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -190,18 +191,17 @@ def test_job_file_errors_name_the_job(tmp_path: Path) -> None:
     assert job.districts == ("마포구",) and job.cron == "30 2 * * *"
 
 
-def test_real_launcher_runs_a_scheduled_crawl(store: SlotStore, pg_url: str, schema: str, tmp_path: Path) -> None:
+def test_real_launcher_runs_a_scheduled_crawl(
+    store: SlotStore, pg_url: str, schema: str, tmp_path: Path, replica_with: Any
+) -> None:
     """Fake clock, real processes: the slot starts `stage5 crawl --trigger schedule`; the next slot,
     while that run goes on, is skipped; the run lands in crawl_runs under the job's name."""
-    import psycopg
-    from psycopg import sql
+    from helpers import query
 
-    from stage5.replica.process import ReplicaProcess
-    from stage5.replica.server import Faults
     from stage5.schedule.launcher import ProcessLauncher
     from stage5.settings import load_settings
 
-    with ReplicaProcess(5, 0.1, Faults(latency_ms=30)) as replica:
+    with replica_with(latency_ms=30) as replica:
         settings = load_settings(site=replica.url, database_url=pg_url, db_schema=schema, log_dir=tmp_path)
         job = Job("mapo", cron="0 * * * *", districts=("마포구",))
         launcher = ProcessLauncher(settings, pg_url, (job,))
@@ -217,11 +217,7 @@ def test_real_launcher_runs_a_scheduled_crawl(store: SlotStore, pg_url: str, sch
         proc = launcher.procs["mapo"][0]
         assert proc.wait(timeout=120) == 0
         assert "mapo" in launcher.finished()
-    with psycopg.connect(pg_url) as conn:
-        rows = conn.execute(
-            sql.SQL("SELECT status, trigger, job FROM {}.crawl_runs").format(sql.Identifier(schema))
-        ).fetchall()
-    assert rows == [("succeeded", "schedule", "mapo")]
+    assert query(settings, "SELECT status, trigger, job FROM crawl_runs") == [("succeeded", "schedule", "mapo")]
 
 
 def test_an_every_minute_job_says_its_missed_slots_in_one_line(

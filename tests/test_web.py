@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers import Console, serving
+from helpers import Console, query, serving, until
 
 from stage5.crawl.run import run_crawl
 from stage5.replica.process import ReplicaProcess
-from stage5.replica.server import Faults
 
 
 @pytest.fixture
@@ -73,12 +72,12 @@ async def test_run_now_crawls_and_runs_are_listed_with_events(console: Console) 
     _, job = await console.call("POST", "/api/jobs", {"name": "dobong", "params": {"districts": ["도봉구"]}})
     status, fired = await console.call("POST", f"/api/jobs/{job['id']}/run", {})
     assert status == 202 and fired["status"] == "started"
-    for _ in range(600):  # the crawl is a child process: wait for its run to finish
+
+    async def finished() -> dict[str, Any] | None:
         _, runs = await console.call("GET", "/api/runs?limit=5")
-        if runs and runs[0]["status"] != "running":
-            break
-        await asyncio.sleep(0.1)
-    run = runs[0]
+        return runs[0] if runs and runs[0]["status"] != "running" else None
+
+    run = await until(finished, 60, "the run (a child process) to finish", every=0.1)
     assert run["status"] == "succeeded" and run["districts"] == ["도봉구"]
     status, detail = await console.call("GET", f"/api/runs/{run['id']}")
     assert status == 200 and detail["job"] == "dobong" and detail["district_units"][0]["district"] == "도봉구"
@@ -150,11 +149,7 @@ async def test_live_figures_are_written_while_a_run_goes(make_settings: Any, rep
     """The master writes its figures into crawl_runs.live (what the events stream sends)."""
     settings = make_settings(site=replica.url, districts="도봉구")
     summary = await run_crawl(settings, settings.database_url)
-    import psycopg
-
-    with psycopg.connect(settings.database_url) as conn:
-        conn.execute(f"SET search_path TO {settings.db_schema}")
-        (live,) = conn.execute("SELECT live FROM crawl_runs WHERE id = %s", (summary.run_id,)).fetchone()
+    ((live,),) = query(settings, "SELECT live FROM crawl_runs WHERE id = %s", summary.run_id)
     assert live["budget_mb"] > 0 and live["districts"] == 1 and live["requests"] > 0
 
 
@@ -184,9 +179,9 @@ async def test_the_schedule_file_becomes_the_consoles_jobs(
     assert [(j["name"], j["cron"], j["params"]["districts"]) for j in jobs] == [("mapo", "30 2 * * *", ["마포구"])]
 
 
-async def test_stop_ends_a_running_run_gracefully(make_settings: Any) -> None:
+async def test_stop_ends_a_running_run_gracefully(make_settings: Any, replica_with: Any) -> None:
     """POST /api/runs/{id}/stop sends the master its SIGTERM: the run ends interrupted (resumable)."""
-    with ReplicaProcess(5, 0.1, Faults(latency_ms=150)) as slow:
+    with replica_with(latency_ms=150) as slow:
         async with serving(make_settings(site=slow.url)) as console:
             _, job = await console.call("POST", "/api/jobs", {"name": "gangnam", "params": {"districts": ["강남구"]}})
             await console.call("POST", f"/api/jobs/{job['id']}/run", {})
@@ -203,25 +198,33 @@ def _running_with_a_master(run: dict[str, Any] | None) -> bool:
 
 async def _until(console: Console, ok: Any, seconds: float = 60) -> dict[str, Any]:
     """The newest run, once `ok` says so (polled every 0.1 s)."""
-    for _ in range(int(seconds * 10)):
+
+    async def newest() -> dict[str, Any] | None:
         _, runs = await console.call("GET", "/api/runs?limit=1")
         run = (await console.call("GET", f"/api/runs/{runs[0]['id']}"))[1] if runs else None
-        if ok(run):
-            return run  # type: ignore[no-any-return]
-        await asyncio.sleep(0.1)
-    raise AssertionError("the run did not get there in time")
+        return run if ok(run) else None
+
+    return await until(newest, seconds, "the newest run to get there", every=0.1)
 
 
-def test_the_scheduler_stops_at_once_not_at_its_next_tick(make_settings: Any) -> None:
+def test_the_scheduler_stops_at_once_not_at_its_next_tick(make_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
     import time
 
     from stage5.schedule.service import SchedulerService
 
     service = SchedulerService(make_settings(), tick_s=30)
+    ticked, tick = threading.Event(), service.tick
+
+    def tick_and_tell() -> Any:
+        fired = tick()
+        ticked.set()  # past its first tick, the loop goes to its 30 s wait: the stop must cut that short
+        return fired
+
+    monkeypatch.setattr(service, "tick", tick_and_tell)
     thread = threading.Thread(target=service.loop)
     thread.start()
-    time.sleep(0.3)
+    assert ticked.wait(timeout=30), "the scheduler's loop did not tick within 30 s"
     asked = time.monotonic()
     service.stopping.set()  # what SIGTERM does in `stage5 schedule`
     thread.join(timeout=5)
