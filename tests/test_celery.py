@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from helpers import SEED, query, start_redis, until
 from psycopg import sql
@@ -139,7 +140,10 @@ async def test_full_world_on_celery_survives_a_kill_a_join_and_a_broker_restart(
     redis_url, redis_proc = private_redis
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     world = build_world(SEED, 1.0)
-    workers = [start_worker(redis_url, tmp_path / f"w{i}") for i in range(2)]
+    # Celery's own redelivery at its default visibility (600 s): a dead worker's units come back through
+    # their leases lapsing, which is what this test measures.
+    default = ("--celery-visibility-s", "600")
+    workers = [start_worker(redis_url, tmp_path / f"w{i}", extra=default) for i in range(2)]
     try:
         for i, w in enumerate(workers):
             wait_ready(w, tmp_path / f"w{i}")
@@ -150,7 +154,7 @@ async def test_full_world_on_celery_survives_a_kill_a_join_and_a_broker_restart(
             await until(lambda: replica.stats()["requests"] >= 300, 120, "300 requests of the run", every=0.1)
             os.killpg(workers[0].pid, signal.SIGKILL)  # the worker and its pool, mid-run
             killed_at, killed_wall = time.monotonic() - started, time.time()
-            workers.append(start_worker(redis_url, tmp_path / "w2"))
+            workers.append(start_worker(redis_url, tmp_path / "w2", extra=default))
             # The broker restart comes once the dead worker's units are noticed (their leases lapse), or
             # before the run ends (the restart must hit a running crawl).
             await until(
@@ -324,3 +328,46 @@ async def test_a_worker_over_its_budget_replaces_its_processes_and_the_summary_s
     assert summary.engine == "celery" and summary.workers_by_host == {socket.gethostname(): 1}
     assert summary.units > 4 and summary.workers_recycled >= summary.units // 2, summary.workers_recycled
     assert summary.counts()["engine"] == "celery"
+
+
+async def test_a_killed_master_resumed_follows_the_tasks_it_had_sent(
+    two_workers: tuple[str, list[subprocess.Popen[bytes]]],
+    make_settings: Any,
+    small_world: Any,
+    replica_with: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Celery workers outlive their master. While units run, crawl_units shows who runs each and until when
+    (the lease, renewed while it runs); the master SIGKILLed, its resumed successor follows the tasks still
+    waited for (answers sent while no master read them included) instead of sending them all again, and
+    the run equals the truth."""
+    from helpers import crawl_command, wait_until
+
+    caplog.set_level(logging.INFO, logger="stage5")
+    redis_url, _ = two_workers
+    with replica_with(latency_ms=300) as replica:
+        settings = make_settings(
+            site=replica.url, districts="관악구,중구,도봉구", engine="celery", cache="off", log_dir=tmp_path
+        )
+        # Detail units of 20 stores, one request at a time, 300 ms each: a unit runs long enough to be seen.
+        flags = ("--engine", "celery", "--no-cache", "--request-delay-s", "0", "--host-concurrency", "1")
+        command = crawl_command(settings, *flags, "--detail-batch", "20", "--flush-interval-s", "0.3")
+        master = subprocess.Popen(command, env={**os.environ, "REDIS_URL": redis_url}, stdout=subprocess.DEVNULL)
+        running = "SELECT uid, lease_owner FROM crawl_units WHERE state = 'leased' AND lease_expires_at > now()"
+
+        def held_by_nodes() -> list[tuple[Any, ...]]:
+            try:
+                return [row for row in query(settings, running) if "@" in (row[1] or "")]
+            except psycopg.errors.UndefinedTable:  # the crawl has not made its tables yet
+                return []
+
+        held = wait_until(held_by_nodes, 90, "running units leased to a Celery node in crawl_units", every=0.2)
+        master.kill()
+        master.wait()
+        assert query(settings, "SELECT status FROM crawl_runs") == [("running",)]
+        summary = await run_crawl(settings, settings.database_url, redis_url, resume=True)
+        stored, rejected = await load_result(settings)
+    adopted = [r for r in caplog.records if r.getMessage().startswith("units_adopted ")]
+    assert held and adopted and "adopted=0 " not in adopted[0].getMessage(), adopted
+    assert summary.status == "succeeded" and score(small_world, stored, rejected, settings.districts).perfect

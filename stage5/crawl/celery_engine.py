@@ -125,9 +125,10 @@ def worker_argv(settings: Settings, processes: int, node: str) -> list[str]:
 
 def _forget_connections() -> None:
     """Drop the connections and producers Celery pools for the old broker (it keeps them per app)."""
-    if app._pool is not None:
-        app._pool.force_close_all()
-    app._pool = None
+    pool = app.__dict__.get("_pool")  # Celery's private pool of broker connections: no public way to drop it
+    if pool is not None:
+        pool.force_close_all()
+    app.__dict__["_pool"] = None
     if "amqp" in app.__dict__:
         app.__dict__["amqp"]._producer_pool = None
 
@@ -272,8 +273,10 @@ def unit_task(self: Any, message: dict[str, Any]) -> None:
             round(time.monotonic() - started, 4),
         )
         pipe = client.pipeline()
-        pipe.rpush(keys.answers, answer.to_json()).expire(keys.answers, 2 * 86400)
-        pipe.hset(keys.workers, answer.worker.node, json.dumps(asdict(answer.worker))).expire(keys.workers, 2 * 86400)
+        pipe.rpush(keys.answers, answer.to_json())
+        pipe.expire(keys.answers, 2 * 86400)
+        pipe.hset(keys.workers, answer.worker.node, json.dumps(asdict(answer.worker)))
+        pipe.expire(keys.workers, 2 * 86400)
         pipe.delete(keys.lease(task.uid))  # after the answer: no moment where neither says it is alive
         pipe.execute()
     finally:
@@ -318,6 +321,11 @@ async def _heartbeat(client: redis.asyncio.Redis, key: str, node: str, lease_s: 
 
 
 # --- the master side ---------------------------------------------------------------------------
+def _text(value: bytes | str) -> str:
+    """A value read from Redis (bytes: the clients here do not decode) as text."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
 @dataclass
 class Sent:
     unit: Unit
@@ -385,8 +393,8 @@ class CeleryExecutor:
         try:
             first = await self.client.blpop([self.keys.answers], timeout=timeout)
             raws = [first[1]] if first else []
-            if first:
-                raws += await self.client.lpop(self.keys.answers, 500) or []
+            more = await self.client.lpop(self.keys.answers, 500) if first else None
+            raws += more if isinstance(more, list) else []
         except REDIS_ERRORS as exc:
             self._down(exc)
             await asyncio.sleep(timeout)
@@ -410,18 +418,18 @@ class CeleryExecutor:
             self._down(exc)
             return []
         self._up()
-        self.workers.update({k.decode(): WorkerReport(**json.loads(v)) for k, v in reports.items()})
+        self.workers.update({_text(k): WorkerReport(**json.loads(v)) for k, v in reports.items()})
         if now < self.judge_after:
             return []
         sents = list(self.sent.values())
         lost = [s for s, lease in zip(sents, leases, strict=True) if self._lost(s, lease, queued_ids, reserved_ids)]
         return self._give_back(lost)
 
-    def _lost(self, sent: Sent, lease: bytes | None, queued_ids: set[str], reserved_ids: set[str]) -> bool:
+    def _lost(self, sent: Sent, lease: bytes | str | None, queued_ids: set[str], reserved_ids: set[str]) -> bool:
         """Whether a unit's task is gone: its lease lapsed (the worker died or hangs), it was delivered to a
         worker that never started it (that worker died), or the broker does not have it (a restart lost it)."""
         if lease is not None:
-            sent.started, sent.missing, sent.node = True, 0, lease.decode(errors="replace")
+            sent.started, sent.missing, sent.node = True, 0, _text(lease)
             return False
         if sent.started:
             return True
@@ -476,6 +484,27 @@ class CeleryExecutor:
                 duplicates=self.duplicates,
                 broker_outages_s=[round(o, 1) for o in self.outages],
             )
+
+    async def adopt(self, units: list[Unit]) -> list[Unit]:
+        """Units the run's previous master sent: a task still waits for each (its `wanted` key) and may be
+        running, or may have answered into the run's list while no master read it. They are followed like
+        units sent now (a lapsed lease or a task the broker lost hands them back); those the broker has no
+        task for are sent again."""
+        try:
+            wanted = await self.client.mget([self.keys.wanted(u.uid) for u in units]) if units else []
+        except REDIS_ERRORS as exc:
+            self._down(exc)
+            return units
+        again = [u for u, task_id in zip(units, wanted, strict=True) if task_id is None]
+        for unit, task_id in zip(units, wanted, strict=True):
+            if task_id is not None:
+                self.sent[unit.uid] = Sent(unit, _text(task_id))
+        self.judge_after = time.monotonic() + self._heartbeats_back_s()  # running tasks show their leases
+        log_event(log, "units_adopted", adopted=len(units) - len(again), sent_again=len(again))
+        return again
+
+    def holders(self) -> dict[int, str]:
+        return {uid: s.node for uid, s in self.sent.items() if s.started}
 
     @property
     def in_flight(self) -> int:
@@ -567,7 +596,7 @@ class CeleryExecutor:
         ours = {s.task_id for s in self.sent.values()}
         for raw in self.sync.lrange(KEY_PREFIX + QUEUE, 0, -1):
             if self._ids([raw]) & ours:
-                self.sync.lrem(KEY_PREFIX + QUEUE, 1, raw)
+                self.sync.lrem(KEY_PREFIX + QUEUE, 1, _text(raw))
 
     @staticmethod
     def _ids(raws: Any) -> set[str]:
@@ -587,8 +616,14 @@ class CeleryExecutor:
         for uid, sent in self.sent.items():
             pipe.set(self.keys.wanted(uid), sent.task_id, ex=7 * 86400)
         await pipe.execute()
-        self.judge_after = time.monotonic() + self.settings.celery_lease_s / HEARTBEAT_DIVISOR + 1
+        self.judge_after = time.monotonic() + self._heartbeats_back_s()
         log_event(log, "broker_keys_restored", in_flight=len(self.sent))
+
+    def _heartbeats_back_s(self) -> float:
+        """After a broker restart, how long running tasks get to set their leases again before any unit is
+        judged lost: two heartbeats (a worker's client reconnects first; one heartbeat was seen too short,
+        a live worker's unit judged lost)."""
+        return 2 * self.settings.celery_lease_s / HEARTBEAT_DIVISOR + 1
 
     def _down(self, exc: BaseException) -> None:
         if self.down_since is None:
@@ -600,8 +635,8 @@ class CeleryExecutor:
             away = time.monotonic() - self.down_since
             self.outages.append(away)
             self.down_since = None
-            # Running tasks renew their leases within a heartbeat: judge none before that.
-            self.judge_after = time.monotonic() + self.settings.celery_lease_s / HEARTBEAT_DIVISOR + 1
+            # Running tasks set their leases again within a heartbeat or two: judge none before that.
+            self.judge_after = time.monotonic() + self._heartbeats_back_s()
             for sent in self.sent.values():
                 sent.reserved_at = None
             log_event(log, "broker_back", away_s=round(away, 1), in_flight=len(self.sent))

@@ -122,6 +122,13 @@ class Executor(Protocol):
     async def stop(self, grace_s: float, on_event: EventHandler) -> None:
         """End the session: units in flight may finish within `grace_s` (their events go to `on_event`)."""
 
+    async def adopt(self, units: list[Unit]) -> list[Unit]:
+        """A resumed run's units that its previous master had sent: wait for those whose work may still
+        be running (or answered) where they were sent; returns the others, to be sent again."""
+
+    def holders(self) -> dict[int, str]:
+        """The units running now and who runs them (a worker on a host, a Celery node): their leases."""
+
     @property
     def in_flight(self) -> int:
         """Units submitted and not answered."""

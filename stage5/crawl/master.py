@@ -48,6 +48,7 @@ from stage5.units import (
 
 log = logging.getLogger("stage5.crawl")
 MAX_STALLS = 2
+LEASE_RENEW_S = 5.0  # running units' leases in crawl_units (who runs them, until when) renewed this often
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Resume:
     claimed: set[str]
     rows: list[UnitRow]  # every unit of the run
     max_uid: int
+    leased: set[int] = field(default_factory=set)  # open units sent by the previous master: adopt them
 
 
 @dataclass
@@ -143,6 +145,8 @@ class Master:
         self.started = time.monotonic()
         self.stop_requested = False
         self.stalls: Counter[int] = Counter()  # uid -> workers that stalled holding it
+        self.adoptable: list[Unit] = []  # a resumed run's units its previous master had sent
+        self.leases_renewed = 0.0
 
     # --- units --------------------------------------------------------------------------------
     def _uid(self) -> int:
@@ -166,7 +170,7 @@ class Master:
             tally.units -= tally.pending
             tally.pending = 0
         for unit in resume.open_units:
-            self._add_unit(unit)
+            self._add_unit(unit, queue=unit.uid not in resume.leased)
         for tally in self.tally.values():
             tally.done = tally.pending == 0
         self.claimed = set(resume.claimed)
@@ -339,14 +343,17 @@ class Master:
         self.tally[unit.district].add(unit_kind(unit), summary)
         self._unit_done(unit.district)
 
-    def _add_unit(self, unit: Unit) -> None:
+    def _add_unit(self, unit: Unit, queue: bool = True) -> None:
         if isinstance(unit, SearchUnit):
             self.searching[unit.district] += 1
             if unit.query.anchor:
                 self.families.setdefault(unit.district, Family()).pending += 1
         self.tally[unit.district].pending += 1
         self.tally[unit.district].units += 1
-        self._enqueue(unit)
+        if queue:
+            self._enqueue(unit)
+        else:
+            self.adoptable.append(unit)
 
     def _unit_done(self, district: str) -> None:
         tally = self.tally[district]
@@ -436,6 +443,8 @@ class Master:
             else:
                 self.restore(districts, resume)
             await self.writer.flush()  # the plan is durable before the first request
+            for unit in reversed(await self.executor.adopt(self.adoptable)):
+                self._enqueue(unit, front=True)
             await self._loop()
         finally:
             await self.executor.stop(self.settings.stop_grace_s, self._on_event)
@@ -449,6 +458,9 @@ class Master:
         for event in await self.executor.check(self.queued):
             await self._on_event(event)
         await self.writer.check_fence()
+        if time.monotonic() - self.leases_renewed >= LEASE_RENEW_S:
+            self.leases_renewed = time.monotonic()
+            self.writer.renew(self.executor.holders())
 
     async def _loop(self) -> None:
         last_tick = 0.0

@@ -242,6 +242,13 @@ class LocalPool:
         finally:
             self.listener.stop()
 
+    async def adopt(self, units: list[Unit]) -> list[Unit]:
+        return units  # local workers end with their master: a resumed run sends its units again
+
+    def holders(self) -> dict[int, str]:
+        host = socket.gethostname()
+        return {uid: f"{host}/worker-{w.wid}" for w in self.workers.values() for uid in w.inflight}
+
     @property
     def in_flight(self) -> int:
         return sum(len(w.inflight) for w in self.workers.values())

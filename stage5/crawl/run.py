@@ -65,6 +65,7 @@ from stage5.storage.stores import StoreWriter
 from stage5.storage.unit_queue import (
     claimed_rids,
     last_failed_districts,
+    leased_uids,
     max_uid,
     open_units,
     redo_unfinished_listings,
@@ -466,7 +467,7 @@ async def run_crawl(
             settings = bound_to_run(settings, pending)
         settings = await apply_robots(settings, redis_url)  # before a run is opened: a refusal leaves none
         if resume and pending:
-            start = await _reopen(conn, settings.db_schema, pending)
+            start = await _reopen(conn, settings.db_schema, pending, adopt=settings.engine != "local")
         else:
             start = await _open(conn, settings, trigger, job)
         session.run_id = start.run_id
@@ -512,11 +513,14 @@ async def _abandon(conn: psycopg.AsyncConnection, schema: str, run_id: int) -> N
     log_event(log, "run_abandoned", run_id=run_id)
 
 
-async def _reopen(conn: psycopg.AsyncConnection, schema: str, pending: dict[str, Any]) -> RunStart:
-    """Resume an unfinished run from what the database holds of it."""
+async def _reopen(conn: psycopg.AsyncConnection, schema: str, pending: dict[str, Any], adopt: bool) -> RunStart:
+    """Resume an unfinished run from what the database holds of it. `adopt`: the units its previous master
+    had sent may still run where they were sent (Celery workers outlive their master), so they stay leased
+    for the executor to follow; else (local workers ended with it) they return to the queue."""
     run_id = pending["id"]
     await _lock_run(conn, schema, run_id)
-    returned = await release_leases(conn, run_id)
+    leased = await leased_uids(conn, run_id) if adopt else set()
+    returned = 0 if adopt else await release_leases(conn, run_id)
     redone = await redo_unfinished_listings(conn, run_id)
     if redone:
         log_event(log, "listings_searched_again", run_id=run_id, districts=",".join(redone))
@@ -525,12 +529,13 @@ async def _reopen(conn: psycopg.AsyncConnection, schema: str, pending: dict[str,
         await claimed_rids(conn, run_id),
         await unit_rows(conn, run_id),
         await max_uid(conn, run_id),
+        leased,
     )
     if state is not None and not state.rows:
         state = None  # killed before its plan was saved: plan it now, under the same run id
     await reopen_run(conn, run_id)
     planned = len(state.open_units) if state else "none, planning afresh"
-    log_event(log, "run_resuming", run_id=run_id, leases_returned=returned, open_units=planned)
+    log_event(log, "run_resuming", run_id=run_id, leases_returned=returned, leases_kept=len(leased), open_units=planned)
     return RunStart(run_id, list(pending["districts"]), state)
 
 

@@ -37,7 +37,7 @@ from stage5.storage.columns import (
 from stage5.storage.db import db_retrying
 from stage5.storage.lock import LockSession
 from stage5.storage.runs import add_store_counts, write_live
-from stage5.storage.unit_queue import Completion, complete_units, insert_units, lease_units
+from stage5.storage.unit_queue import Completion, complete_units, insert_units, lease_units, renew_leases
 from stage5.units import Unit
 
 log = logging.getLogger("stage5.storage")
@@ -93,6 +93,8 @@ class StoreWriter:
         self.counts = WriteCounts()
         self.live: dict[str, Any] | None = None  # the master's figures for the console, written with a flush
         self.live_pending: dict[str, Any] | None = None
+        self.holders: dict[int, str] | None = None  # units running now -> who runs them (lease renewal)
+        self.holders_pending: dict[int, str] | None = None
         self.conn: psycopg.AsyncConnection | None = None
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
@@ -154,6 +156,11 @@ class StoreWriter:
     def set_live(self, figures: dict[str, Any]) -> None:
         self.live = figures
 
+    def renew(self, holders: dict[int, str]) -> None:
+        """These units are running, each held by a worker: their leases are renewed with the next flush
+        (like the live figures, ephemeral: a failed flush drops it, the next renewal comes soon)."""
+        self.holders = holders or None
+
     def complete(self, completion: Completion) -> None:
         self.completions.append(completion)
 
@@ -168,6 +175,7 @@ class StoreWriter:
             or self.seen
             or self.due
             or self.live is not None
+            or self.holders is not None
         )
 
     async def flush(self) -> None:
@@ -178,6 +186,7 @@ class StoreWriter:
             units, leases, completions = list(self.new_units), list(self.leases), list(self.completions)
             seen, due, confirmed = list(self.seen), list(self.due), list(self.confirmed)
             self.live_pending, self.live = self.live, None  # ephemeral: a failed flush drops it
+            self.holders_pending, self.holders = self.holders, None
             async for attempt in db_retrying(attempts=5, on_retry=self._on_retry):
                 with attempt:
                     await self._write(records, rejections, units, leases, completions, seen, due, confirmed)
@@ -194,6 +203,16 @@ class StoreWriter:
         self.counts.batch_retries += 1
         log_event(log, "db_batch_retry", logging.WARNING, reason=exc)
         self.conn = None  # reconnect: the old connection may be dead
+
+    async def _write_units(self, conn: psycopg.AsyncConnection, units: list[Unit], leases: list[int]) -> None:
+        """New units, units sent, and the leases of units running now renewed (before completions in the
+        same transaction: a completed unit holds no lease)."""
+        if units:
+            await insert_units(conn, self.run_id, units)
+        if leases:
+            await lease_units(conn, self.run_id, leases, self.owner)
+        if self.holders_pending:
+            await renew_leases(conn, self.run_id, self.holders_pending)
 
     async def _write(
         self,
@@ -213,10 +232,7 @@ class StoreWriter:
             await self._check_fence(conn)
             if self.live_pending is not None:
                 await write_live(conn, self.run_id, self.live_pending)
-            if units:
-                await insert_units(conn, self.run_id, units)
-            if leases:
-                await lease_units(conn, self.run_id, leases, self.owner)
+            await self._write_units(conn, units, leases)
             if due:
                 await conn.execute("UPDATE stores SET detail_due = true WHERE diningcode_place_id = ANY(%s)", (due,))
             kept = await keep_seen(conn, self.run_id, seen) if seen else 0

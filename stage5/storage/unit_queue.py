@@ -16,6 +16,9 @@ from stage5.tallies import UnitRow
 from stage5.units import Unit, unit_from_payload, unit_kind, unit_payload
 
 LEASE_S = 600  # a leased unit whose master is gone returns to the queue
+# A running unit's lease, renewed by its master while the executor says who runs it (a local worker, a Celery
+# node): it lapses this long after the master last saw the unit running.
+RUNNING_LEASE_S = 30
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,25 @@ async def lease_units(conn: psycopg.AsyncConnection, run_id: int, uids: list[int
     await conn.execute(
         "UPDATE crawl_units SET state = 'leased', lease_owner = %s, attempts = attempts + 1,"
         " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
-        " WHERE run_id = %s AND uid = ANY(%s) AND state = 'pending'",
+        " WHERE run_id = %s AND uid = ANY(%s) AND state IN ('pending', 'leased')",  # leased: sent again
         (owner, LEASE_S, run_id, uids),
     )
+
+
+async def renew_leases(conn: psycopg.AsyncConnection, run_id: int, holders: dict[int, str]) -> None:
+    """The units running now: who runs them, and until when their lease holds unless renewed again."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "UPDATE crawl_units SET lease_owner = %s, lease_expires_at = now() + make_interval(secs => %s)"
+            " WHERE run_id = %s AND uid = %s AND state = 'leased'",
+            [(holder, RUNNING_LEASE_S, run_id, uid) for uid, holder in holders.items()],
+        )
+
+
+async def leased_uids(conn: psycopg.AsyncConnection, run_id: int) -> set[int]:
+    """Units a master had sent and not seen answered: their tasks may still run somewhere."""
+    cur = await conn.execute("SELECT uid FROM crawl_units WHERE run_id = %s AND state = 'leased'", (run_id,))
+    return {uid for (uid,) in await cur.fetchall()}
 
 
 async def complete_units(conn: psycopg.AsyncConnection, run_id: int, done: list[Completion]) -> None:
