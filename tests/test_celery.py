@@ -371,3 +371,19 @@ async def test_a_killed_master_resumed_follows_the_tasks_it_had_sent(
     adopted = [r for r in caplog.records if r.getMessage().startswith("units_adopted ")]
     assert held and adopted and "adopted=0 " not in adopted[0].getMessage(), adopted
     assert summary.status == "succeeded" and score(small_world, stored, rejected, settings.districts).perfect
+
+
+def test_a_unit_whose_lease_just_went_is_lost_only_when_it_stays_gone(make_settings: Any) -> None:
+    """A task deletes its lease with its answer, which the master reads just after: a check that runs in
+    between must not hand the unit on (it was: judged lost 3 ms after its worker answered, run twice)."""
+    from stage5.crawl.celery_engine import CeleryExecutor, Sent
+    from stage5.site.diningcode import queries_for
+    from stage5.site.seoul import DISTRICT_BY_NAME
+    from stage5.units import SearchUnit
+
+    executor = CeleryExecutor(make_settings(engine="celery"), "redis://127.0.0.1:9/0", run_id=1)  # no I/O here
+    unit = SearchUnit(1, queries_for(DISTRICT_BY_NAME["중구"])[0])
+    sent = Sent(unit, "task-1")
+    assert not executor._lost(sent, b"node@host", set(), set())  # running: its lease is there
+    assert not executor._lost(sent, None, set(), set())  # gone once: maybe answered, not yet read
+    assert executor._lost(sent, None, set(), set())  # gone twice: its worker died or hangs

@@ -79,6 +79,25 @@ async def test_redis_stopping_mid_run_does_not_fail_the_crawl(
     assert summary.cache_errors > 0  # and noticed it going
 
 
+async def test_redis_stopping_mid_run_leaves_local_workers_their_own_gates(
+    make_settings: Any, small_world: World, private_redis: tuple[str, Any], replica_with: Any
+) -> None:
+    """With a delay, local workers share one gate per host in Redis; Redis gone mid-run, each goes on
+    through a gate of its own with its share of the budget (before: every request failed with Redis's
+    ConnectionError, blamed on the site)."""
+    redis_url, redis_proc = private_redis
+    with replica_with(latency_ms=25) as slow:
+        settings = make_settings(site=slow.url, districts=SOME, workers=2, request_delay_s=0.01, cache="off")
+        crawl = asyncio.create_task(run_crawl(settings, settings.database_url, redis_url))
+        await until(lambda: slow.stats()["requests"] >= 40, 60, "40 requests (a fifth of the crawl)", every=0.1)
+        redis_proc.kill()
+        assert not crawl.done(), "the crawl should still be running when Redis stops"
+        summary = await crawl
+    stored, rejected = await load_result(settings)
+    assert summary.status == "succeeded" and summary.units_failed == 0
+    assert score(small_world, stored, rejected, settings.districts).perfect
+
+
 async def test_workers_are_recycled_after_their_units(
     make_settings: Any, replica: ReplicaProcess, small_world: World
 ) -> None:

@@ -294,7 +294,8 @@ async def _run(task: TaskMessage, node: str, broker_url: str) -> Result:
     settings = Settings(**task.settings)
     unit = unit_from_payload(task.uid, task.kind, task.district, task.payload)
     shared = redis.asyncio.Redis.from_url(broker_url)
-    gates = SharedGates(shared, settings.cache_namespace_or_site, hold_s=settings.request_timeout_s + 5)
+    pool = int(os.environ.get(POOL_SIZE_ENV, "0")) or 1  # the machine's share while Redis is away
+    gates = SharedGates(shared, settings.cache_namespace_or_site, settings.request_timeout_s + 5, pool)
     heartbeat = asyncio.create_task(_heartbeat(shared, task.keys.lease(task.uid), node, task.lease_s))
     cache = make_cache(settings, broker_url)
     try:
@@ -432,7 +433,10 @@ class CeleryExecutor:
             sent.started, sent.missing, sent.node = True, 0, _text(lease)
             return False
         if sent.started:
-            return True
+            # Twice in a row: a unit that just finished deleted its lease with its answer, which events()
+            # reads next (seen: a unit judged lost 3 ms after its worker answered, then run twice).
+            sent.missing += 1
+            return sent.missing >= 2
         if sent.task_id in queued_ids:
             sent.missing = 0  # waiting for a free worker
             return False

@@ -20,7 +20,7 @@ import socket
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
@@ -297,11 +297,16 @@ class LocalPool:
         kept in Redis by every worker together (N workers' starts are still `delay` apart, not only on
         average); else each worker's share of it, kept by its own gate."""
         concurrency = min(self.settings.host_concurrency, self.governor.concurrency)
-        if self.shared_gate:
-            return SetLimits(self.settings.request_delay_s, concurrency, shared=True)
         active = max(1, len(self._active()))
+        if self.shared_gate:
+            return SetLimits(self.settings.request_delay_s, concurrency, shared=True, sharers=active)
         share = max(1, self.settings.host_concurrency // active)
         return SetLimits(self.settings.request_delay_s * active, max(1, min(share, self.governor.concurrency)))
+
+    def _starting_limits(self) -> SetLimits:
+        """The limits of a worker about to start: it is one more of the active workers sharing the budget."""
+        limits = self._limits()
+        return replace(limits, sharers=limits.sharers + 1) if limits.shared else limits
 
     def _active(self) -> list[WorkerHandle]:
         return [w for w in self.workers.values() if not w.draining and not w.gone]
@@ -318,7 +323,7 @@ class LocalPool:
             target=worker_main,
             name=f"stage5-worker-{wid}",
             daemon=True,
-            args=(wid, self.settings, self.redis_url, theirs, self.log_queue, self._limits()),
+            args=(wid, self.settings, self.redis_url, theirs, self.log_queue, self._starting_limits()),
         )
         process.start()
         theirs.close()

@@ -46,6 +46,7 @@ class SetLimits:
     # False: this worker's share of the host's budget, kept by its own gate. True: the whole host's budget,
     # kept in Redis with every other worker (stage5.crawl.shared_gate); fixed when the worker starts.
     shared: bool = False
+    sharers: int = 1  # worker processes sharing the budget (each one's share while Redis is away)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ async def _serve(wid: int, settings: Settings, redis_url: str | None, conn: Conn
     cache = make_cache(settings, redis_url)
     running: set[asyncio.Task[None]] = set()
     shared = redis.asyncio.Redis.from_url(redis_url) if limits.shared and redis_url else None
-    gates = SharedGates(shared, settings.cache_namespace_or_site, settings.request_timeout_s + 5) if shared else None
+    hold_s = settings.request_timeout_s + 5
+    gates = SharedGates(shared, settings.cache_namespace_or_site, hold_s, limits.sharers) if shared else None
     async with Fetcher(settings, cache, gates=gates) as fetcher:
         await fetcher.set_limits(limits.delay, limits.concurrency)
         conn.send(WorkerReady(wid, os.getpid()))
