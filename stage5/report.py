@@ -32,14 +32,19 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
         f"  cache          {summary.cache_hits} hits, {summary.cache_misses} misses"
         f" ({summary.cache_hit_rate:.1%} of look-ups served from Redis)",
         f"  memory         peak {summary.peak_memory_mb:.0f} MB of {summary.memory_budget_mb:.0f} MB budget;"
-        f" governor {', '.join(f'{k} {v}' for k, v in summary.governor_actions.items())}",
+        f" governor {_governor(summary)}",
         f"  workers        up to {summary.workers_max} at once (start {summary.worker_start_s:.2f} s),"
         f" {summary.workers_recycled} recycled,"
         f" {summary.workers_died} died; {summary.units} units ({summary.units_failed} failed)",
     ]
     if summary.engine != "local":
         hosts = ", ".join(f"{host} {n}" for host, n in sorted(summary.workers_by_host.items()))
-        lines.append(f"  engine         {summary.engine}: worker processes by host: {hosts or 'none answered'}")
+        outages = summary.broker_outages_s
+        away = f", broker away {len(outages)}x ({sum(outages):.1f} s)" if outages else ""
+        lines.append(
+            f"  engine         {summary.engine}: worker processes by host: {hosts or 'none answered'};"
+            f" {summary.units_resent} units sent again after a lost worker{away}"
+        )
     if summary.memory_note:
         lines.append(f"  memory note    {summary.memory_note}")
     if served is not None:
@@ -300,3 +305,10 @@ def differing(old: Any, new: Any, width: int = 60) -> tuple[str, str]:
         return ("…" if begin else "") + shown + ("…" if end and len(middle) <= width else "")
 
     return cut(a), cut(b)
+
+
+def _governor(summary: RunSummary) -> str:
+    """What the memory governor did: its actions here; on Celery each worker machine governs its own."""
+    if summary.engine != "local":
+        return "on each worker machine (its --memory-budget-mb; processes replaced above)"
+    return ", ".join(f"{k} {v}" for k, v in summary.governor_actions.items()) or "no action"

@@ -387,3 +387,36 @@ def test_a_unit_whose_lease_just_went_is_lost_only_when_it_stays_gone(make_setti
     assert not executor._lost(sent, b"node@host", set(), set())  # running: its lease is there
     assert not executor._lost(sent, None, set(), set())  # gone once: maybe answered, not yet read
     assert executor._lost(sent, None, set(), set())  # gone twice: its worker died or hangs
+
+
+def test_an_unreachable_broker_stops_a_celery_crawl_in_one_line_leaving_no_run(
+    make_settings: Any, replica: ReplicaProcess, tmp_path: Path
+) -> None:
+    from helpers import crawl_command, free_port
+
+    settings = make_settings(site=replica.url, districts="도봉구", log_dir=tmp_path)
+    broker = f"redis://:s3cret@127.0.0.1:{free_port()}/0"  # nothing listens there
+    command = crawl_command(settings, "--engine", "celery", "--no-cache")
+    done = subprocess.run(command, env={**os.environ, "REDIS_URL": broker}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr  # a service could not be used (ExitCode.FAILED), no traceback
+    assert "does not answer" in done.stderr and "REDIS_URL" in done.stderr and "Traceback" not in done.stderr
+    assert "s3cret" not in done.stderr
+    runs = query(settings, "SELECT to_regclass('crawl_runs') IS NOT NULL")[0][0]
+    assert not runs or query(settings, "SELECT count(*) FROM crawl_runs") == [(0,)]  # nothing to resume
+
+
+async def test_a_crawl_that_no_worker_serves_says_so(
+    private_redis: tuple[str, Any], make_settings: Any, replica: ReplicaProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tasks queued on a broker no worker listens to: after two leases the master warns, naming the fix,
+    instead of printing '0 pages/s' forever."""
+    caplog.set_level(logging.INFO, logger="stage5")
+    redis_url, _ = private_redis
+    settings = make_settings(site=replica.url, districts="도봉구", engine="celery", cache="off", celery_lease_s=2)
+    crawl = asyncio.create_task(run_crawl(settings, settings.database_url, redis_url))
+    await until(lambda: events(caplog, "celery_no_worker"), 30, "the master to warn that no worker takes tasks")
+    os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: a graceful stop
+    summary = await crawl
+    (warning,) = events(caplog, "celery_no_worker")[:1]
+    assert summary.status == "interrupted" and "stage5 worker" in warning.getMessage()
+    assert "--engine celery --resume" in summary.resume_hint  # resumed as it ran, not in local processes

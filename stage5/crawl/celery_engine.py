@@ -44,6 +44,7 @@ from stage5.crawl.shared_gate import SharedGates
 from stage5.errors import ServiceMissing
 from stage5.fetch import Fetcher
 from stage5.logs import bind, log_event
+from stage5.redact import redact_url
 from stage5.settings import Settings
 from stage5.tallies import WorkerStats
 from stage5.units import (
@@ -322,6 +323,23 @@ async def _heartbeat(client: redis.asyncio.Redis, key: str, node: str, lease_s: 
 
 
 # --- the master side ---------------------------------------------------------------------------
+async def check_broker(redis_url: str | None) -> None:
+    """Before a Celery run opens: its broker answers. Else one line saying which broker and what to do,
+    and no run left behind to resume."""
+    if not redis_url:
+        raise ServiceMissing("--engine celery needs Redis for its broker: set REDIS_URL (or STAGE5_ENGINE=local)")
+    client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        raise ServiceMissing(
+            f"--engine celery: the broker at {redact_url(redis_url)} does not answer ({type(exc).__name__}: {exc})."
+            " Start Redis there, or set REDIS_URL to the broker your `stage5 worker`s use; nothing was crawled."
+        ) from None
+    finally:
+        await client.aclose()
+
+
 def _text(value: bytes | str) -> str:
     """A value read from Redis (bytes: the clients here do not decode) as text."""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
@@ -370,6 +388,7 @@ class CeleryExecutor:
         self.units_done = 0
         self.overhead: list[tuple[float, float, float]] = []  # (master wall, worker wall, worker CPU) per unit
         self.outages: list[float] = []  # seconds the broker was away
+        self.last_progress = self.warned_at = time.monotonic()  # a unit started or answered; the last warning
 
     # --- the Executor protocol ----------------------------------------------------------------
     async def start(self) -> None:
@@ -420,6 +439,7 @@ class CeleryExecutor:
             return []
         self._up()
         self.workers.update({_text(k): WorkerReport(**json.loads(v)) for k, v in reports.items()})
+        self._warn_if_no_worker(now)
         if now < self.judge_after:
             return []
         sents = list(self.sent.values())
@@ -431,6 +451,7 @@ class CeleryExecutor:
         worker that never started it (that worker died), or the broker does not have it (a restart lost it)."""
         if lease is not None:
             sent.started, sent.missing, sent.node = True, 0, _text(lease)
+            self.last_progress = time.monotonic()
             return False
         if sent.started:
             # Twice in a row: a unit that just finished deleted its lease with its answer, which events()
@@ -546,6 +567,8 @@ class CeleryExecutor:
             workers_recycled=recycled,  # pool processes replaced (max tasks / memory per child)
             workers_died=len(self.died),  # nodes that held a lease and stopped renewing it
             workers_by_host=hosts,
+            units_resent=self.lost,
+            broker_outages_s=tuple(round(o, 1) for o in self.outages),
         )
 
     # --- inside -------------------------------------------------------------------------------
@@ -558,6 +581,7 @@ class CeleryExecutor:
 
     def _on_answer(self, answer: TaskAnswer) -> ExecutorEvent | None:
         self.workers[answer.worker.node] = answer.worker
+        self.last_progress = time.monotonic()
         self.pids.setdefault(answer.worker.node, set()).add(answer.worker.pid)
         sent = self.sent.get(answer.uid)
         if sent is None:
@@ -622,6 +646,23 @@ class CeleryExecutor:
         await pipe.execute()
         self.judge_after = time.monotonic() + self._heartbeats_back_s()
         log_event(log, "broker_keys_restored", in_flight=len(self.sent))
+
+    def _warn_if_no_worker(self, now: float) -> None:
+        """Units sent and none started nor answered for two leases: no worker takes this broker's tasks.
+        Said once per that while it lasts, instead of waiting in silence."""
+        quiet = 2 * self.settings.celery_lease_s
+        if now - self.last_progress < quiet or now - self.warned_at < quiet:
+            return
+        self.warned_at = now
+        log_event(
+            log,
+            "celery_no_worker",
+            logging.WARNING,
+            waited_s=round(now - self.last_progress),
+            waiting_units=len(self.sent),
+            broker=redact_url(self.redis_url),
+            fix="start `stage5 worker` with this REDIS_URL on a machine that reaches the broker",
+        )
 
     def _heartbeats_back_s(self) -> float:
         """After a broker restart, how long running tasks get to set their leases again before any unit is

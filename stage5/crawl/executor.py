@@ -95,6 +95,8 @@ class ExecutorReport:
     workers_recycled: int
     workers_died: int
     workers_by_host: dict[str, int] = field(default_factory=dict)
+    units_resent: int = 0  # units handed on after their worker was lost (a lapsed lease, a lost task)
+    broker_outages_s: tuple[float, ...] = ()  # how long the broker was away, each time
 
 
 class Executor(Protocol):

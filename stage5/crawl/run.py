@@ -99,9 +99,11 @@ SHAPING = ("page_size", "max_pages", "detail_refresh", "detail_max_age_runs")
 
 
 def crawl_command(settings: Settings) -> str:
-    """The crawl command for this dataset, as a hint to print (the schema only when not the default)."""
+    """The crawl command for this dataset, as a hint to print (the schema only when not the default; the
+    engine when not local: a Celery run resumed without it would go on in local processes)."""
     schema = f" --db-schema {settings.db_schema}" if settings.db_schema != "public" else ""
-    return f"python -m stage5 crawl{schema}"
+    engine = f" --engine {settings.engine}" if settings.engine != "local" else ""
+    return f"python -m stage5 crawl{schema}{engine}"
 
 
 def bound_to_run(settings: Settings, run: dict[str, Any]) -> Settings:
@@ -177,6 +179,8 @@ class RunSummary:
     alerts: list[str] = field(default_factory=list)  # lines for the summary and the notification (BLOCKED)
     engine: str = "local"  # where the units ran: local worker processes or Celery workers
     workers_by_host: dict[str, int] = field(default_factory=dict)  # host -> worker processes
+    units_resent: int = 0  # units sent again after their worker was lost
+    broker_outages_s: list[float] = field(default_factory=list)  # the broker away, seconds each time
 
     @property
     def incomplete_districts(self) -> list[str]:
@@ -292,6 +296,8 @@ async def summarise(
         workers_died=report.workers_died,
         engine=report.engine,
         workers_by_host=report.executor.workers_by_host,
+        units_resent=report.executor.units_resent,
+        broker_outages_s=list(report.executor.broker_outages_s),
         resumed=counters["resumed"],
         elapsed_s=round(elapsed_s, 2),
         resume_hint=f"{crawl_command(settings)} --resume",
@@ -448,6 +454,10 @@ async def run_crawl(
     started = time.monotonic()
     if settings.engine == "local":
         prepare_workers(settings.worker_start)
+    else:
+        from stage5.crawl.celery_engine import check_broker  # Celery is imported only when used
+
+        await check_broker(redis_url)
     conn = await connect(db_url, settings.db_schema, role="master")  # holds the locks for the run's life
     session = LockSession(conn, lambda: connect(db_url, settings.db_schema, role="master"), settings.db_schema)
     try:
