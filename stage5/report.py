@@ -202,9 +202,10 @@ def print_runs(runs: list[dict[str, Any]]) -> None:
             f"{run['id']:>5}  {run['status']:11} {run['trigger']:8} {started:19}  {shown:>8}  {units:>9}  {stores:>7}"
             f"  {run['resumed']:>7}  {run['site']}"
         )
-    # A running run is going (or its master died: `crawl` says which when asked); only an interrupted
-    # one is offered for resuming.
-    if going := [r["id"] for r in runs if r["status"] == "running"]:
+    # A running run is going, or its master died (no process holds its lock): that one can be resumed.
+    if orphans := [r["id"] for r in runs if r["status"] == "running" and not r.get("master")]:
+        print(f"\nrun {orphans[0]}'s master is gone (no stage5 process holds it): python -m stage5 crawl --resume")
+    elif going := [r["id"] for r in runs if r["status"] == "running"]:
         print(f"\nrun {going[0]} is running: stop it (Ctrl-C, or Stop in the console) before resuming it")
     elif resumable := [r["id"] for r in runs if r["status"] == "interrupted"]:
         print(f"\nrun {resumable[0]} can be resumed: python -m stage5 crawl --resume")

@@ -96,6 +96,9 @@ def test_stop_then_resume(
             assert _run_status(settings)[-1][1] == "interrupted"
         else:
             assert _run_status(settings)[-1][1] == "running"  # its master died mid-run
+            runs = [sys.executable, "-m", "stage5", "runs", "--database-url", settings.database_url]
+            listed = subprocess.run([*runs, "--db-schema", settings.db_schema], capture_output=True, text=True)
+            assert "master is gone" in listed.stdout and "--resume" in listed.stdout, listed.stdout
         gone, alive = psutil.wait_procs(workers, timeout=15)
         assert not alive, "workers must leave when their master is gone"
         done_before = _done_detail_rids(settings)

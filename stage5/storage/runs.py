@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from stage5.storage.lock import run_lock_holder
+
 
 async def start_run(
     conn: psycopg.AsyncConnection,
@@ -167,7 +169,11 @@ async def list_runs(conn: psycopg.AsyncConnection, limit: int = 20, status: str 
         (status, status, limit),
     )
     names = [d.name for d in cur.description or []]
-    return [dict(zip(names, row)) for row in await cur.fetchall()]
+    runs = [dict(zip(names, row)) for row in await cur.fetchall()]
+    schema = (await (await conn.execute("SELECT current_schema()")).fetchone() or ("public",))[0]
+    for run in runs:  # a running run's master: the process holding its lock, or None when it died
+        run["master"] = await run_lock_holder(conn, schema, run["id"]) if run["status"] == "running" else None
+    return runs
 
 
 async def run_baseline(conn: psycopg.AsyncConnection, run_id: int) -> dict[str, int]:
