@@ -17,13 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
-from helpers import free_port, wait_for_port
+from helpers import free_port, query, wait_for_port, wait_until
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-
-from stage5.replica.process import ReplicaProcess
-from stage5.replica.server import Faults
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -61,10 +57,10 @@ def _serving(settings: Any, tmp_path: Path, token: str = "") -> Iterator[str]:
 
 
 @pytest.fixture
-def console(make_settings: Any, tmp_path: Path) -> Iterator[str]:
+def console(make_settings: Any, tmp_path: Path, replica_with: Any) -> Iterator[str]:
     """`stage5 serve` crawling a replica whose answers take ~60 ms (so a run is long enough to be watched)."""
     with (
-        ReplicaProcess(5, 0.1, Faults(latency_ms=60)) as replica,
+        replica_with(latency_ms=60) as replica,
         _serving(make_settings(site=replica.url), tmp_path) as url,
     ):
         yield url
@@ -169,41 +165,40 @@ def guarded(make_settings: Any, tmp_path: Path) -> Iterator[tuple[str, Any]]:
         yield url, settings
 
 
-@contextlib.contextmanager
-def _tables(settings: Any) -> Iterator[psycopg.Connection]:
-    """A connection to the console's schema, once its scheduler has migrated it (it does as it starts)."""
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute(f"SET search_path TO {settings.db_schema}")
-        for _ in range(50):
-            if conn.execute("SELECT to_regclass('store_changes')").fetchone() != (None,):
-                break
-            time.sleep(0.1)
-        yield conn
+def _migrated(settings: Any) -> None:
+    """Until the console's scheduler has migrated its schema (it does as it starts)."""
+    tables = "SELECT to_regclass('store_changes')"
+    wait_until(lambda: query(settings, tables) != [(None,)], 30, "the console to migrate its schema", every=0.1)
 
 
-def _add_store(conn: psycopg.Connection, rid: str, name: str, address: str = "서울 도봉구") -> None:
-    conn.execute(
+def _add_store(settings: Any, rid: str, name: str, address: str = "서울 도봉구") -> None:
+    query(
+        settings,
         "INSERT INTO stores (diningcode_place_id, name, district, address, position_lat, position_lng,"
         " is_confirmed_refill, source_url, content_hash)"
         " VALUES (%s, %s, '도봉구', %s, 37.66, 127.04, true, 'x', 'h')",
-        (rid, name, address),
+        rid,
+        name,
+        address,
     )
 
 
 def _seed(settings: Any, stores: int) -> None:
     """`stores` stores in 도봉구 (ids s000…), one run, and a change history for s000."""
-    with _tables(settings) as conn:
-        for i in range(stores):
-            _add_store(conn, f"s{i:03d}", f"가게 {stores - i:03d}")
-        (run_id,) = conn.execute(
-            "INSERT INTO crawl_runs (status, site, districts) VALUES ('succeeded', 'x', '{도봉구}') RETURNING id"
-        ).fetchone() or (0,)
-        conn.execute(
-            "INSERT INTO store_changes (run_id, diningcode_place_id, kind, district, name, fields) VALUES"
-            " (%s, 's000', 'new', '도봉구', '가게', '{}'), (%s, 's000', 'changed', '도봉구', '가게',"
-            ' \'{"price_min": {"old": 15000, "new": 17000}}\')',
-            (run_id, run_id),
-        )
+    _migrated(settings)
+    for i in range(stores):
+        _add_store(settings, f"s{i:03d}", f"가게 {stores - i:03d}")
+    ((run_id,),) = query(
+        settings, "INSERT INTO crawl_runs (status, site, districts) VALUES ('succeeded', 'x', '{도봉구}') RETURNING id"
+    )
+    query(
+        settings,
+        "INSERT INTO store_changes (run_id, diningcode_place_id, kind, district, name, fields) VALUES"
+        " (%s, 's000', 'new', '도봉구', '가게', '{}'), (%s, 's000', 'changed', '도봉구', '가게',"
+        ' \'{"price_min": {"old": 15000, "new": 17000}}\')',
+        run_id,
+        run_id,
+    )
 
 
 def test_sign_in_with_the_token_then_the_timezone_field(pages: Pages, guarded: tuple[str, Any]) -> None:
@@ -284,8 +279,8 @@ def _nothing_ran(page: Page) -> None:
 def test_hostile_text_shows_as_text_and_runs_nothing(pages: Pages, plain: tuple[str, Any]) -> None:
     url, settings = plain
     address = "<script>window.pwned=2</script>서울 도봉구"
-    with _tables(settings) as conn:
-        _add_store(conn, "h001", HOSTILE, address)
+    _migrated(settings)
+    _add_store(settings, "h001", HOSTILE, address)
     page = pages.open(viewport={"width": 1100, "height": 800})
     page.goto(url + "/stores")
     link = page.locator("#stores tbody a")
