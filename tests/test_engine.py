@@ -8,6 +8,7 @@ import signal
 import uuid
 from typing import Any
 
+import pytest
 from helpers import crawl_command, query, until, worker_processes
 from psycopg import sql
 
@@ -212,3 +213,23 @@ async def test_local_workers_share_one_gate_so_starts_stay_apart(
     # Starts are 0.15 s apart by Redis' clock; arrivals at the replica jitter by the time a request takes to
     # leave a process on a loaded machine (seen: 0.135 s). Each process on its own gate: 0.019 s.
     assert min(stats["smallest_gaps"]) >= 0.15 * 0.6, stats["smallest_gaps"]
+
+
+def _user_agent_pool_drawn(answer: Any) -> None:
+    from stage5.fetch import user_agent_pool
+
+    answer.put(user_agent_pool.cache_info().currsize)  # 1: drawn before this worker was forked
+
+
+@pytest.mark.integration
+def test_workers_are_forked_with_their_user_agent_pool_drawn() -> None:
+    """fake-useragent's database is read and filtered once, in the forkserver (0.23 s of CPU per worker
+    before), so a forked worker starts with its pool in hand."""
+    from stage5.crawl.pool import _context
+
+    ctx = _context("forkserver")
+    answer = ctx.Queue()
+    worker = ctx.Process(target=_user_agent_pool_drawn, args=(answer,))
+    worker.start()
+    worker.join(timeout=60)
+    assert answer.get(timeout=5) == 1

@@ -62,7 +62,7 @@ log = logging.getLogger("stage5.crawl")
 # Both start a clean process (no inherited event loop, threads or sockets). A forkserver imports the
 # worker's modules once, so each worker is a fork of it (about 0.02 s) instead of a new interpreter
 # importing aiohttp, lxml, redis and pydantic again (about 0.5 s here): see benchmarks/README.md.
-WORKER_MODULE = "stage5.crawl.worker"
+WORKER_MODULE = "stage5.crawl.worker_warm"  # the worker's modules and its user-agent pool
 
 
 def _context(method: Literal["forkserver", "spawn"]) -> mp.context.ForkServerContext | mp.context.SpawnContext:
