@@ -3,9 +3,11 @@
     .venv/bin/python benchmarks/scrapy_baseline.py --site http://127.0.0.1:8765 --schema scrapy_run
 
 Same keywords (stage5's keyword list), same paging stop rules, same district filter (the store's
-own address), same dedupe on v_rid, one detail page per store, same refill words, same concurrency
-and delay; parsing with Scrapy's selectors; an item pipeline that upserts each item into PostgreSQL
-and commits it. A benchmark dependency only (benchmarks/requirements.txt), not part of stage5.
+own address), same dedupe on v_rid, one detail answer per store, same refill words, same concurrency
+and delay. Details from the profile API (a FormRequest, POST /API/profile/ with v_rid; the JSON read
+by the shared reader) or, with `--detail-source html`, the profile.php page read with Scrapy's
+selectors; an item pipeline that upserts each item into PostgreSQL and commits it. A benchmark
+dependency only (benchmarks/requirements.txt), not part of stage5.
 """
 
 from __future__ import annotations
@@ -22,7 +24,18 @@ from scrapy.crawler import CrawlerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baseline_common import TABLE_SQL, UPSERT, baseline_arguments, parse_detail, search_step
+from baseline_common import (
+    TABLE_SQL,
+    UPSERT,
+    DetailSource,
+    baseline_arguments,
+    page_url,
+    parse_detail,
+    parse_profile_answer,
+    profile_form,
+    profile_url,
+    search_step,
+)
 
 from stage5.site.diningcode import queries_for
 from stage5.site.seoul import DISTRICT_BY_NAME
@@ -57,9 +70,12 @@ class PostgresPipeline:
 class DiningCodeSpider(scrapy.Spider):
     name = "diningcode"
 
-    def __init__(self, site: str, districts: list[str], page_size: int = 20, **kw: Any) -> None:
+    def __init__(
+        self, site: str, districts: list[str], page_size: int = 20, detail_source: DetailSource = "api", **kw: Any
+    ) -> None:
         super().__init__(**kw)
         self.site, self.districts, self.page_size = site.rstrip("/"), districts, page_size
+        self.detail_source = detail_source
         self.claimed: set[str] = set()
 
     async def start(self) -> Any:
@@ -80,11 +96,26 @@ class DiningCodeSpider(scrapy.Spider):
         section = response.json()["result_data"]["poi_section"]
         fetch, more = search_step(section, query.district, page, self.page_size, seen, self.claimed)
         for item in fetch:
-            yield scrapy.Request(
-                f"{self.site}/profile.php?rid={item['v_rid']}", callback=self.parse_detail, cb_kwargs={"summary": item}
-            )
+            yield self.detail(item)
         if more:
             yield self.search(query, page + 1, seen)
+
+    def detail(self, summary: dict[str, Any]) -> scrapy.Request:
+        """One store's details: a POST of its v_rid to the profile API, or a GET of its page."""
+        if self.detail_source == "api":
+            return scrapy.FormRequest(
+                profile_url(self.site),
+                formdata=profile_form(summary["v_rid"]),
+                callback=self.parse_profile,
+                cb_kwargs={"summary": summary},
+            )
+        url = page_url(self.site, summary["v_rid"])
+        return scrapy.Request(url, callback=self.parse_detail, cb_kwargs={"summary": summary})
+
+    def parse_profile(self, response: Any, summary: dict[str, Any]) -> Any:
+        item = parse_profile_answer(response.body, summary, page_url(self.site, summary["v_rid"]))
+        if item:
+            yield item
 
     def parse_detail(self, response: Any, summary: dict[str, Any]) -> Any:
         item = parse_detail(response, summary, response.url)
@@ -116,7 +147,13 @@ def main() -> None:
             ),
         }
     )
-    process.crawl(DiningCodeSpider, site=args.site, districts=args.districts.split(","), page_size=args.page_size)
+    process.crawl(
+        DiningCodeSpider,
+        site=args.site,
+        districts=args.districts.split(","),
+        page_size=args.page_size,
+        detail_source=args.detail_source,
+    )
     process.start()
 
 
