@@ -60,22 +60,32 @@ async def test_second_crawl_within_ttl_is_served_from_cache(
     assert second.cache_hit_rate >= 0.95 and second.stores == first.stores and second.new == 0
 
 
-async def test_redis_stopping_mid_run_does_not_fail_the_crawl(
-    make_settings: Any, small_world: World, private_redis: tuple[str, Any], replica_with: Any
-) -> None:
+async def _crawl_losing_redis(
+    replica_with: Any, private_redis: tuple[str, Any], small_world: World, **knobs: Any
+) -> tuple[Any, Any]:
+    """A crawl of SOME whose Redis is killed a fifth of the way in: (its summary, its settings), checked
+    to end succeeded and equal to the truth."""
     redis_url, redis_proc = private_redis
     with replica_with(latency_ms=25) as slow:
-        settings = make_settings(
-            site=slow.url, districts=SOME, host_concurrency=2, cache_namespace=f"t-{uuid.uuid4().hex[:8]}"
-        )
+        settings = knobs.pop("make")(site=slow.url, districts=SOME, **knobs)
         crawl = asyncio.create_task(run_crawl(settings, settings.database_url, redis_url))
         await until(lambda: slow.stats()["requests"] >= 40, 60, "40 requests (a fifth of the crawl)", every=0.1)
         redis_proc.kill()
         assert not crawl.done(), "the crawl should still be running when Redis stops"
         summary = await crawl
     stored, rejected = await load_result(settings)
-    result = score(small_world, stored, rejected, settings.districts)
-    assert summary.status == "succeeded" and result.perfect
+    assert summary.status == "succeeded" and summary.units_failed == 0
+    assert score(small_world, stored, rejected, settings.districts).perfect
+    return summary, settings
+
+
+async def test_redis_stopping_mid_run_does_not_fail_the_crawl(
+    make_settings: Any, small_world: World, private_redis: tuple[str, Any], replica_with: Any
+) -> None:
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    summary, _ = await _crawl_losing_redis(
+        replica_with, private_redis, small_world, make=make_settings, host_concurrency=2, cache_namespace=namespace
+    )
     assert summary.cache_hits + summary.cache_misses > 0  # it did use the cache before Redis went
     assert summary.cache_errors > 0  # and noticed it going
 
@@ -86,17 +96,8 @@ async def test_redis_stopping_mid_run_leaves_local_workers_their_own_gates(
     """With a delay, local workers share one gate per host in Redis; Redis gone mid-run, each goes on
     through a gate of its own with its share of the budget (before: every request failed with Redis's
     ConnectionError, blamed on the site)."""
-    redis_url, redis_proc = private_redis
-    with replica_with(latency_ms=25) as slow:
-        settings = make_settings(site=slow.url, districts=SOME, workers=2, request_delay_s=0.01, cache="off")
-        crawl = asyncio.create_task(run_crawl(settings, settings.database_url, redis_url))
-        await until(lambda: slow.stats()["requests"] >= 40, 60, "40 requests (a fifth of the crawl)", every=0.1)
-        redis_proc.kill()
-        assert not crawl.done(), "the crawl should still be running when Redis stops"
-        summary = await crawl
-    stored, rejected = await load_result(settings)
-    assert summary.status == "succeeded" and summary.units_failed == 0
-    assert score(small_world, stored, rejected, settings.districts).perfect
+    knobs = {"workers": 2, "request_delay_s": 0.01, "cache": "off"}
+    await _crawl_losing_redis(replica_with, private_redis, small_world, make=make_settings, **knobs)
 
 
 async def test_workers_are_recycled_after_their_units(
