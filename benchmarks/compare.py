@@ -2,9 +2,12 @@
 
     .venv/bin/pip install -r benchmarks/requirements.txt
     .venv/bin/python benchmarks/compare.py --rounds 3
+    .venv/bin/python benchmarks/compare.py --rounds 1 --detail-source html
 
 All crawl all 25 districts of one zero-latency replica (answers pre-rendered) into PostgreSQL (a fresh
-schema each) with the same concurrency (16 in flight, no delay) and no cache. For each run: wall time (start to exit,
+schema each) with the same concurrency (16 in flight, no delay) and no cache, reading each store's details
+from the same source: the profile API (`--detail-source api`, the default; POST /API/profile/, as stage5
+asks by default) or the profile.php page (`html`). For each run: wall time (start to exit,
 the database load included), pages/s, stores/s, CPU seconds of the whole process tree, peak memory of
 the tree (RSS sampled every 0.2 s); both results are checked against the replica's ground truth.
 """
@@ -12,6 +15,7 @@ the tree (RSS sampled every 0.2 s); both results are checked against the replica
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -35,6 +39,8 @@ from stage5.services import database_url
 from stage5.settings import load_settings
 
 HERE = Path(__file__).resolve().parent
+SOURCE_NAMES = {"api": "the profile API", "html": "the profile.php page"}
+DETAIL_PATHS = {"api": "/API/profile/", "html": "/profile.php"}
 
 
 def peak_rss(pid: int, stop: threading.Event, out: list[float]) -> None:
@@ -50,10 +56,10 @@ def peak_rss(pid: int, stop: threading.Event, out: list[float]) -> None:
     out.append(peak)
 
 
-def measure(cmd: list[str]) -> dict[str, float]:
+def measure(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     stop, peak = threading.Event(), []
     watcher = threading.Thread(target=peak_rss, args=(proc.pid, stop, peak))
     watcher.start()
@@ -80,15 +86,31 @@ def stored(db: str, schema: str, table: str) -> dict[str, tuple[str, bool]]:
     return {rid: (district, refill) for rid, district, refill in rows}
 
 
-def command(name: str, site: str, db: str, schema: str) -> tuple[list[str], str]:
-    """(command line, table) of one contender: the same site, database, concurrency 16 and no delay."""
+def detail_requests(by_endpoint: dict[str, int], source: str) -> tuple[int, int]:
+    """(detail requests to the chosen source's endpoint, detail requests to the other one)."""
+    other = "html" if source == "api" else "api"
+    return by_endpoint.get(DETAIL_PATHS[source], 0), by_endpoint.get(DETAIL_PATHS[other], 0)
+
+
+def verdict(matches: bool, other_source: int) -> str:
+    if other_source:  # e.g. stage5's auto source falling back to the page: not the comparison asked for
+        return f"ASKED THE OTHER SOURCE {other_source} times"
+    return "matches ground truth" if matches else "DIFFERS from ground truth"
+
+
+def command(name: str, site: str, db: str, schema: str, source: str) -> tuple[list[str], dict[str, str], str]:
+    """(command line, environment, table) of one contender: the same site, database, detail source,
+    concurrency 16 and no delay. stage5 takes its source from STAGE5_DETAIL_SOURCE (its settings have no
+    flag for it), the baselines from --detail-source."""
+    env = {**os.environ, "STAGE5_DETAIL_SOURCE": source}  # read by stage5 only
     if name == "stage5":
         cmd = [sys.executable, "-m", "stage5", "crawl", "--site", site, "--database-url", db, "--db-schema", schema]
         cmd += ["--no-cache", "--request-delay-s", "0", "--host-concurrency", "16"]
-        return [*cmd, "--log-dir", str(HERE / "results" / "logs")], "stores"
+        return [*cmd, "--log-dir", str(HERE / "results" / "logs")], env, "stores"
     script = HERE / f"{name}_baseline.py"
     cmd = [sys.executable, str(script), "--site", site, "--database-url", db, "--schema", schema]
-    return [*cmd, "--concurrency", "16", *(["--delay", "0"] if name == "scrapy" else [])], f"{name}_stores"
+    cmd += ["--concurrency", "16", "--detail-source", source, *(["--delay", "0"] if name == "scrapy" else [])]
+    return cmd, env, f"{name}_stores"
 
 
 def main() -> None:
@@ -98,6 +120,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--only", default="stage5,scrapy,crawlee", help="contenders, in round order")
     parser.add_argument("--render-live", action="store_true", help="the replica renders every answer (as before)")
+    parser.add_argument(
+        "--detail-source",
+        choices=("api", "html"),
+        default="api",
+        help="where every contender reads a store's details: api (POST /API/profile/, stage5's default) or html"
+        " (the profile.php page)",
+    )
     args = parser.parse_args()
     db = database_url(load_settings())
     world = build_world(args.seed, args.scale)
@@ -109,24 +138,26 @@ def main() -> None:
         for round_no in range(1, args.rounds + 1):
             for name in names:
                 schema = f"cmp_{name}_{uuid.uuid4().hex[:6]}"
-                cmd, table = command(name, replica.url, db, schema)
+                cmd, env, table = command(name, replica.url, db, schema, args.detail_source)
                 replica.reset()
-                figures: dict[str, Any] = measure(cmd)
-                figures["requests"] = replica.stats()["requests"]
+                figures: dict[str, Any] = measure(cmd, env)
+                served = replica.stats()
+                figures["requests"] = served["requests"]
+                figures["details"], figures["other_source"] = detail_requests(served["by_endpoint"], args.detail_source)
                 result = stored(db, schema, table)
                 figures["stores"] = len(result)
-                figures["matches_truth"] = result == truth
+                figures["matches_truth"] = result == truth and figures["other_source"] == 0
                 runs[name].append(figures)
                 print(
                     f"round {round_no} {name:7} wall {figures['wall_s']:6.1f}s cpu {figures['cpu_s']:6.1f}s "
-                    f"peak {figures['peak_mb']:6.0f} MB  {figures['stores']} stores  "
-                    f"{'matches ground truth' if figures['matches_truth'] else 'DIFFERS from ground truth'}",
+                    f"peak {figures['peak_mb']:6.0f} MB  {figures['stores']} stores  {figures['details']} details "
+                    f"from {DETAIL_PATHS[args.detail_source]}  {verdict(result == truth, figures['other_source'])}",
                     flush=True,
                 )
-    report(runs, args.rounds, args.scale, len(truth))
+    report(runs, args.rounds, args.scale, len(truth), args.detail_source)
 
 
-def report(runs: dict[str, list[dict[str, Any]]], rounds: int, scale: float, expected: int) -> None:
+def report(runs: dict[str, list[dict[str, Any]]], rounds: int, scale: float, expected: int, source: str) -> None:
     med: dict[str, dict[str, Any]] = {}
     for name, rs in runs.items():
         med[name] = {
@@ -139,7 +170,10 @@ def report(runs: dict[str, list[dict[str, Any]]], rounds: int, scale: float, exp
             "all_match": all(r["matches_truth"] for r in rs),
         }
     order = " ".join(chr(65 + i) for i in range(len(runs)))
-    print(f"\nmedians of {rounds} rounds ({order} …), replica scale {scale}, {expected} stores expected")
+    print(
+        f"\nmedians of {rounds} rounds ({order} …), replica scale {scale}, details from {SOURCE_NAMES[source]},"
+        f" {expected} stores expected"
+    )
     print(f"{'':10}{'wall s':>9}{'pages/s':>10}{'stores/s':>10}{'CPU s':>9}{'CPU ms/page':>12}{'peak MB':>9}  truth")
     for name, m in med.items():
         print(
