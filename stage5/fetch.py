@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import NoReturn, Protocol, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -163,6 +163,15 @@ class HostGate:
                 self._next_start = start + self.block_gap
                 await asyncio.sleep(start - now)
             yield
+
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def _form_body(form: dict[str, str] | None) -> bytes | None:
+    """A POST's form as the bytes aiohttp's FormData would send: encoded here, because FormData builds a
+    multipart writer (and a uuid4 boundary) for every request even when it sends a plain urlencoded form."""
+    return urlencode(form).encode() if form else None
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -356,13 +365,16 @@ class Fetcher:
         """(status, Retry-After, body) of the request, following redirects only within the site's own hosts
         and never to its home or search pages: a store's URL that leads elsewhere is no answer about it."""
         assert self.session is not None
-        method, url, form = request.method, request.url, request.form
+        method, url, form = request.method, request.url, _form_body(request.form)
+        if form is not None:
+            headers = {**headers, "Content-Type": FORM_TYPE}
         for _ in range(MAX_REDIRECTS + 1):
             async with self.session.request(method, url, data=form, headers=headers, allow_redirects=False) as resp:
                 if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                     url = self._redirect_target(request, url, resp.headers["Location"])
                     if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                         method, form = "GET", None  # as browsers (and aiohttp) do
+                        headers = {k: v for k, v in headers.items() if k != "Content-Type"}
                     continue
                 body = await self._read_capped(request, resp)
                 if resp.status == 200 and resp.headers.get("ETag"):

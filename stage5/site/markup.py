@@ -35,7 +35,10 @@ def text_of(value: Any) -> str | None:
     """A clean, capped text from a JSON value or markup; None for empty, or for a list or an object."""
     if value is None or isinstance(value, (dict, list, bool)):
         return None
-    text = TAG_RE.sub("", html.unescape(str(value)[: MAX_TEXT * 2])).strip()[:MAX_TEXT]
+    text = str(value)[: MAX_TEXT * 2]
+    if "<" in text or "&" in text:  # most values hold neither: no entity to unescape, no tag to strip
+        text = TAG_RE.sub("", html.unescape(text))
+    text = text.strip()[:MAX_TEXT]
     return text or None
 
 
