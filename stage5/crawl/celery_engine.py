@@ -26,6 +26,7 @@ import redis
 import redis.asyncio
 from celery import Celery
 from kombu.exceptions import OperationalError
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from stage5.cache import make_cache
 from stage5.crawl.executor import (
@@ -63,6 +64,7 @@ KEY_PREFIX = "stage5:celery:"
 QUEUE = "celery"  # Celery's default queue: a Redis list at KEY_PREFIX + QUEUE
 UNACKED = KEY_PREFIX + "unacked"  # kombu's hash of delivered, unacknowledged messages
 HEARTBEAT_DIVISOR = 4  # a running task renews its lease this many times per lease
+ANSWER_RETRY_S = 20  # a task's answer waits this long for a broker that went away (then the unit is re-sent)
 POOL_SIZE_ENV = "STAGE5_WORKER_PROCESSES"  # set by `stage5 worker` for its pool processes (forked: inherited)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, OperationalError)
 app = Celery("stage5")
@@ -273,16 +275,29 @@ def unit_task(self: Any, message: dict[str, Any]) -> None:
             round(time.process_time() - cpu, 4),
             round(time.monotonic() - started, 4),
         )
-        pipe = client.pipeline()
-        pipe.rpush(keys.answers, answer.to_json())
-        pipe.expire(keys.answers, 2 * 86400)
-        pipe.hset(keys.workers, answer.worker.node, json.dumps(asdict(answer.worker)))
-        pipe.expire(keys.workers, 2 * 86400)
-        pipe.delete(keys.lease(task.uid))  # after the answer: no moment where neither says it is alive
-        pipe.execute()
+        _deliver(client, keys, task.uid, answer)
     finally:
         bind(run_id=None, unit=None)
         client.close()
+
+
+@retry(
+    retry=retry_if_exception_type(REDIS_ERRORS),
+    stop=stop_after_delay(ANSWER_RETRY_S),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    reraise=True,
+)
+def _deliver(client: redis.Redis, keys: RunKeys, uid: int, answer: TaskAnswer) -> None:
+    """The answer pushed to the run's list, with the lease gone in the same transaction. A broker restarting
+    at that moment is waited for (a unit's work is not thrown away for a blip); longer, the task fails and
+    the master, seeing the lease lapse, sends the unit again."""
+    pipe = client.pipeline()  # MULTI/EXEC: all or nothing
+    pipe.rpush(keys.answers, answer.to_json())
+    pipe.expire(keys.answers, 2 * 86400)
+    pipe.hset(keys.workers, answer.worker.node, json.dumps(asdict(answer.worker)))
+    pipe.expire(keys.workers, 2 * 86400)
+    pipe.delete(keys.lease(uid))  # after the answer: no moment where neither says it is alive
+    pipe.execute()
 
 
 def _report(node: str) -> WorkerReport:
