@@ -7,13 +7,9 @@ over a hand-written list of names.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
-from typing import Any
-
-# (district, kind, state, result) of one crawl_units row; the run's figures are sums over these.
-UnitRow = tuple[str, str, str, dict[str, Any] | None]
 
 
 @dataclass
@@ -28,12 +24,12 @@ class UnitTally:
     cache_misses: int = 0
 
     @classmethod
-    def total(cls, results: Iterable[dict[str, Any]]) -> UnitTally:
-        """The sum of the tallies recorded in units' results."""
+    def total(cls, tallies: Iterable[UnitTally]) -> UnitTally:
+        """The sum of units' tallies (as their outcomes recorded them)."""
         summed = cls()
-        for result in results:
+        for one in tallies:
             for f in fields(cls):
-                setattr(summed, f.name, getattr(summed, f.name) + result.get(f.name, 0))
+                setattr(summed, f.name, getattr(summed, f.name) + getattr(one, f.name))
         return summed
 
 
@@ -76,6 +72,8 @@ class WorkerStats:
 
 @dataclass
 class DistrictTally:
+    """What a district yielded so far; each unit's outcome adds itself (stage5.units: SearchOutcome.add_to)."""
+
     pending: int = 0  # units not finished
     units: int = 0  # units planned or found so far
     pages: int = 0
@@ -88,40 +86,3 @@ class DistrictTally:
     failed: int = 0
     started: float = field(default_factory=time.monotonic)
     done: bool = False
-
-    def add(self, kind: str, result: dict[str, Any]) -> None:
-        """Count one finished unit from its crawl_units.result (live, or read back on resume)."""
-        self.failed += len(result.get("failed", []))
-        if kind == "search":
-            self.pages += result.get("pages", 0)
-            self.found += result.get("found", 0)
-            self.out_of_area.update(result.get("out_of_area", []))
-            self.kept += result.get("kept", 0)
-        else:
-            self.stored += result.get("stored", 0)
-            self.refill += result.get("refill", 0)
-            self.rejected += result.get("rejected", 0)
-
-
-def finished_units(rows: Iterable[UnitRow]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(district, kind, result) of the crawl_units rows that are done or failed."""
-    return (
-        (district, kind, result)
-        for district, kind, state, result in rows
-        if state in ("done", "failed") and result is not None
-    )
-
-
-def district_tallies(districts: list[str], rows: Iterable[UnitRow]) -> dict[str, DistrictTally]:
-    """Per-district counters rebuilt from a run's crawl_units rows."""
-    tallies = {name: DistrictTally() for name in districts}
-    rows = list(rows)
-    for district, _, state, _ in rows:  # done: no unit of the district left pending or leased
-        tally = tallies.setdefault(district, DistrictTally())
-        tally.pending += state not in ("done", "failed")
-        tally.units += 1
-    for tally in tallies.values():
-        tally.done = tally.pending == 0
-    for district, kind, result in finished_units(rows):
-        tallies.setdefault(district, DistrictTally()).add(kind, result)
-    return tallies

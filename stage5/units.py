@@ -7,22 +7,34 @@ through Celery task messages, and into the `crawl_units` table. How a unit is do
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from stage5.errors import Cause
 from stage5.models import MenuItem, Rejection, StoreRecord, StoreSummary
 from stage5.site.diningcode import SearchQuery
-from stage5.tallies import UnitTally
+from stage5.tallies import DistrictTally, UnitTally
+
+UnitKind = Literal["search", "detail"]
+UnitState = Literal["pending", "leased", "done", "failed"]  # pending -> leased -> done | failed
+FINISHED: tuple[UnitState, ...] = ("done", "failed")
+# (district, kind, state, result) of one crawl_units row, its result as stored (JSON, read by outcome_from_json).
+UnitRow = tuple[str, UnitKind, UnitState, dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
 class FailedUnit:
-    kind: str  # "search" | "detail" | "district" | "worker"
+    kind: str  # "search" or "detail" (a page of that kind), or "unit" (the whole unit)
     district: str
     url: str
     reason: str
     cause: Cause = ""  # for an answer that was no evidence: "blocked", "not_this_store" or "redirect"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FailedUnit:
+        """A failure as stored in a unit's outcome; a field it lacks reads as empty."""
+        return cls(**{f.name: data.get(f.name, "") for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ def unit_payload(unit: Unit) -> dict[str, Any]:
 _SUMMARY_FIELDS = tuple(f.name for f in fields(StoreSummary))
 
 
-def unit_kind(unit: Unit) -> str:
+def unit_kind(unit: Unit) -> UnitKind:
     return "search" if isinstance(unit, SearchUnit) else "detail"
 
 
@@ -153,29 +165,167 @@ def result_from_json(data: dict[str, Any]) -> Result:
     )
 
 
-def result_summary(result: Result) -> dict[str, Any]:
-    """What a finished unit leaves in crawl_units.result: enough to rebuild the run's counters."""
-    data: dict[str, Any] = {
-        **asdict(result.tally),
-        "failed": [asdict(f) for f in result.failed],
-        "coverage": result.coverage,
-    }
-    if isinstance(result, SearchResult):
-        data.update(
-            pages=result.pages,
-            found=len(result.found),
-            out_of_area=result.out_of_area,
-            count=result.count,
-            listed=result.listed,
-            skipped=result.skipped,
-            truncated=result.truncated,
-            fallback=result.fallback,
-        )
-    else:
-        data.update(
-            stored=len(result.records) + len(result.not_modified),
-            refill=sum(r.is_refill for r in result.records),
-            rejected=len(result.rejections),
-            not_modified=len(result.not_modified),
-        )
+# --- what a finished unit leaves in crawl_units.result --------------------------------------------
+
+
+@dataclass
+class SearchOutcome:
+    """A finished search unit: what its pages gave, and what the master made of it. Stored as JSON
+    (to_json) and read back on resume and at the run's end (from_json); the JSON keys are the field
+    names, the tally's fields at the top level."""
+
+    kind: ClassVar[Literal["search"]] = "search"
+    tally: UnitTally = field(default_factory=UnitTally)
+    failed: list[FailedUnit] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)  # see stage5.coverage
+    pages: int = 0
+    out_of_area: list[str] = field(default_factory=list)
+    count: int | None = None  # the site's count of the query's matches (None: no page was read)
+    listed: list[str] = field(default_factory=list)
+    skipped: int = 0
+    truncated: bool = False
+    fallback: bool = False
+    # The query asked (see SearchQuery).
+    anchor: bool = False
+    depth: int = 0
+    area: str = ""
+    query: str = ""
+    # Set by the master.
+    found: int = 0  # the district's stores not claimed yet, counted on its search that finished last
+    disagreements: int = 0  # entries that disagreed with one another search gave (Entries.offer)
+    split: int = 0  # parts this truncated query was split into
+    neighbourhoods: int = 0  # neighbourhood parts asked when the district's listing came up short
+    details: dict[str, int] = field(default_factory=dict)  # why detail pages were fetched (or kept)
+    kept: int = 0  # stores kept as stored, their detail not fetched (change-driven refresh)
+
+    def add_to(self, tally: DistrictTally) -> None:
+        tally.failed += len(self.failed)
+        tally.pages += self.pages
+        tally.found += self.found
+        tally.out_of_area.update(self.out_of_area)
+        tally.kept += self.kept
+
+    def to_json(self) -> dict[str, Any]:
+        return _outcome_json(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SearchOutcome:
+        return cls(**_outcome_fields(cls, data))
+
+
+@dataclass
+class DetailOutcome:
+    """A finished detail unit: the stores it stored (or found unchanged) and rejected. JSON as SearchOutcome."""
+
+    kind: ClassVar[Literal["detail"]] = "detail"
+    tally: UnitTally = field(default_factory=UnitTally)
+    failed: list[FailedUnit] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)
+    stored: int = 0  # records, and stores answered 304 (not modified)
+    refill: int = 0
+    rejected: int = 0
+    not_modified: int = 0
+
+    def add_to(self, tally: DistrictTally) -> None:
+        tally.failed += len(self.failed)
+        tally.stored += self.stored
+        tally.refill += self.refill
+        tally.rejected += self.rejected
+
+    def to_json(self) -> dict[str, Any]:
+        return _outcome_json(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DetailOutcome:
+        return cls(**_outcome_fields(cls, data))
+
+
+Outcome = SearchOutcome | DetailOutcome
+_TALLY_FIELDS = tuple(f.name for f in fields(UnitTally))
+
+
+def _outcome_json(outcome: Outcome) -> dict[str, Any]:
+    data: dict[str, Any] = {name: getattr(outcome.tally, name) for name in _TALLY_FIELDS}
+    data["failed"] = [asdict(f) for f in outcome.failed]
+    data.update((f.name, getattr(outcome, f.name)) for f in fields(outcome) if f.name not in ("tally", "failed"))
     return data
+
+
+def _outcome_fields(cls: type[Outcome], data: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of an outcome stored as `data`. A key it lacks (a unit that failed as a
+    whole, a run written before the key existed) takes the field's default; a key no field has is ignored."""
+    named = {f.name for f in fields(cls)} - {"tally", "failed"}
+    return {
+        "tally": UnitTally(**{name: data.get(name, 0) for name in _TALLY_FIELDS}),
+        "failed": [FailedUnit.from_json(f) for f in data.get("failed", [])],
+        **{k: v for k, v in data.items() if k in named},
+    }
+
+
+def outcome_from_json(kind: UnitKind, data: dict[str, Any]) -> Outcome:
+    return SearchOutcome.from_json(data) if kind == "search" else DetailOutcome.from_json(data)
+
+
+def search_outcome(unit: SearchUnit, result: SearchResult) -> SearchOutcome:
+    """A search unit's outcome as its worker gave it; the master adds what it decides."""
+    query = unit.query
+    return SearchOutcome(
+        tally=result.tally,
+        failed=list(result.failed),
+        coverage=result.coverage,
+        pages=result.pages,
+        out_of_area=result.out_of_area,
+        count=result.count,
+        listed=result.listed,
+        skipped=result.skipped,
+        truncated=result.truncated,
+        fallback=result.fallback,
+        anchor=query.anchor,
+        depth=query.depth,
+        area=query.area,
+        query=query.label,
+    )
+
+
+def detail_outcome(result: DetailResult) -> DetailOutcome:
+    return DetailOutcome(
+        tally=result.tally,
+        failed=list(result.failed),
+        coverage=result.coverage,
+        stored=len(result.records) + len(result.not_modified),
+        refill=sum(r.is_refill for r in result.records),
+        rejected=len(result.rejections),
+        not_modified=len(result.not_modified),
+    )
+
+
+def failure_outcome(unit: Unit, failure: FailedUnit) -> Outcome:
+    """The outcome of a unit that failed as a whole (its worker crashed or stalled on it)."""
+    return SearchOutcome(failed=[failure]) if isinstance(unit, SearchUnit) else DetailOutcome(failed=[failure])
+
+
+# --- a run's counters, from its crawl_units rows ------------------------------------------------------
+
+
+def finished_outcomes(rows: Iterable[UnitRow]) -> Iterator[tuple[str, Outcome]]:
+    """(district, outcome) of the crawl_units rows that are done or failed."""
+    return (
+        (district, outcome_from_json(kind, result))
+        for district, kind, state, result in rows
+        if state in FINISHED and result is not None
+    )
+
+
+def district_tallies(districts: list[str], rows: Iterable[UnitRow]) -> dict[str, DistrictTally]:
+    """Per-district counters rebuilt from a run's crawl_units rows."""
+    tallies = {name: DistrictTally() for name in districts}
+    rows = list(rows)
+    for district, _, state, _ in rows:  # done: no unit of the district left pending or leased
+        tally = tallies.setdefault(district, DistrictTally())
+        tally.pending += state not in FINISHED
+        tally.units += 1
+    for tally in tallies.values():
+        tally.done = tally.pending == 0
+    for district, outcome in finished_outcomes(rows):
+        outcome.add_to(tallies.setdefault(district, DistrictTally()))
+    return tallies

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from stage5.tallies import UnitRow
+from stage5.units import FINISHED, SearchOutcome, UnitRow, UnitState
 
 Listing = Literal["complete", "incomplete"]
 
@@ -42,27 +42,28 @@ class DistrictListing:
 
 def district_listings(districts: Iterable[str], rows: Iterable[UnitRow]) -> dict[str, DistrictListing]:
     """One verdict per district from a run's (district, kind, state, result) unit rows."""
-    family: dict[str, list[tuple[str, dict[str, Any] | None]]] = {d: [] for d in districts}
+    family: dict[str, list[tuple[UnitState, SearchOutcome | None]]] = {d: [] for d in districts}
     skipped: dict[str, int] = dict.fromkeys(family, 0)
     for district, kind, state, result in rows:
         if kind != "search":
             continue
-        skipped[district] = skipped.get(district, 0) + (result or {}).get("skipped", 0)
-        if result is None or result.get("anchor", False) or state not in ("done", "failed"):
-            family.setdefault(district, []).append((state, result))
+        outcome = None if result is None else SearchOutcome.from_json(result)
+        skipped[district] = skipped.get(district, 0) + (outcome.skipped if outcome else 0)
+        if outcome is None or outcome.anchor or state not in FINISHED:
+            family.setdefault(district, []).append((state, outcome))
     return {d: _verdict(units, skipped.get(d, 0)) for d, units in family.items()}
 
 
-def _verdict(units: list[tuple[str, dict[str, Any] | None]], skipped: int) -> DistrictListing:
-    results = [r for state, r in units if state in ("done", "failed") and r is not None]
+def _verdict(units: list[tuple[UnitState, SearchOutcome | None]], skipped: int) -> DistrictListing:
+    results = [r for state, r in units if state in FINISHED and r is not None]
     unfinished = len(units) - len(results)
-    root = [r for r in results if r.get("depth", 0) == 0 and not r.get("area")]
-    site_count = root[0].get("count") if root else None
-    found = len({rid for r in results for rid in r.get("listed", [])})
-    split = sum(1 for r in results if r.get("split"))
-    bottomed = sum(1 for r in results if r.get("truncated") and not r.get("split"))
-    failed = sum(len(r.get("failed", [])) for r in results)
-    areas = sum(1 for r in results if r.get("area") and r.get("depth", 0) == 1)
+    root = [r for r in results if r.depth == 0 and not r.area]
+    site_count = root[0].count if root else None
+    found = len({rid for r in results for rid in r.listed})
+    split = sum(1 for r in results if r.split)
+    bottomed = sum(1 for r in results if r.truncated and not r.split)
+    failed = sum(len(r.failed) for r in results)
+    areas = sum(1 for r in results if r.area and r.depth == 1)
     listing = DistrictListing("complete", site_count, found, len(units), split, areas, bottomed, failed, skipped)
     reasons = []
     if unfinished:

@@ -33,17 +33,22 @@ from stage5.site.seoul import DISTRICT_BY_NAME, district_of_address, neighbourho
 from stage5.storage.screening import screen_rows
 from stage5.storage.stores import StoreWriter
 from stage5.storage.unit_queue import Completion
-from stage5.tallies import DistrictTally, UnitRow, WorkerStats, district_tallies
+from stage5.tallies import DistrictTally, WorkerStats
 from stage5.units import (
-    DetailResult,
     DetailUnit,
     FailedUnit,
+    Outcome,
     Result,
+    SearchOutcome,
     SearchResult,
     SearchUnit,
     Unit,
-    result_summary,
-    unit_kind,
+    UnitRow,
+    UnitState,
+    detail_outcome,
+    district_tallies,
+    failure_outcome,
+    search_outcome,
 )
 
 log = logging.getLogger("stage5.crawl")
@@ -215,32 +220,31 @@ class Master:
             self.stalls[unit.uid] += 1
         if self.stalls[unit.uid] >= MAX_STALLS:
             reason = f"worker stalled on this unit {MAX_STALLS} times (STAGE5_WORKER_STALL_S)"
-            self._finish(unit, {"failed": [asdict(FailedUnit("unit", unit.district, f"unit {unit.uid}", reason))]})
+            self._finish(unit, failure_outcome(unit, FailedUnit("unit", unit.district, f"unit {unit.uid}", reason)))
             return
         self._enqueue(unit, front=True)
 
     # --- results ------------------------------------------------------------------------------
     async def _on_result(self, unit: Unit, result: Result) -> None:
-        if isinstance(result, DetailResult):
-            screen_rows(result)
-        summary = result_summary(result)
+        outcome: Outcome
         if isinstance(result, SearchResult):
             assert isinstance(unit, SearchUnit)
-            query = unit.query
-            summary.update(found=0, anchor=query.anchor, depth=query.depth, area=query.area, query=query.label)
+            outcome = search_outcome(unit, result)
             entries = self.entries.setdefault(unit.district, Entries(unit.district))
-            summary["disagreements"] = entries.offer(unit, result.found)
+            outcome.disagreements = entries.offer(unit, result.found)
             if result.truncated and unit.query.anchor:
-                self._split(unit, summary)
-        elif isinstance(result, DetailResult):
+                self._split(unit, outcome)
+        else:
+            screen_rows(result)
+            outcome = detail_outcome(result)
             self.writer.confirm(result.not_modified)
             for record in result.records:
                 await self.writer.add(record)
             for rejection in result.rejections:
                 await self.writer.reject(rejection)
-        self._finish(unit, summary)
+        self._finish(unit, outcome)
 
-    def _split(self, unit: SearchUnit, summary: dict[str, Any]) -> None:
+    def _split(self, unit: SearchUnit, outcome: SearchOutcome) -> None:
         """A truncated district query (or part): its parts are searched instead, until each fits (within
         split_min_radius_m and split_max_queries)."""
         family = self.families[unit.district]
@@ -249,31 +253,31 @@ class Master:
             queries = []  # bottomed out: the listing stays incomplete rather than asking without end
         family.parts += len(queries)
         parts: list[Unit] = [SearchUnit(self._uid(), q) for q in queries]
-        summary["split"] = len(parts)
+        outcome.split = len(parts)
         log_event(
             log,
             "search_truncated",
             logging.WARNING if not parts else logging.INFO,
             district=unit.district,
             query=unit.query.label,
-            count=summary.get("count"),
-            listed=len(summary.get("listed", [])),
+            count=outcome.count,
+            listed=len(outcome.listed),
             parts=len(parts),
         )
         for part in parts:
             self._add_unit(part)
         self.writer.add_units(parts)  # committed with this unit's completion
 
-    def _family_answered(self, unit: SearchUnit, summary: dict[str, Any]) -> None:
+    def _family_answered(self, unit: SearchUnit, outcome: SearchOutcome) -> None:
         """Count a district query's (or part's) answer; when all are in and together they still list fewer
         stores than the site counts, ask the district's neighbourhoods too (once): a store whose coordinates
         are wrong is in no circle, but its address still names its 동."""
         family = self.families[unit.district]
         family.pending -= 1
         if unit.query.depth == 0:
-            family.root, family.count = unit.query, summary.get("count")
-        family.listed.update(summary.get("listed", []))
-        family.failed = family.failed or bool(summary["failed"])
+            family.root, family.count = unit.query, outcome.count
+        family.listed.update(outcome.listed)
+        family.failed = family.failed or bool(outcome.failed)
         if family.pending or family.widened or family.failed or family.root is None or family.count is None:
             return
         if len(family.listed) >= family.count:
@@ -282,7 +286,7 @@ class Master:
         held = self.entries[unit.district].best.values() if unit.district in self.entries else []
         areas = [a for _, entry, _ in held if (a := neighbourhood_of_address(entry.address))]
         parts: list[Unit] = [SearchUnit(self._uid(), q) for q in neighbourhood_queries(family.root, areas)]
-        summary["neighbourhoods"] = len(parts)
+        outcome.neighbourhoods = len(parts)
         log_event(
             log,
             "listing_short",
@@ -295,14 +299,14 @@ class Master:
             self._add_unit(part)
         self.writer.add_units(parts)  # committed with this unit's completion
 
-    def _release(self, district: str, summary: dict[str, Any]) -> None:
+    def _release(self, district: str, outcome: SearchOutcome) -> None:
         """All of a district's searches are in: its stores (each with its preferred entry) not claimed by
         another district go to detail units. Counted on the search unit that finished last."""
         entries = self.entries.pop(district, None)
         fresh = [s for s in (entries.chosen() if entries else []) if s.rid not in self.claimed]
         self.claimed.update(s.rid for s in fresh)
-        summary["found"] = len(fresh)  # stores this run had not claimed yet
-        fetch = self._choose_details(fresh, summary)
+        outcome.found = len(fresh)  # stores this run had not claimed yet
+        fetch = self._choose_details(fresh, outcome)
         size = self.settings.detail_batch
         children: list[Unit] = [
             self._detail_unit(district, tuple(fetch[i : i + size])) for i in range(0, len(fetch), size)
@@ -317,7 +321,7 @@ class Master:
         etags = tuple(getattr(self.refresh.get(s.rid), "etag", None) for s in stores)
         return DetailUnit(self._uid(), district, stores, revalidate=True, etags=etags)
 
-    def _choose_details(self, fresh: list[StoreSummary], summary: dict[str, Any]) -> list[StoreSummary]:
+    def _choose_details(self, fresh: list[StoreSummary], outcome: SearchOutcome) -> list[StoreSummary]:
         """The stores whose detail page this run fetches (all, or by the change-driven policy); the
         others are kept as stored and only marked seen. Reasons go into the search unit's result."""
         if self.refresh is None:
@@ -325,22 +329,23 @@ class Master:
         reasons = {s.rid: fetch_reason(s, self.refresh.get(s.rid), self.run_id, self.max_age) for s in fresh}
         fetch = [s for s in fresh if reasons[s.rid]]
         kept = [s.rid for s in fresh if not reasons[s.rid]]
-        summary["details"] = dict(Counter(r or "skipped_unchanged" for r in reasons.values()))
-        summary["kept"] = len(kept)
+        outcome.details = dict(Counter(r or "skipped_unchanged" for r in reasons.values()))
+        outcome.kept = len(kept)
         self.writer.keep(kept)
         self.writer.mark_due([s.rid for s in fetch if s.rid in self.refresh])
         return fetch
 
-    def _finish(self, unit: Unit, summary: dict[str, Any]) -> None:
+    def _finish(self, unit: Unit, outcome: Outcome) -> None:
         if isinstance(unit, SearchUnit):
+            assert isinstance(outcome, SearchOutcome)
             if unit.query.anchor:
-                self._family_answered(unit, summary)
+                self._family_answered(unit, outcome)
             self.searching[unit.district] -= 1
             if self.searching[unit.district] <= 0:
-                self._release(unit.district, summary)
-        state = "failed" if summary["failed"] else "done"
-        self.writer.complete(Completion(unit.uid, state, summary))
-        self.tally[unit.district].add(unit_kind(unit), summary)
+                self._release(unit.district, outcome)
+        state: UnitState = "failed" if outcome.failed else "done"
+        self.writer.complete(Completion(unit.uid, state, outcome))
+        outcome.add_to(self.tally[unit.district])
         self._unit_done(unit.district)
 
     def _add_unit(self, unit: Unit, queue: bool = True) -> None:
@@ -378,7 +383,7 @@ class Master:
         if isinstance(event, UnitDone):
             await self._on_result(event.unit, event.result)
         elif isinstance(event, UnitFailed):
-            self._finish(event.unit, {"failed": [asdict(event.failure)]})
+            self._finish(event.unit, failure_outcome(event.unit, event.failure))
         else:
             for unit in event.units:
                 self._return_unit(unit, event.stalled)

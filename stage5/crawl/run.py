@@ -46,6 +46,7 @@ from stage5.storage.lock import (
     wait_crawl_lock,
 )
 from stage5.storage.runs import (
+    EndStatus,
     abandon_run,
     coverage_history,
     district_sizes,
@@ -72,7 +73,8 @@ from stage5.storage.unit_queue import (
     release_leases,
     unit_rows,
 )
-from stage5.tallies import DistrictTally, UnitTally, district_tallies, finished_units
+from stage5.tallies import DistrictTally, UnitTally
+from stage5.units import FailedUnit, Outcome, SearchOutcome, district_tallies, finished_outcomes
 
 log = logging.getLogger("stage5.crawl")
 T = TypeVar("T")
@@ -129,7 +131,7 @@ def bound_to_run(settings: Settings, run: dict[str, Any]) -> Settings:
 @dataclass
 class RunSummary:
     run_id: int
-    status: str  # succeeded | partial | failed | interrupted
+    status: EndStatus
     districts: int
     districts_failed: list[str]
     districts_done: int
@@ -199,7 +201,7 @@ class RunSummary:
         return data
 
 
-def _status(report: MasterReport, failed: list[dict[str, str]], stored: int, doubts: int, answered: bool) -> str:
+def _status(report: MasterReport, failed: list[FailedUnit], stored: int, doubts: int, answered: bool) -> EndStatus:
     """`doubts`: suspect districts and coverage drops, which make an otherwise good run partial.
     `answered`: whether any request got a usable answer; a run with none (the site down, the network
     gone) failed, whatever its doubts say."""
@@ -234,14 +236,14 @@ async def summarise(
     # is no sign of a soft block, and a partial sample says nothing about field coverage.
     judged = {d: t for d, t in tallies.items() if t.done} if report.interrupted else tallies
     suspect = suspect_districts(judged, await run_baseline(conn, run_id), settings.soft_block_ratio)
-    coverage = merge_coverage(result.get("coverage", {}) for _, _, result in finished_units(rows))
+    outcomes = [outcome for _, outcome in finished_outcomes(rows)]
+    coverage = merge_coverage(outcome.coverage for outcome in outcomes)
     history = [] if report.interrupted else await coverage_history(conn, run_id)
     drops = coverage_drops(coverage, history, settings.coverage_drop_points)
     for drop in drops:
         log_event(log, "field_coverage_drop", logging.WARNING, run_id=run_id, **drop)
-    results = [result for _, _, result in finished_units(rows)]
-    cost = UnitTally.total(results)  # what each unit's result says it cost, summed
-    failed = [f for result in results for f in result.get("failed", [])]
+    cost = UnitTally.total(outcome.tally for outcome in outcomes)  # what each unit's outcome says it cost
+    failed = [f for outcome in outcomes for f in outcome.failed]
     counters = await run_counters(conn, run_id)
     # A resumed run's time is the sum of its segments (each close records the sum so far): its speed is
     # the whole run's stores over the whole run's time, not over the last segment's.
@@ -251,25 +253,22 @@ async def summarise(
     await conn.commit()
     looked = cost.cache_hits + cost.cache_misses
     stored = sum(t.stored + t.kept for t in tallies.values())
-    details: dict[str, int] = {}
-    for result in results:
-        for reason, n in [*result.get("details", {}).items(), ("not_modified", result.get("not_modified", 0))]:
-            details[reason] = details.get(reason, 0) + n
-    if not details.get("not_modified"):
-        details.pop("not_modified", None)
-    unverified = dict(Counter(f["cause"] for f in failed if f.get("cause")))
+    details = detail_reasons(outcomes)
+    unverified: dict[str, int] = dict(Counter(f.cause for f in failed if f.cause))
     listings = {d: v.as_dict() for d, v in district_listings(list(report.districts), rows).items()}
     incomplete = [d for d, v in listings.items() if v["status"] != "complete" and d in judged]
     for district in incomplete:
         log_event(log, "listing_incomplete", logging.WARNING, run_id=run_id, district=district, **listings[district])
     return RunSummary(
         run_id=run_id,
-        status=_status(report, failed, stored, len(suspect) + len(drops) + len(incomplete), answered(tallies, results)),
+        status=_status(
+            report, failed, stored, len(suspect) + len(drops) + len(incomplete), answered(tallies, outcomes)
+        ),
         districts=len(tallies),
         districts_failed=sorted(d for d, t in tallies.items() if t.failed and not t.stored),
         districts_done=sum(1 for t in tallies.values() if t.done),
         units=len(rows),
-        units_failed=len({(f["kind"], f["url"]) for f in failed}),
+        units_failed=len({(f.kind, f.url) for f in failed}),
         stores=stored,
         refill_stores=await refill_seen(conn, run_id),
         new=counters["new"],
@@ -301,7 +300,7 @@ async def summarise(
         resumed=counters["resumed"],
         elapsed_s=round(elapsed_s, 2),
         resume_hint=f"{crawl_command(settings)} --resume",
-        failed_units=failed,
+        failed_units=[asdict(f) for f in failed],
         suspect_districts=suspect,
         coverage=coverage,
         coverage_moved={kind: coverage_moved(coverage, history, kind) for kind in ("search", "detail")}
@@ -316,22 +315,33 @@ async def summarise(
     )
 
 
-def answered(tallies: dict[str, DistrictTally], results: list[dict[str, Any]]) -> bool:
+def detail_reasons(outcomes: list[Outcome]) -> dict[str, int]:
+    """Why detail pages were fetched or kept (the search outcomes' reasons), and how many answered 304."""
+    details: Counter[str] = Counter()
+    for outcome in outcomes:
+        if isinstance(outcome, SearchOutcome):
+            details.update(outcome.details)
+        elif outcome.not_modified:
+            details["not_modified"] += outcome.not_modified
+    return dict(details)
+
+
+def answered(tallies: dict[str, DistrictTally], outcomes: list[Outcome]) -> bool:
     """Whether any request of the run got a usable answer: a search page read, a store stored or kept,
     or a unit that finished without a failure."""
     if any(t.pages or t.stored or t.kept for t in tallies.values()):
         return True
-    return any(not r.get("failed") for r in results)
+    return any(not outcome.failed for outcome in outcomes)
 
 
-def blocked_alert(blocked: int, failed: list[dict[str, str]], settings: Settings) -> list[str]:
+def blocked_alert(blocked: int, failed: list[FailedUnit], settings: Settings) -> list[str]:
     """The BLOCKED line, when the site served more block pages than `blocked_pages_max`."""
     if blocked <= settings.blocked_pages_max:
         return []
-    first = next(f for f in failed if f.get("cause") == "blocked")
-    log_event(log, "site_blocking", logging.ERROR, pages=blocked, first_url=first["url"], reason=first["reason"])
+    first = next(f for f in failed if f.cause == "blocked")
+    log_event(log, "site_blocking", logging.ERROR, pages=blocked, first_url=first.url, reason=first.reason)
     return [
-        f"BLOCKED: the site answered {blocked} page(s) with a block page (first: {first['url']}: {first['reason']});"
+        f"BLOCKED: the site answered {blocked} page(s) with a block page (first: {first.url}: {first.reason});"
         " those stores were left as stored and nothing was cached. The site may be limiting this crawler:"
         " run later, or slower (STAGE5_REQUEST_DELAY_S, STAGE5_HOST_CONCURRENCY)."
     ]

@@ -7,12 +7,17 @@ commit, so a batch's rows and its counts land together.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from stage5.storage.lock import run_lock_holder
+
+# crawl_runs.status: running until it ends as one of EndStatus, or (resumed) running again; skipped when
+# another run held the crawl lock; abandoned when a new run was started over it (--fresh).
+EndStatus = Literal["succeeded", "partial", "failed", "interrupted"]
+RunStatus = Literal["running", "succeeded", "partial", "failed", "interrupted", "skipped", "abandoned"]
 
 
 async def start_run(
@@ -52,7 +57,7 @@ async def record_skip(
 async def finish_run(
     conn: psycopg.AsyncConnection,
     run_id: int,
-    status: str,
+    status: EndStatus,
     counts: dict[str, Any],
     failed_units: list[dict[str, Any]],
     error: str | None = None,

@@ -7,13 +7,11 @@ in the database exactly when the rows it produced are: a crash between the two i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from stage5.tallies import UnitRow
-from stage5.units import Unit, unit_from_payload, unit_kind, unit_payload
+from stage5.units import Outcome, Unit, UnitRow, UnitState, unit_from_payload, unit_kind, unit_payload
 
 LEASE_S = 600  # a leased unit whose master is gone returns to the queue
 # A running unit's lease, renewed by its master while the executor says who runs it (a local worker, a Celery
@@ -24,8 +22,8 @@ RUNNING_LEASE_S = 30
 @dataclass(frozen=True)
 class Completion:
     uid: int
-    state: str  # done | failed
-    result: dict[str, Any]
+    state: UnitState  # done or failed
+    result: Outcome
 
 
 async def insert_units(conn: psycopg.AsyncConnection, run_id: int, units: list[Unit]) -> None:
@@ -67,7 +65,7 @@ async def complete_units(conn: psycopg.AsyncConnection, run_id: int, done: list[
         await cur.executemany(
             "UPDATE crawl_units SET state = %s, result = %s, lease_owner = NULL, lease_expires_at = NULL,"
             " updated_at = now() WHERE run_id = %s AND uid = %s",
-            [(c.state, Jsonb(c.result), run_id, c.uid) for c in done],
+            [(c.state, Jsonb(c.result.to_json()), run_id, c.uid) for c in done],
         )
 
 
