@@ -21,6 +21,7 @@ from stage5.crawl.executor import (
     ExecutorReport,
     UnitDone,
     UnitFailed,
+    WorkerFigure,
 )
 from stage5.crawl.progress import Figures, Progress
 from stage5.crawl.refresh import Stored, fetch_reason
@@ -428,17 +429,14 @@ class Master:
             district_units={d: (t.units - t.pending, t.units) for d, t in self.tally.items()},
         )
 
-    def _live(self, f: Figures) -> dict[str, Any]:
-        """What the console's live view shows (crawl_runs.live), with what it needs to stop the run."""
-        return {
-            **{k: v for k, v in asdict(f).items() if k != "per_process_mb"},
-            "memory_mb": round(f.memory_mb),
-            "elapsed_s": round(time.monotonic() - self.started, 1),
-            **process_identity(),  # pid, host, start time and command line: a stop checks it is still us
-            "at": time.time(),
-            "engine": self.settings.engine,
-            "by_worker": [asdict(w) for w in self.executor.figures().by_worker],  # name, host, memory, units
-        }
+    def _live(self, f: Figures) -> LiveFigures:
+        return LiveFigures(
+            f,
+            elapsed_s=round(time.monotonic() - self.started, 1),
+            at=time.time(),
+            engine=self.settings.engine,
+            by_worker=self.executor.figures().by_worker,
+        )
 
     async def run(self, districts: list[str], resume: Resume | None = None) -> MasterReport:
         await self.executor.start()
@@ -477,14 +475,40 @@ class Master:
                 figures = self.figures()
                 if self.progress:
                     self.progress.update(figures)
-                self.writer.set_live(self._live(figures))
+                self.writer.set_live(self._live(figures).to_json())
             self._dispatch()
             for event in await self.executor.events(0.25):
                 await self._on_event(event)
         figures = self.figures()
         if self.progress:
             self.progress.update(figures, force=True)
-        self.writer.set_live(self._live(figures))  # the last figures, written with the last flush
+        self.writer.set_live(self._live(figures).to_json())  # the last figures, written with the last flush
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """What the console's live view shows (crawl_runs.live, written with the writer's flush, read by
+    stage5.web.api), with what it needs to stop the run. One JSON object: the figures' fields at the top
+    level (but per_process_mb; memory_mb in whole MB), and the master's identity (pid, host, start time,
+    command fingerprint: a stop checks the pid is still this process)."""
+
+    figures: Figures
+    elapsed_s: float
+    at: float  # when, epoch seconds
+    engine: str
+    by_worker: tuple[WorkerFigure, ...]  # name, host, memory, units
+
+    def to_json(self) -> dict[str, Any]:
+        figures = {k: v for k, v in asdict(self.figures).items() if k != "per_process_mb"}
+        return {
+            **figures,
+            "memory_mb": round(self.figures.memory_mb),
+            "elapsed_s": self.elapsed_s,
+            **process_identity(),
+            "at": self.at,
+            "engine": self.engine,
+            "by_worker": [asdict(w) for w in self.by_worker],
+        }
 
 
 @dataclass
