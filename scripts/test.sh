@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test suite against real PostgreSQL (127.0.0.1:5432, else an embedded pgserver) and replicas.
-# Extra arguments go to pytest (e.g. -m slow for the scale tests).
+# The test suite against real PostgreSQL (127.0.0.1:5432, else an embedded pgserver), Redis and replicas,
+# in parallel: pytest-xdist with STAGE5_TEST_WORKERS processes (default 3; 0 runs it in one process).
+# Extra arguments go to pytest (e.g. -m slow for the scale tests, -m "not integration" for the fast lane).
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/requirements-dev.txt"
 # Lint and format first: a quick check that fails before a long suite would.
 ruff check . && ruff format --check . || { echo "stage5: ruff found problems (ruff check --fix . && ruff format .)" >&2; exit 1; }
@@ -15,4 +16,4 @@ if command -v npx >/dev/null 2>&1 && npx --yes prettier@3 --version >/dev/null 2
 else
   echo "stage5: prettier skipped (no npx, or the npm registry unreachable): the console files' formatting is not checked" >&2
 fi
-exec python -m pytest "$@"
+exec python -m pytest -n "${STAGE5_TEST_WORKERS:-3}" --dist worksteal "$@"
