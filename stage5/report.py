@@ -203,7 +203,7 @@ def print_runs(runs: list[dict[str, Any]]) -> None:
             f"  {run['resumed']:>7}  {run['site']}"
         )
     # A running run is going, or its master died (no process holds its lock): that one can be resumed.
-    if orphans := [r["id"] for r in runs if r["status"] == "running" and not r.get("master")]:
+    if orphans := [r["id"] for r in runs if r["status"] == "running" and "master" in r and r["master"] is None]:
         print(f"\nrun {orphans[0]}'s master is gone (no stage5 process holds it): python -m stage5 crawl --resume")
     elif going := [r["id"] for r in runs if r["status"] == "running"]:
         print(f"\nrun {going[0]} is running: stop it (Ctrl-C, or Stop in the console) before resuming it")
