@@ -50,26 +50,6 @@ class Change:
     fields: dict[str, list[Any]] = field(default_factory=dict)  # column -> [old, new]
 
 
-FINGERPRINT = (
-    "content_hash",
-    "status",
-    "detail_etag",
-    "source_url",
-    "fields_missing",
-    "detail_source",
-    "field_sources",
-)
-
-
-async def fingerprints(conn: psycopg.AsyncConnection, rids: list[str]) -> dict[str, tuple[Any, ...]]:
-    """rid -> FINGERPRINT of each stored store: enough to tell an unchanged one without reading its row."""
-    cur = await conn.execute(
-        f"SELECT diningcode_place_id, {', '.join(FINGERPRINT)} FROM stores WHERE diningcode_place_id = ANY(%s)",
-        (rids,),
-    )
-    return {row[0]: tuple(row[1:]) for row in await cur.fetchall()}
-
-
 async def rows_before(conn: psycopg.AsyncConnection, rids: list[str]) -> dict[str, dict[str, Any]]:
     """The stored rows of these stores (tracked columns and status), before a batch changes them."""
     if not rids:

@@ -135,12 +135,19 @@ def store_values(record: StoreRecord) -> dict[str, Any]:
     return dict(zip(_DATA_NAMES, values))
 
 
+# json.dumps with an argument builds an encoder per call, which cost a third of the fingerprint; this one is
+# built once. Its output is json.dumps(…, ensure_ascii=False)'s, byte for byte (check_circular only guards
+# against a value holding itself), so stored fingerprints stay valid.
+_FINGERPRINT_JSON = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+
+
 def content_hash(values: dict[str, Any]) -> str:
     """Fingerprint of what the store is: every data column but fields_missing (which fields the last answer
     left out: the fingerprint compares that apart), and not the URL, the ETag nor the detail source. A store
     read again unchanged, from the same source or another, keeps its row and its updated_at."""
-    content = {k: v for k, v in values.items() if k != "fields_missing"}
-    return hashlib.sha1(json.dumps(content, ensure_ascii=False).encode()).hexdigest()
+    content = dict(values)
+    del content["fields_missing"]
+    return hashlib.sha1(_FINGERPRINT_JSON.encode(content).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -163,24 +170,17 @@ class StoreRow:
                 data[i] = Jsonb(data[i])
         for i in _ARRAY_AT:
             data[i] = list(data[i])
-        return (*data, self.source_url, self.etag, self.content_hash, self.detail_source, Jsonb(self.field_sources))
+        sources = Jsonb(self.field_sources, dumps=_sources_json)
+        return (*data, self.source_url, self.etag, self.content_hash, self.detail_source, sources)
 
     def staged(self, run_id: int) -> tuple[Any, ...]:
         """The row as the staging table takes it."""
         return (*self.copy_tuple(), field_seen(tuple(self.values["fields_missing"]), run_id))
 
-    def fingerprint(self) -> tuple[Any, ...]:
-        """As changes.FINGERPRINT reads it from the stored row: equal means nothing to rewrite."""
-        missing = list(self.values["fields_missing"])
-        return (
-            self.content_hash,
-            self.values["status"],
-            self.etag,
-            self.source_url,
-            missing,
-            self.detail_source,
-            self.field_sources,
-        )
+    def new_row(self, run_id: int) -> tuple[Any, ...]:
+        """The row as NEW_COPY_SQL takes it: staged, then first, last and detail run (what the upsert's
+        INSERT sets)."""
+        return (*self.staged(run_id), run_id, run_id, run_id)
 
     def document(self) -> dict[str, Any]:
         """The row as one JSON object (exports, the jsonb staging kept as a benchmark reference)."""
@@ -196,8 +196,21 @@ class StoreRow:
 
 @functools.lru_cache(maxsize=1024)
 def field_seen(missing: tuple[str, ...], run_id: int) -> Jsonb:
-    """stores.field_seen_at's update: field -> the run whose page showed it (staleness per field)."""
-    return Jsonb({f: run_id for f in TRACKED_FIELDS if f not in missing})
+    """stores.field_seen_at's update: field -> the run whose page showed it (staleness per field). Its JSON is
+    made here, once: psycopg would otherwise dump it again for every row."""
+    seen = {f: run_id for f in TRACKED_FIELDS if f not in missing}
+    text = json.dumps(seen)
+    return Jsonb(seen, dumps=lambda _: text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sources_text(items: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps(dict(items), ensure_ascii=False)
+
+
+def _sources_json(sources: dict[str, str]) -> str:
+    """A record's field_sources as JSON: most stores of a run share theirs, so each is dumped once."""
+    return _sources_text(tuple(sources.items()))
 
 
 def store_row(record: StoreRecord) -> StoreRow:
@@ -220,6 +233,10 @@ def staging_ddl(table: str = "stores_staging") -> str:
 
 COPY_SQL = f"COPY stores_staging ({_STAGED_NAMES}) FROM STDIN (FORMAT BINARY)"
 COPY_TYPES = [c.pg_type for c in STAGED_COLUMNS]
+# Stores not stored yet go straight into the table: the same columns the upsert's INSERT writes (the others
+# take their defaults, as they do there), without the staging table and the conflict check.
+NEW_COPY_SQL = f"COPY stores ({_STAGED_NAMES}, first_run_id, last_run_id, detail_run_id) FROM STDIN (FORMAT BINARY)"
+NEW_COPY_TYPES = [*COPY_TYPES, "bigint", "bigint", "bigint"]
 
 
 def _keeps_stored(field: str) -> str:
@@ -280,10 +297,41 @@ UPSERT_ONE_SQL = f"""{_INSERT_INTO}
 VALUES ({", ".join(["%s"] * len(STAGED_COLUMNS))}, %s, %s, %s)
 {ON_CONFLICT}"""
 
-# A store fetched again with the same content, URL and ETag: only the bookkeeping of a fresh fetch moves
-# (%(seen)s: the fields its page showed, -> this run).
-REFETCHED_SQL = """
-UPDATE stores SET last_run_id = %(run)s, last_seen_at = now(), missed_runs = 0, detail_run_id = %(run)s,
-    detail_due = false, field_seen_at = field_seen_at || %(seen)s
-WHERE diningcode_place_id = ANY(%(rids)s)
+# Stores fetched again: those whose stored row already holds this answer (the same content fingerprint, status,
+# URL, ETag, missing fields, detail source and field sources) are not rewritten: only the bookkeeping of a fresh
+# fetch moves (%(seen)s: the fields its page showed, -> this run). The comparison is made by this UPDATE, one
+# per set of missing fields; it returns the stores it kept, and leaves the others untouched for the upsert.
+# The arrays go in binary (%b): psycopg's text format escapes every element in Python (16 us a JSON text).
+# field_seen_at || seen, without building a new jsonb per row where the result is `seen` itself: when every field
+# the row has a run for is among those seen now (most rows; jsonb's || cost more than the rest of the update).
+_SEEN_MERGED = (
+    "CASE WHEN s.field_seen_at - %(seen_fields)b::text[] = '{}'::jsonb THEN %(seen)s"
+    " ELSE s.field_seen_at || %(seen)s END"
+)
+REFETCHED_SQL = f"""
+UPDATE stores AS s SET last_run_id = %(run)s, last_seen_at = now(), missed_runs = 0, detail_run_id = %(run)s,
+    detail_due = false, field_seen_at = {_SEEN_MERGED}
+FROM unnest(%(rids)b::text[], %(hashes)b::text[], %(statuses)b::text[], %(etags)b::text[], %(urls)b::text[],
+    %(sources)b::text[], %(field_sources)b::text[]) AS u(rid, content_hash, status, etag, url, source, field_sources)
+WHERE s.diningcode_place_id = u.rid AND s.content_hash = u.content_hash AND s.status = u.status
+    AND s.detail_etag IS NOT DISTINCT FROM u.etag AND s.source_url = u.url AND s.fields_missing = %(missing)b::text[]
+    AND s.detail_source IS NOT DISTINCT FROM u.source AND s.field_sources = u.field_sources::jsonb
+RETURNING s.diningcode_place_id
 """
+
+
+def refetched_params(rows: list[StoreRow], missing: tuple[str, ...], run_id: int) -> dict[str, Any]:
+    """REFETCHED_SQL's parameters for rows that share one set of missing fields."""
+    return {
+        "run": run_id,
+        "seen": (seen := field_seen(missing, run_id)),
+        "seen_fields": list(seen.obj),
+        "missing": list(missing),
+        "rids": [r.rid for r in rows],
+        "hashes": [r.content_hash for r in rows],
+        "statuses": [r.values["status"] for r in rows],
+        "etags": [r.etag for r in rows],
+        "urls": [r.source_url for r in rows],
+        "sources": [r.detail_source for r in rows],
+        "field_sources": [_sources_json(r.field_sources) for r in rows],
+    }

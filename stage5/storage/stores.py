@@ -1,5 +1,6 @@
-"""Bulk loading of stores: binary COPY of typed rows into a staging table, then one INSERT … ON CONFLICT
-DO UPDATE; a store whose content did not change is not rewritten (only its bookkeeping moves).
+"""Bulk loading of stores: binary COPY of typed rows, straight into the table for stores not stored yet, into a
+staging table then one INSERT … ON CONFLICT DO UPDATE for the others; a store whose content did not change is
+not rewritten (only its bookkeeping moves).
 
 A batch is one transaction: its stores and its rejections land together or not at all, and the
 rows stay buffered until the commit succeeded, so a dropped connection loses nothing.
@@ -23,14 +24,16 @@ from psycopg.types.json import Jsonb
 from stage5.errors import DatabaseUnavailable, LockLost
 from stage5.logs import log_event
 from stage5.models import Rejection, StoreRecord
-from stage5.storage.changes import detect_changes, fingerprints, insert_changes, rows_before
+from stage5.storage.changes import detect_changes, insert_changes, rows_before
 from stage5.storage.columns import (
     COPY_SQL,
     COPY_TYPES,
+    NEW_COPY_SQL,
+    NEW_COPY_TYPES,
     REFETCHED_SQL,
     UPSERT_SQL,
     StoreRow,
-    field_seen,
+    refetched_params,
     staging_ddl,
     store_row,
 )
@@ -234,7 +237,7 @@ class StoreWriter:
                 await write_live(conn, self.run_id, self.live_pending)
             await self._write_units(conn, units, leases)
             if due:
-                await conn.execute("UPDATE stores SET detail_due = true WHERE diningcode_place_id = ANY(%s)", (due,))
+                await conn.execute("UPDATE stores SET detail_due = true WHERE diningcode_place_id = ANY(%b)", (due,))
             kept = await keep_seen(conn, self.run_id, seen) if seen else 0
             kept += await keep_seen(conn, self.run_id, confirmed, fetched=True) if confirmed else 0
             results, refused = await self._upsert_isolating(conn, records)
@@ -279,35 +282,30 @@ class StoreWriter:
         return first + second, refused_first + refused_second
 
     async def _upsert(self, conn: psycopg.AsyncConnection, records: list[StoreRecord]) -> list[tuple[bool, bool]]:
-        """COPY the changed and new rows into the staging table and upsert them; a store fetched again with
-        the same content, URL and ETag is not rewritten: only its bookkeeping moves."""
-        rows = {r.rid: store_row(r) for r in records}
-        stored = await fingerprints(conn, list(rows))
-        same = [row for row in rows.values() if stored.get(row.rid) == row.fingerprint()]
-        for missing, group in _by_missing(same).items():
-            seen = field_seen(missing, self.run_id)
-            await conn.execute(REFETCHED_SQL, {"run": self.run_id, "rids": group, "seen": seen})
-        kept = {row.rid for row in same}
-        changed = [r for r in records if r.rid not in kept]
-        results: list[tuple[bool, bool]] = [(False, False)] * len(same)
-        if changed:
-            before = await rows_before(conn, [r.rid for r in changed])
-            results += await self._copy_upsert(conn, [rows[r.rid] for r in changed])
-            found = detect_changes(before, [(r, rows[r.rid].values) for r in changed])
-            await insert_changes(conn, self.run_id, found)
-            self.counts.changes.update(c.kind for c in found)
+        """Stores fetched again whose stored row holds the same answer: only their bookkeeping moves (not
+        rewritten). New stores: COPYed straight into the table. The others: COPY into the staging table and
+        upsert. Changes are read from the rows before, within the same transaction."""
+        rows = [store_row(r) for r in records]
+        kept = await keep_refetched(conn, self.run_id, rows)
+        rest = [row for row in rows if row.rid not in kept]
+        results: list[tuple[bool, bool]] = [(False, False)] * len(kept)
+        if not rest:
+            return results
+        before = await rows_before(conn, [row.rid for row in rest])
+        new = [row for row in rest if row.rid not in before]
+        stored = [row for row in rest if row.rid in before]
+        if new and not await copy_new(conn, new, self.run_id):
+            # Another writer stored some of them meanwhile: upsert them all, against their rows as they are now.
+            before.update(await rows_before(conn, [row.rid for row in new]))
+            stored, new = stored + new, []
+        results += [(True, True)] * len(new)
+        if stored:
+            results += await copy_upsert(conn, stored, self.run_id)
+        by_rid = {r.rid: r for r in records}
+        found = detect_changes(before, [(by_rid[row.rid], row.values) for row in rest])
+        await insert_changes(conn, self.run_id, found)
+        self.counts.changes.update(c.kind for c in found)
         return results
-
-    async def _copy_upsert(self, conn: psycopg.AsyncConnection, rows: list[StoreRow]) -> list[tuple[bool, bool]]:
-        await conn.execute(staging_ddl())
-        async with conn.cursor() as cur:
-            await cur.execute("DELETE FROM stores_staging")  # what a refused attempt left in this transaction
-            async with cur.copy(COPY_SQL) as copy:
-                copy.set_types(COPY_TYPES)
-                for row in rows:
-                    await copy.write_row(row.staged(self.run_id))
-            await cur.execute(UPSERT_SQL, {"run": self.run_id})
-            return [(bool(a), bool(b)) for a, b in await cur.fetchall()]
 
     async def _check_fence(self, conn: psycopg.AsyncConnection) -> None:
         """Write only while the master still holds its run lock (checked inside the transaction that
@@ -342,11 +340,51 @@ class StoreWriter:
                         await self._check_fence(self.conn)
 
 
-def _by_missing(rows: list[StoreRow]) -> dict[tuple[str, ...], list[str]]:
-    """rids grouped by the fields their page did not show (one bookkeeping UPDATE per group)."""
-    groups: dict[tuple[str, ...], list[str]] = {}
+async def keep_refetched(conn: psycopg.AsyncConnection, run_id: int, rows: list[StoreRow]) -> set[str]:
+    """Stores whose stored row already holds this answer: their bookkeeping moves, nothing else. Returns their
+    ids; the other rows are not touched."""
+    kept: set[str] = set()
+    for missing, group in _by_missing(rows).items():
+        cur = await conn.execute(REFETCHED_SQL, refetched_params(group, missing, run_id))
+        kept.update(rid for (rid,) in await cur.fetchall())
+    return kept
+
+
+async def copy_new(conn: psycopg.AsyncConnection, rows: list[StoreRow], run_id: int, binary: bool = True) -> bool:
+    """COPY stores not stored yet straight into the table (in a savepoint). False, with nothing written, when
+    one of them was stored meanwhile (by another writer): the caller upserts them instead."""
+    copy_sql = NEW_COPY_SQL if binary else NEW_COPY_SQL.replace(" (FORMAT BINARY)", "")
+    try:
+        async with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            copy.set_types(NEW_COPY_TYPES)
+            for row in rows:
+                await copy.write_row(row.new_row(run_id))
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
+
+
+async def copy_upsert(
+    conn: psycopg.AsyncConnection, rows: list[StoreRow], run_id: int, binary: bool = True
+) -> list[tuple[bool, bool]]:
+    """COPY rows into the staging table, then upsert them into stores: (inserted, changed) per row."""
+    await conn.execute(staging_ddl())
+    copy_sql = COPY_SQL if binary else COPY_SQL.replace(" (FORMAT BINARY)", "")
+    async with conn.cursor() as cur:
+        await cur.execute("DELETE FROM stores_staging")  # what a refused attempt left in this transaction
+        async with cur.copy(copy_sql) as copy:
+            copy.set_types(COPY_TYPES)
+            for row in rows:
+                await copy.write_row(row.staged(run_id))
+        await cur.execute(UPSERT_SQL, {"run": run_id})
+        return [(bool(a), bool(b)) for a, b in await cur.fetchall()]
+
+
+def _by_missing(rows: list[StoreRow]) -> dict[tuple[str, ...], list[StoreRow]]:
+    """Rows grouped by the fields their page did not show (one bookkeeping UPDATE per group)."""
+    groups: dict[tuple[str, ...], list[StoreRow]] = {}
     for row in rows:
-        groups.setdefault(tuple(row.values["fields_missing"]), []).append(row.rid)
+        groups.setdefault(tuple(row.values["fields_missing"]), []).append(row)
     return groups
 
 
@@ -377,7 +415,7 @@ async def keep_seen(conn: psycopg.AsyncConnection, run_id: int, rids: list[str],
     detail = ", detail_run_id = %(run)s, detail_due = false" if fetched else ""
     cur = await conn.execute(
         f"UPDATE stores SET last_run_id = %(run)s, last_seen_at = now(), missed_runs = 0{detail}"
-        " WHERE diningcode_place_id = ANY(%(rids)s)",
+        " WHERE diningcode_place_id = ANY(%(rids)b)",
         {"run": run_id, "rids": rids},
     )
     return cur.rowcount
