@@ -339,7 +339,8 @@ class LocalPool:
         while True:
             try:
                 message: FromWorker = handle.conn.recv()
-            except (EOFError, OSError):
+            # TypeError/ValueError: the master closed this end while a read was under way (a recycled worker)
+            except (EOFError, OSError, TypeError, ValueError):
                 loop.call_soon_threadsafe(self.inbox.put_nowait, PipeClosed(handle.wid))
                 return
             loop.call_soon_threadsafe(self.inbox.put_nowait, message)
