@@ -97,8 +97,13 @@ async def _copy_rows(conn: psycopg.AsyncConnection, rows: list[StoreRow], run_id
     for i in range(0, len(rows), BATCH):
         batch = rows[i : i + BATCH]
         async with conn.transaction():
+            # A join, not = ANY(array): once psycopg prepares the statement (its 6th run) PostgreSQL may plan it
+            # generically, and on a table it believes empty (just truncated) that is a scan testing each row
+            # against the whole array (seen: 1,200 rows/s instead of 15,000).
             cur = await conn.execute(
-                "SELECT diningcode_place_id FROM stores WHERE diningcode_place_id = ANY(%b)", ([r.rid for r in batch],)
+                "SELECT s.diningcode_place_id FROM stores s JOIN unnest(%b::text[]) AS u(rid)"
+                " ON s.diningcode_place_id = u.rid",
+                ([r.rid for r in batch],),
             )
             stored = {rid for (rid,) in await cur.fetchall()}
             new = [r for r in batch if r.rid not in stored]
