@@ -195,14 +195,14 @@ async def test_a_worker_stuck_in_a_unit_is_replaced(make_settings: Any, small_wo
 async def test_local_workers_share_one_gate_so_starts_stay_apart(
     make_settings: Any, replica: ReplicaProcess, private_redis: tuple[str, Any]
 ) -> None:
-    """'2 in flight, 0.15 s apart' per host with 3 worker processes: each process spacing its own starts
+    """'2 in flight, 0.3 s apart' per host with 3 worker processes: each process spacing its own starts
     0.45 s apart kept the rate but not the gap (smallest 0.04 s with 4 workers); one gate in Redis keeps both."""
     redis_url, _ = private_redis
     settings = make_settings(
         site=replica.url,
         districts="도봉구,중구,마포구",
         workers=3,
-        request_delay_s=0.15,
+        request_delay_s=0.3,
         host_concurrency=2,
         cache="off",
     )
@@ -211,9 +211,10 @@ async def test_local_workers_share_one_gate_so_starts_stay_apart(
     stats = replica.stats()
     assert summary.status == "succeeded" and summary.workers_max == 3 and stats["gap_count"] > 40
     assert stats["max_in_flight"] <= 2
-    # Starts are 0.15 s apart by Redis' clock; arrivals at the replica jitter by the time a request takes to
-    # leave a process on a loaded machine (seen: 0.135 s). Each process on its own gate: 0.019 s.
-    assert min(stats["smallest_gaps"]) >= 0.15 * 0.6, stats["smallest_gaps"]
+    # Starts are 0.3 s apart by Redis' clock; arrivals at the replica jitter by the time a request takes to
+    # leave a process on a loaded machine (seen: up to 0.065 s at load 14). Each process on its own gate (each
+    # spacing its own starts 0.9 s apart, in no phase with the others): gaps of 0.02 s.
+    assert min(stats["smallest_gaps"]) >= 0.3 * 0.5, stats["smallest_gaps"]
 
 
 def _user_agent_pool_drawn(answer: Any) -> None:
