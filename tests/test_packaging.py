@@ -93,7 +93,9 @@ def _source_copy(tmp_path: Path) -> Path:
 
 def _venv(tmp_path: Path) -> Path:
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
+    # ensurepip takes seconds; the bound only catches a hang (60 s ran out on this 2-core machine at load 12,
+    # under xdist beside other suites)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=180)
     return venv
 
 
