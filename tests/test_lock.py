@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import time
+import uuid
 from typing import Any
 
 import psycopg
@@ -82,7 +83,8 @@ async def test_dead_holders_lock_expires(pg_url: str, schema: str) -> None:
 async def test_other_schemas_are_not_blocked(
     make_settings: Any, pg_url: str, schema: str, replica: ReplicaProcess
 ) -> None:
-    holder = hold_lock(pg_url, "some_other_dataset", 30)
+    # a name of its own: this test running in another pytest session at the same time holds another lock
+    holder = hold_lock(pg_url, f"some_other_dataset_{uuid.uuid4().hex[:8]}", 30)
     try:
         summary = await run_crawl(make_settings(site=replica.url, districts="도봉구"), pg_url)
     finally:
