@@ -356,3 +356,24 @@ async def test_a_store_fetched_again_is_only_marked_seen_when_its_row_already_sa
         (records[5].rid, str(first_run), str(third_run), third_run),
     ]
     await conn.close()
+
+
+async def test_copy_of_new_stores_meeting_a_stored_one_writes_nothing_and_leaves_the_batch_usable(
+    pg_url: str, schema: str
+) -> None:
+    """copy_new's savepoint: a store stored meanwhile (by another writer) makes it give way, with none of its
+    rows written and the batch's transaction still usable for the upsert that follows."""
+    from stage5.storage.columns import store_row
+    from stage5.storage.stores import copy_new, copy_upsert
+
+    conn, run_id = await _setup(pg_url, schema)
+    await _write(pg_url, schema, run_id, [record(1)])
+    rows = [store_row(record(2)), store_row(record(1, name="다른 이름"))]
+    async with conn.transaction():
+        assert await copy_new(conn, rows, run_id) is False
+        cur = await conn.execute("SELECT count(*) FROM stores")
+        assert await cur.fetchone() == (1,)
+        assert sorted(await copy_upsert(conn, rows, run_id)) == [(False, True), (True, True)]
+    cur = await conn.execute("SELECT diningcode_place_id, name FROM stores ORDER BY 1")
+    assert await cur.fetchall() == [("rid000000001", "다른 이름"), ("rid000000002", "가게 2")]
+    await conn.close()
