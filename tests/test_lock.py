@@ -19,7 +19,7 @@ from stage5.crawl.run import run_crawl
 from stage5.errors import RunSkipped
 from stage5.replica.process import ReplicaProcess
 from stage5.storage.db import connect
-from stage5.storage.lock import crawl_lock_holder, try_crawl_lock
+from stage5.storage.lock import LockSession, crawl_lock_holder, try_crawl_lock
 
 
 def runs(settings: Any) -> list[tuple[Any, ...]]:
@@ -151,3 +151,21 @@ async def test_a_master_whose_session_is_killed_never_works_beside_the_next(
     assert summary.new + summary.updated + summary.unchanged == summary.stores  # no store counted twice
     got, rejected = await load_result(settings)
     assert score(small_world, got, rejected, settings.districts).perfect
+
+
+async def test_a_closed_session_frees_the_crawl_lock_before_close_returns(pg_url: str, schema: str) -> None:
+    """A crawl started right after another on the same dataset (perftest runs three in a row) takes the
+    lock at once: closing a session frees its locks only when its backend has exited, a moment later, so
+    LockSession.close() releases them first. Without that, 5 runs of this test failed at tries 3 to 25."""
+    other = await connect(pg_url, schema)
+    try:
+        for attempt in range(200):
+            first = await connect(pg_url, schema, role="master")
+            assert await try_crawl_lock(first, schema), f"attempt {attempt}: the lock was not free to take"
+            session = LockSession(first, lambda: connect(pg_url, schema), schema)
+            await session.close()
+            assert await try_crawl_lock(other, schema), f"attempt {attempt}: still held after close()"
+            await other.execute("SELECT pg_advisory_unlock_all()")
+            await other.commit()
+    finally:
+        await other.close()

@@ -10,6 +10,7 @@ and a perftest scratch schema, say) never block each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,26 @@ async def wait_crawl_lock(conn: psycopg.AsyncConnection, schema: str, timeout_s:
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
+async def release_and_close(conn: psycopg.AsyncConnection) -> None:
+    """Release this session's advisory locks, then close it.
+
+    Closing alone frees them only once the server's backend has exited, a moment after close()
+    returns: a crawl started right after on the same dataset (perftest runs several in a row) could
+    find the lock still held and skip. A session already broken just closes (PostgreSQL frees its
+    locks when it notices)."""
+    if not conn.closed:
+        # bounded: a server gone mid-answer must not hold up the end of a run
+        with contextlib.suppress(psycopg.Error, TimeoutError):
+            await asyncio.wait_for(_unlock_all(conn), 5)
+    await conn.close()
+
+
+async def _unlock_all(conn: psycopg.AsyncConnection) -> None:
+    await conn.rollback()  # a failed transaction would refuse the unlock; session locks outlive it
+    await conn.execute("SELECT pg_advisory_unlock_all()")
+    await conn.commit()
 
 
 async def crawl_lock_holder(conn: psycopg.AsyncConnection, schema: str) -> dict[str, Any] | None:
@@ -109,10 +130,10 @@ class LockSession:
         fresh = await self.connect()
         if await try_crawl_lock(fresh, self.schema) and await try_run_lock(fresh, self.schema, self.run_id):
             old, self.conn, self.backend_pid = self.conn, fresh, fresh.info.backend_pid
-            await old.close()
+            await old.close()  # its session ended: it holds nothing (or fresh could not have taken them)
             return True
-        await fresh.close()  # releases whatever it took
+        await release_and_close(fresh)  # whatever it took
         return False
 
     async def close(self) -> None:
-        await self.conn.close()
+        await release_and_close(self.conn)
