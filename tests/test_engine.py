@@ -235,3 +235,39 @@ def test_workers_are_forked_with_their_user_agent_pool_drawn() -> None:
     worker.start()
     worker.join(timeout=60)
     assert answer.get(timeout=5) == 1
+
+
+def _forkserver_pid() -> int | None:
+    from multiprocessing import forkserver
+
+    return getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)  # CPython's
+
+
+async def test_crawls_in_one_process_share_its_forkserver_which_ends_with_the_process(
+    make_settings: Any, replica: ReplicaProcess, replica_with: Any, tmp_path: Any
+) -> None:
+    """Two crawls in this process fork their workers from one forkserver (its start costs a second of CPU);
+    a crawl's own process (the CLI) ends its forkserver before it exits: no idle process outlives it."""
+    import subprocess
+
+    import psutil
+
+    await run_crawl(make_settings(site=replica.url, districts="도봉구"), make_settings().database_url)
+    first = _forkserver_pid()
+    await run_crawl(make_settings(site=replica.url, districts="중구"), make_settings().database_url)
+    assert first is not None and _forkserver_pid() == first and psutil.pid_exists(first)
+
+    with replica_with(latency_ms=30) as slow:
+        settings = make_settings(site=slow.url, districts="도봉구", log_dir=tmp_path)
+        crawl = subprocess.Popen(crawl_command(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        root = psutil.Process(crawl.pid)
+
+        def its_forkserver() -> list[psutil.Process]:
+            try:
+                return [p for p in root.children() if "multiprocessing.forkserver" in " ".join(p.cmdline())]
+            except psutil.Error:
+                return []
+
+        (server,) = await until(its_forkserver, 60, "the CLI crawl's forkserver", every=0.05)
+        assert crawl.wait(timeout=120) == 0
+    assert not psutil.pid_exists(server.pid)  # ended and reaped by the crawl before it exited
