@@ -230,3 +230,61 @@ def test_the_scheduler_stops_at_once_not_at_its_next_tick(make_settings: Any, mo
     thread.join(timeout=5)
     service.close()
     assert not thread.is_alive() and time.monotonic() - asked < 2
+
+
+async def test_numbers_a_schedule_cannot_hold_are_refused_and_a_stored_one_is_skipped(
+    console: Console, make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A duration past a year, a retention past a century, NaN or Infinity in a job's params: 400 naming
+    the field (a grace_s of 1e26 was taken, then stopped the scheduler at its next tick and kept the console
+    from starting). One already in the table, from before or edited by hand, is skipped with job_invalid;
+    the scheduler starts, and a tick that fails does not end its loop."""
+    import logging
+    import threading
+
+    from stage5.schedule.service import SchedulerService
+
+    bad = [
+        ({"grace_s": 1e26}, "grace_s"),
+        ({"timeout_s": 99999999999999999999999999}, "timeout_s"),
+        ({"retention_days": 10**20}, "retention_days"),
+        ({"retries": 10**6}, "retries"),
+        ({"min_gap_s": float("nan")}, "min_gap_s"),
+        ({"wait_timeout_s": float("inf")}, "wait_timeout_s"),
+    ]
+    for params, field in bad:
+        status, answer = await console.call("POST", "/api/jobs", {"name": "x", "params": params})
+        assert (status, answer.get("field")) == (400, field), (params, answer)
+    _, job = await console.call("POST", "/api/jobs", {"name": "fine", "cron": "* * * * *"})
+    status, answer = await console.call("PATCH", f"/api/jobs/{job['id']}", {"params": {"grace_s": 1e999}})
+    assert (status, answer.get("field")) == (400, "grace_s"), answer
+
+    settings = make_settings()
+    query(
+        settings,
+        "INSERT INTO scheduled_jobs (name, kind, cron, timezone, params) VALUES ('huge', 'crawl', '* * * * *',"
+        " 'Asia/Seoul', '{\"grace_s\": 1e26}')",
+    )
+    caplog.set_level(logging.ERROR, logger="stage5.schedule")
+    service = await asyncio.to_thread(SchedulerService, settings, 0.05)
+    try:
+        assert [j.name for j in service.scheduler.jobs] == ["fine"]
+        assert any("job_invalid" in r.getMessage() and "huge" in r.getMessage() for r in caplog.records)
+        ticks, tick = [], service.tick
+
+        def failing_once() -> Any:
+            ticks.append(1)
+            if len(ticks) == 1:
+                raise RuntimeError("a tick that fails")
+            return tick()
+
+        service.tick = failing_once  # type: ignore[method-assign]
+        thread = threading.Thread(target=service.loop)
+        thread.start()
+        await until(lambda: len(ticks) >= 3, 10, "ticks after the failing one")
+        service.stopping.set()
+        thread.join(timeout=10)
+        assert any("scheduler_tick_failed" in r.getMessage() for r in caplog.records)
+    finally:
+        service.stopping.set()
+        await asyncio.to_thread(service.close)

@@ -109,10 +109,26 @@ def parse_job(raw: dict[str, Any]) -> Job:
     return job
 
 
+# The largest value each number may take: the scheduler computes dates from them (a duration past a
+# year, or a retention past a century, is a typo, and a huge one would overflow the date arithmetic).
+YEAR_S = 366 * 86400.0
+LIMITS: dict[str, float] = {
+    "wait_timeout_s": YEAR_S,
+    "min_gap_s": YEAR_S,
+    "grace_s": YEAR_S,
+    "timeout_s": YEAR_S,
+    "retries": 100,
+    "retention_days": 36_500,
+}
+
+
 def _check_type(name: str, field: str, value: Any, wanted: type) -> None:
     ok = isinstance(value, wanted) or (wanted is float and isinstance(value, int))
-    if not ok or isinstance(value, bool) or (isinstance(value, (int, float)) and value < 0):
+    if not ok or isinstance(value, bool) or (isinstance(value, (int, float)) and not value >= 0):  # NaN too
         raise JobError(f"job {name!r}: {field} must be a non-negative {wanted.__name__}, got {value!r}", field)
+    limit = LIMITS.get(field)
+    if limit is not None and value > limit:
+        raise JobError(f"job {name!r}: {field} must be at most {limit:,.0f}, got {value!r}", field)
 
 
 def job_from_row(name: str, kind: str, cron: str, params: dict[str, Any], timezone: str = "") -> Job:

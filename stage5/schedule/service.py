@@ -82,7 +82,10 @@ class SchedulerService:
 
     def loop(self) -> None:
         while not self.stopping.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:  # one failed tick (a database blip, a bug) must not end the schedule
+                log_event(log, "scheduler_tick_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
             self.stopping.wait(self.tick_s)  # a stop (SIGTERM, the console closing) ends the wait at once
 
     def close(self) -> None:
