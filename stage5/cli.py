@@ -46,13 +46,17 @@ def _setting_help(name: str) -> str:
     return f"{info.description} [default: {default}; env {env}]".replace("%", "%%")
 
 
-def _add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+def _add_settings_flags(
+    parser: argparse.ArgumentParser, names: tuple[str, ...], helps: dict[str, str] | None = None
+) -> None:
+    """A flag per setting; `helps` replaces a setting's help where this command treats it its own way."""
     group = parser.add_argument_group("settings (each also an environment variable or a .env line)")
     for name in names:
         annotation = Settings.model_fields[name].annotation
         choices = get_args(annotation) if get_origin(annotation) is Literal else None
         flag = f"--{name.replace('_', '-')}"
-        group.add_argument(flag, dest=name, default=None, choices=choices, help=_setting_help(name))
+        text = (helps or {}).get(name) or _setting_help(name)
+        group.add_argument(flag, dest=name, default=None, choices=choices, help=text)
 
 
 def _add_cache_flags(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="offline demo: start a replica, crawl all of Seoul from it, score it")
     demo.add_argument("--seed", type=int, default=5)
     demo.add_argument("--scale", type=float, default=1.0)
-    _add_settings_flags(demo, tuple(n for n in CRAWL_FLAGS if n != "site"))
+    schema_help = f"The schema the demo crawls into [default: {DEMO_SCHEMA}; STAGE5_DB_SCHEMA is not read]"
+    _add_settings_flags(demo, tuple(n for n in CRAWL_FLAGS if n != "site"), {"db_schema": schema_help})
     _add_cache_flags(demo)
 
     replica = sub.add_parser("replica", help="serve the DiningCode replica on loopback")
