@@ -291,6 +291,12 @@ async def test_more_units_than_a_worker_serves_before_recycling(
     stored, rejected = await load_result(settings)
     assert summary.status == "succeeded" and summary.units > 3 * 3
     assert score(small_world, stored, rejected, settings.districts).perfect
+    import redis as redis_lib
+
+    from stage5.crawl.celery_engine import KEY_PREFIX
+
+    left = redis_lib.Redis.from_url(redis_url).keys(f"{KEY_PREFIX}run:*:wanted:*")
+    assert left == []  # each answered unit's key went with its answer (they waited 7 days to expire)
 
 
 def test_a_worker_pool_is_sized_and_governed_by_its_machine_budget(make_settings: Any) -> None:

@@ -603,6 +603,7 @@ class CeleryExecutor:
             self.duplicates += 1
             return None  # a unit answered already (sent twice after a presumed loss): the first counts
         del self.sent[answer.uid]
+        self._forget(answer.uid)
         self.overhead.append((time.monotonic() - sent.sent_at, answer.wall_s, answer.cpu_s))
         if answer.result is None:
             failure = FailedUnit("unit", sent.unit.district, f"celery task for unit {answer.uid}", answer.error)
@@ -610,6 +611,14 @@ class CeleryExecutor:
         result = result_from_json(answer.result)
         self.totals.add(result.tally)
         return UnitDone(sent.unit, result)
+
+    def _forget(self, uid: int) -> None:
+        """The unit answered: its `wanted` key goes (it would wait 7 days to expire; a resumed master sends a
+        unit with no key again, which is what an answered one left unrecorded needs)."""
+        try:
+            self.sync.delete(self.keys.wanted(uid))
+        except REDIS_ERRORS as exc:  # the key expires by itself
+            log_event(log, "celery_key_left", logging.INFO, unit=uid, error=exc)
 
     def _give_back(self, lost: list[Sent]) -> list[ExecutorEvent]:
         events: list[ExecutorEvent] = []
