@@ -30,7 +30,7 @@ def print_summary(summary: RunSummary, served: dict[str, Any] | None = None) -> 
         f" {summary.bytes / 1e6:.1f} MB",
         f"  speed          {rate:,.0f} stores/hour, {summary.requests / max(summary.elapsed_s, 1e-9):.1f} requests/s",
         f"  cache          {summary.cache_hits} hits, {summary.cache_misses} misses"
-        f" ({summary.cache_hit_rate:.1%} of look-ups served from Redis)",
+        f" ({summary.cache_hit_rate:.1%} of look-ups served from Redis)" + _cache_trouble(summary),
         f"  memory         peak {summary.peak_memory_mb:.0f} MB of {summary.memory_budget_mb:.0f} MB budget;"
         f" governor {_governor(summary)}",
         f"  workers        up to {summary.workers_max} at once (start {summary.worker_start_s:.2f} s),"
@@ -306,6 +306,13 @@ def differing(old: Any, new: Any, width: int = 60) -> tuple[str, str]:
         return ("…" if begin else "") + shown + ("…" if end and len(middle) <= width else "")
 
     return cut(a), cut(b)
+
+
+def _cache_trouble(summary: RunSummary) -> str:
+    """A cache that could not be reached must not read as a cold one."""
+    if not summary.cache_errors:
+        return ""
+    return f"; Redis failed {summary.cache_errors} times (cache_unavailable in the log): answers were fetched instead"
 
 
 def _governor(summary: RunSummary) -> str:

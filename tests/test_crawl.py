@@ -135,6 +135,20 @@ def test_dead_database_is_a_clear_error(
     assert "cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:9/nowhere" in err and "start" in err.lower()
 
 
+def test_a_database_that_refuses_the_user_says_so_not_start_it(
+    capsys: pytest.CaptureFixture[str], pg_url: str, tmp_path: Path
+) -> None:
+    """The server runs and answered 'no such role': starting it is no fix; the credentials are."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    server = conninfo_to_dict(pg_url)  # key=value pairs
+    wrong = f"postgresql://no_such_role_stage5@{server.get('host', '127.0.0.1')}:{server.get('port', 5432)}/x"
+    code = main(["runs", "--database-url", wrong])
+    err = capsys.readouterr().err
+    assert code == 1 and "refused the connection" in err and 'role "no_such_role_stage5"' in err, err
+    assert "check the user, password and database" in err and "pg_ctlcluster" not in err
+
+
 def test_cli_crawl_json_and_parse(
     replica: ReplicaProcess, make_settings: Any, tmp_path: Path, small_world: World
 ) -> None:

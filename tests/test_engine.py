@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
 import signal
 import uuid
@@ -16,7 +18,7 @@ from stage5.crawl.run import run_crawl
 from stage5.replica.process import ReplicaProcess
 from stage5.replica.truth import score
 from stage5.replica.world import World
-from stage5.report import load_result
+from stage5.report import load_result, print_summary
 from stage5.storage.columns import STORE_COLUMNS
 
 SOME = "강남구,마포구,송파구,중구,도봉구,관악구"
@@ -88,6 +90,11 @@ async def test_redis_stopping_mid_run_does_not_fail_the_crawl(
     )
     assert summary.cache_hits + summary.cache_misses > 0  # it did use the cache before Redis went
     assert summary.cache_errors > 0  # and noticed it going
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        print_summary(summary)
+    (cache_line,) = [line for line in printed.getvalue().splitlines() if line.strip().startswith("cache ")]
+    assert f"Redis failed {summary.cache_errors} times" in cache_line  # not read as a cold cache
 
 
 async def test_redis_stopping_mid_run_leaves_local_workers_their_own_gates(

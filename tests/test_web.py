@@ -129,6 +129,8 @@ async def test_token_and_cross_site_rules(make_settings: Any, replica: ReplicaPr
         assert (await console.call("GET", "/api/jobs"))[0] == 401  # reading needs it too
         ok = {"Authorization": "Bearer s3cret"}
         assert (await console.call("GET", "/api/jobs", **ok))[0] == 200
+        assert (await console.call("GET", "/api/jobs", Authorization="bearer  s3cret"))[0] == 200  # any case
+        assert (await console.call("GET", "/api/jobs", Authorization="Basic s3cret"))[0] == 401
         assert (await console.call("POST", "/api/jobs", {"name": "a"}, **ok))[0] == 201
         evil = {**ok, "Origin": "http://evil.example"}
         assert (await console.call("POST", "/api/jobs", {"name": "b"}, **evil))[0] == 403

@@ -13,9 +13,17 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from stage5.errors import DatabaseUnavailable
 from stage5.redact import redact_url
 
+# libpq's words when the server answered and refused the connection (it runs: starting it is no fix)
+_REFUSED_BY_SERVER = ("FATAL:", "authentication failed", "does not exist", "no pg_hba.conf entry")
+
 
 def unavailable(url: str, exc: Exception) -> DatabaseUnavailable:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if any(words in reason for words in _REFUSED_BY_SERVER):
+        return DatabaseUnavailable(
+            f"PostgreSQL at {redact_url(url)} refused the connection: {reason}\n"
+            "  The server runs; check the user, password and database in DATABASE_URL (or --database-url)."
+        )
     return DatabaseUnavailable(
         f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}\n"
         "  Start it (here: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start;"

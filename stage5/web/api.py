@@ -98,7 +98,8 @@ def _refused(request: web.Request) -> web.Response | None:
     api = request.path.startswith("/api/")
     token = request.app[TOKEN]
     if api and token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+        given = given.strip() if scheme.lower() == "bearer" else ""  # the scheme's case does not matter (RFC 9110)
         if not hmac.compare_digest(given.encode(), token.encode()):
             return problem(401, "this server needs its API token: Authorization: Bearer <STAGE5_API_TOKEN>")
     if api and request.method in MUTATING:
