@@ -565,6 +565,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         log_dir=args.log_dir,
     )
     setup_logging(settings.log_dir, logging.INFO, settings.log_format, settings.log_level)
+    # Celery gives the root logger a handler of its own in every pool process: stage5's lines, written once
+    # by stage5's handlers, would be printed again under Celery's prefix.
+    logging.getLogger("stage5").propagate = False
     app = configure(redis_url(settings), settings.celery_visibility_s)
     processes = worker_pool_size(settings, os.cpu_count() or 1)
     os.environ[POOL_SIZE_ENV] = str(processes)  # its pool processes tell the master their pool's size

@@ -299,6 +299,22 @@ async def test_more_units_than_a_worker_serves_before_recycling(
     assert left == []  # each answered unit's key went with its answer (they waited 7 days to expire)
 
 
+async def test_a_workers_lines_are_printed_once_and_under_no_celery_prefix(
+    two_workers: tuple[str, list[subprocess.Popen[bytes]]], make_settings: Any, tmp_path: Path, replica_with: Any
+) -> None:
+    """Celery redirected the pool's stderr into its logger and gave the root logger a handler: each stage5
+    line of a worker came out twice, once relabelled 'WARNING/ForkPoolWorker-N] INFO retry …'."""
+    redis_url, _ = two_workers
+    with replica_with(p5xx=0.3) as faulty:  # retries: lines a worker logs
+        settings = make_settings(site=faulty.url, districts="도봉구", engine="celery", cache="off")
+        summary = await run_crawl(settings, settings.database_url, redis_url)
+    assert summary.status == "succeeded" and summary.retries > 0
+    lines = [ln for w in ("w0", "w1") for ln in (tmp_path / w / "stderr").read_text(errors="replace").splitlines()]
+    retries = [ln for ln in lines if "retry url=" in ln]
+    assert retries and not [ln for ln in retries if "ForkPoolWorker" in ln]
+    assert len(retries) == len(set(retries))  # each once (a retry line names its url, attempt and wait)
+
+
 def test_a_worker_pool_is_sized_and_governed_by_its_machine_budget(make_settings: Any) -> None:
     from stage5.crawl.celery_engine import worker_argv, worker_pool_size
 

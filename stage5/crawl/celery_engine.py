@@ -99,6 +99,9 @@ def configure(redis_url: str, visibility_s: int, time_limit_s: int = 900) -> Cel
         task_time_limit=time_limit_s + 30,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
+        # stage5's own handler writes each line once; Celery's redirection of stderr printed it again,
+        # relabelled 'WARNING/ForkPoolWorker-N] INFO …'
+        worker_redirect_stdouts=False,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a broker restart: workers wait for it, however long
     )
