@@ -23,6 +23,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from stage5.crawl.pool import stop_forkserver
 from stage5.crawl.run import RunSummary, run_crawl
 from stage5.logs import setup_logging
 from stage5.replica.process import ReplicaProcess
@@ -40,6 +41,7 @@ def crawl(url: str, db: str, **overrides: object) -> RunSummary:
     try:
         return asyncio.run(run_crawl(settings, db, fresh=True))
     finally:
+        stop_forkserver()  # waited for, so its workers' CPU counts in RUSAGE_CHILDREN (it lives for the process)
         with psycopg.connect(db, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
