@@ -13,8 +13,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from stage5.errors import DatabaseUnavailable
 from stage5.redact import redact_url
 
-# libpq's words when the server answered and refused the connection (it runs: starting it is no fix)
-_REFUSED_BY_SERVER = ("FATAL:", "authentication failed", "does not exist", "no pg_hba.conf entry")
+# libpq's words when the server answered and refused these credentials (it runs: starting it is no fix). Not
+# any FATAL: "the database system is starting up" or "too many clients" are no matter of credentials.
+_REFUSED_BY_SERVER = ("authentication failed", "does not exist", "no pg_hba.conf entry")
 
 
 def unavailable(url: str, exc: Exception) -> DatabaseUnavailable:
