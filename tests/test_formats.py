@@ -156,6 +156,13 @@ def test_long_and_hostile_texts_stay_bounded() -> None:
         (float("nan"), None),
         (True, None),
         ("3,000,000,000원", None),
+        # notations an attacker's proxy served (not in the facts file): a wrong number was stored for each
+        ("2.98만원", 29800),  # was 980000
+        ("1.5만원", 15000),  # was 50000
+        ("2만8,800원", 28800),  # was 8800
+        ("1만7천8백원", 17800),
+        ("15.900원", None),  # a dot for thousands: unreadable (was 900)
+        ("2만12,000원", None),  # digits that overflow 만: unreadable
     ],
 )
 def test_prices(value: object, expected: int | None) -> None:

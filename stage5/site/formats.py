@@ -340,10 +340,25 @@ def weekly_table(entries: list[Hours]) -> dict[str, dict[str, Any]]:
 
 # --- prices -------------------------------------------------------------------------------------------
 
-_WON_RE = re.compile(r"(?<![\d,])(\d[\d,]*+)\s*원")
+# Not after a '.' either: `15.900원` (a dot for thousands) is no 900 won, it is unreadable.
+_WON_RE = re.compile(r"(?<![\d,.])(\d[\d,]*+)\s*원")
 _NUMBER_RE = re.compile(r"(?<![\d,.])(\d[\d,]*+)")
 _PLAIN_NUMBER_RE = re.compile(r"\s*\d[\d,]*(?:\.0+)?\s*")
-_KOREAN_WON_RE = re.compile(r"(?:(\d{1,4})\s*만)?\s*(?:(\d)\s*천)?\s*(?:(\d)\s*백)?\s*(\d{1,3})?\s*원")
+# 만 with a decimal (`2.98만원` is 29,800) and digits after it (`2만8,800원` is 28,800), besides `1만5천원`.
+_KOREAN_WON_RE = re.compile(
+    r"(?<![\d.,])(?:(\d{1,4})(?:\.(\d{1,4}))?\s*만)?\s*(?:(\d)\s*천)?\s*(?:(\d)\s*백)?\s*(\d[\d,]*+)?\s*원"
+)
+
+
+def _korean_won(
+    man: str | None, tenths: str | None, cheon: str | None, baek: str | None, rest: str | None
+) -> int | None:
+    """`N[.d]만 N천 N백 N원` in won; None where the digits after the units overflow them (`2만12,000원`)."""
+    tail = int(rest.replace(",", "")) if rest else 0
+    if tail >= (1_000 if cheon or baek else 10_000):
+        return None
+    fraction = int(tenths.ljust(4, "0")) if tenths else 0  # a part of 만 (10^4): `.98` is 9,800
+    return int(man or 0) * 10_000 + fraction + int(cheon or 0) * 1_000 + int(baek or 0) * 100 + tail
 
 
 def won(value: Any) -> int | None:
@@ -359,9 +374,8 @@ def won(value: Any) -> int | None:
         text = text.split(".", 1)[0] + "원"
     head = text.split("~", 1)[0]
     korean = _KOREAN_WON_RE.search(text)
-    if korean and any(korean.group(i) for i in (1, 2, 3)):
-        man, cheon, baek, rest = (int(g) if g else 0 for g in korean.groups())
-        return man * 10_000 + cheon * 1_000 + baek * 100 + rest
+    if korean and any(korean.group(i) for i in (1, 3, 4)):
+        return _korean_won(*korean.groups())
     found = _WON_RE.search(head) or (_NUMBER_RE.search(head) if "~" in text else None)
     digits = found.group(1).replace(",", "") if found else ""
     return int(digits) if digits and len(digits) <= MAX_PRICE_DIGITS else None
