@@ -110,6 +110,24 @@ def test_another_stores_page_is_refused_by_its_id_or_by_its_facts() -> None:
     assert verify_detail(replace(stranger, address="서울시 강남구 역삼동 1-2"), listing())
 
 
+def test_a_sibling_branchs_answer_without_an_id_is_refused() -> None:
+    """An answer that gives no store id, named like the listed store (a chain's branches share the name) but
+    with another branch, phone or address: another branch's (an attacker's proxy stored 50 such answers
+    whole, address, phone, menu and all)."""
+    sibling = page(branch="신림점", address="서울특별시 관악구 신림동 9", phone="02-999-0000")
+    with pytest.raises(NotThisStore, match="no store id, and its branch '신림점'"):
+        verify_detail(sibling, listing())
+    with pytest.raises(NotThisStore, match="no store id, and its phone"):
+        verify_detail(replace(sibling, branch=None), listing())
+    with pytest.raises(NotThisStore, match="no store id, and its address"):
+        verify_detail(replace(sibling, branch=None, phone=None), listing())
+    # its own id, a matching phone or address, or nothing to contradict the name: as before
+    assert verify_detail(replace(sibling, claimed_ids=(RID,)), listing())
+    assert verify_detail(replace(sibling, phone="02-555-1234"), listing())
+    assert verify_detail(replace(sibling, address="서울 강남구 역삼동 1-2"), listing())
+    assert verify_detail(page(address=None, phone=None), listing())
+
+
 # --- provenance, derived fields, damage (pure) ---------------------------------------------------
 
 

@@ -154,4 +154,24 @@ def verify_detail(detail: StoreDetail, summary: StoreSummary) -> StoreDetail:
             f"not this store's page: it names none of the listing's facts"
             f" (page: {detail.name!r}, listing: {summary.name!r})"
         )
+    if not detail.claimed_ids and (conflict := _contradiction(detail, summary)):
+        raise NotThisStore(f"not this store's page: it gives no store id, and its {conflict}")
     return detail
+
+
+def _contradiction(detail: StoreDetail, summary: StoreSummary) -> str | None:
+    """For an answer that gives no id of its own: what in it is another store's, when only the name (which
+    a chain's branches share) ties it to the listing. A matching phone or address ties it; a branch, phone
+    or address that both give and that differ is another branch's."""
+    if _digits(detail.phone) and _digits(detail.phone) == _digits(summary.phone):
+        return None
+    ours, theirs = (summary.address, summary.road_address), (detail.address, detail.road_address)
+    if any(_same_address(a, b) for a in theirs for b in ours):
+        return None
+    if detail.branch and summary.branch and not _same_name(detail.branch, summary.branch):
+        return f"branch {detail.branch!r} is not the listing's {summary.branch!r}"
+    if _digits(detail.phone) and _digits(summary.phone):
+        return f"phone {detail.phone!r} is not the listing's {summary.phone!r}"
+    if any(theirs) and any(ours):
+        return f"address {next(a for a in theirs if a)!r} is not the listing's"
+    return None
