@@ -185,6 +185,22 @@ def test_hours_text_no_notation_reads_is_kept_raw_not_guessed() -> None:
     assert parse(sample()).unread == ()
 
 
+def test_hours_it_cannot_read_leave_the_stored_hours_alone() -> None:
+    """An hours text no notation reads, or bhour in a shape this reader does not know (a text, a list of
+    texts), says nothing of the hours it left empty: they are missing, not gone (an attacker's proxy sending
+    either had the stored hours, break and last order of 65 stores blanked)."""
+    hours = {"open_hours", "break_time", "last_order", "holiday", "weekly_hours"}
+    data = sample()
+    section(data, "detail")["bhour"] = [{"duration": "매일", "time": "오픈 시간 미정"}]
+    assert hours <= parse(data).missing
+    for shape in ("매일 11:00 - 22:00", ["매일 11:00 - 22:00"]):
+        section(data, "detail")["bhour"] = shape
+        del section(data, "detail")["bhour_seo"]
+        assert hours <= parse(data).missing, shape
+        section(data, "detail")["bhour_seo"] = []  # an empty list beside it: the answer says no hours
+        assert not hours & parse(data).missing, shape
+
+
 def test_bhour_seo_when_bhour_is_empty_and_no_hours_at_all() -> None:
     data = sample()
     section(data, "detail")["bhour"] = []

@@ -149,14 +149,19 @@ def price_of(value: Any) -> tuple[int | None, str | None]:
 
 
 def _entries(detail: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """detail.bhour[] ({duration, time, today}), else bhour_seo[]; None when the answer has neither key."""
-    if "bhour" not in detail and "bhour_seo" not in detail:
-        return None
+    """detail.bhour[] ({duration, time, today}), else bhour_seo[]; [] when they are empty (or null): no hours;
+    None when the answer has neither key, or holds them in a shape this reader does not know (a text, a list
+    of texts): hours not shown, so the stored ones stay."""
+    empty = False
     for key in ("bhour", "bhour_seo"):
-        listed = [e for e in items(detail.get(key))[:MAX_ENTRIES] if isinstance(e, dict)]
+        value = detail.get(key)
+        if value is None or value == []:
+            empty = empty or key in detail
+            continue
+        listed = [e for e in items(value)[:MAX_ENTRIES] if isinstance(e, dict)]
         if listed:
             return listed
-    return []
+    return [] if empty else None
 
 
 def _common(week: dict[str, dict[str, Any]], key: str) -> Any:
@@ -322,6 +327,8 @@ def parse_profile(body: bytes, rid: str) -> StoreDetail:
     }
     empty = {k for k, v in fields.items() if v in (None, ())}
     missing = {k for k in empty if not shown.get(k, False)} | {"keywords"}  # no keyword links in the API
+    if unread:  # an hours text it could not read says nothing of the fields it left empty
+        missing |= {k for k in HOURS_FIELDS if k in empty}
     if menu is None:
         missing.add("best_menu")
     return StoreDetail(
